@@ -1,0 +1,62 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is CMake's.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 10
+
+# Debian packages the build and the tests need (bench/ installs the peers it compares with).
+DEPS = build-essential cmake pkg-config libuv1-dev libcmocka-dev clang libclang-rt-14-dev \
+       netcat-openbsd socat python3 valgrind procps iproute2
+
+.PHONY: all deps build run test test-unit test-asan test-valgrind fuzz bench soak install clean format
+
+all: build
+
+deps:
+	@scripts/deps.sh $(DEPS)
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	./$(BUILD)/yodel serve
+
+$(ASAN_BUILD)/yodel: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DYODEL_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test: build
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DYODEL_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@echo "== tests (release build)"
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@echo "== tests under ASan+UBSan"
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+	@echo "== server under valgrind"
+	cd $(BUILD) && YODEL_VALGRIND=1 ctest --output-on-failure -L valgrind
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+fuzz: deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DYODEL_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run-all
+
+bench: build
+	bench/compare
+
+soak: build
+	tests/soak/run
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX) $(if $(DESTDIR),,)
+	@true
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
