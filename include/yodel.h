@@ -1,0 +1,362 @@
+/*
+ * yodel.h - libyodel, the asyncio echo client and server building blocks in C.
+ *
+ * One event loop per thread (yd_loop), endpoints with protocol callbacks in the
+ * shape of asyncio's Protocol (yd_protocol), stream helpers (read a chunk, a line
+ * with a limit, exactly n bytes; write with back-pressure; half-close), timers,
+ * signals, statistics and the echo behaviours themselves.
+ *
+ * Conventions:
+ *  - Every function that can fail returns 0 (or a count) on success and a negative
+ *    errno-style code on failure (-EINVAL, -EMFILE, ...); yd_strerror() names it.
+ *  - All handles are opaque. Nothing here is thread-safe unless it says so: a loop
+ *    and everything created on it belong to the thread that runs the loop.
+ *  - Callbacks run on the loop's thread. A callback may close the handle it was
+ *    called for; the handle stays valid until its on_close callback returns.
+ */
+#ifndef YODEL_H
+#define YODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define YD_VERSION "0.1.0"
+
+typedef struct yd_loop yd_loop;
+typedef struct yd_server yd_server;
+typedef struct yd_conn yd_conn;
+typedef struct yd_timer yd_timer;
+typedef struct yd_signal yd_signal;
+typedef struct yd_stats yd_stats;
+
+/* The library's version string, YD_VERSION at build time. */
+const char *yd_version(void);
+
+/* A static, human-readable name for a negative error code (or 0). */
+const char *yd_strerror(int code);
+
+/* ---- Event loop ------------------------------------------------------------------------- */
+
+/* Creates a loop. Returns 0 and sets *out, or a negative error. */
+int yd_loop_new(yd_loop **out);
+
+/* Runs callbacks until nothing is left to wait for or yd_loop_stop() is called. */
+int yd_loop_run(yd_loop *loop);
+
+/* Makes yd_loop_run() return after the current iteration. Loop thread only. */
+void yd_loop_stop(yd_loop *loop);
+
+/*
+ * Frees a loop. Closes any handle still open on it (their on_close callbacks run)
+ * first. Returns 0, or -EBUSY if a handle refused to close.
+ */
+int yd_loop_free(yd_loop *loop);
+
+/*
+ * Graceful stop: closes every server of the loop, closes each connection a server
+ * accepted once it has sent everything it received and gone quiet, and resets
+ * whatever is left after drain_ms. yd_loop_run() returns when all is closed (if
+ * nothing else, such as a repeating timer, keeps the loop alive).
+ */
+void yd_loop_drain(yd_loop *loop, uint64_t drain_ms);
+
+/* The loop's cached monotonic clock, in milliseconds. */
+uint64_t yd_loop_now_ms(const yd_loop *loop);
+
+/*
+ * Runs fn(data) on the loop's thread during its next iteration. The only function
+ * here that may be called from any thread (asyncio's call_soon_threadsafe).
+ * Returns 0, or -ENOMEM.
+ */
+int yd_loop_call_threadsafe(yd_loop *loop, void (*fn)(yd_loop *loop, void *data), void *data);
+
+/* ---- Statistics ------------------------------------------------------------------------- */
+
+/* Kinds of error the endpoints count. */
+enum yd_error_kind {
+    YD_ERR_ACCEPT,        /* accept() failed, e.g. EMFILE */
+    YD_ERR_RESET,         /* a peer reset the connection (ECONNRESET, EPIPE) */
+    YD_ERR_IO,            /* any other read or write error */
+    YD_ERR_LINE_TOO_LONG, /* a line beyond the read limit */
+    YD_ERR_IDLE_TIMEOUT,  /* closed for sending nothing for too long */
+    YD_ERR_UDP_SEND,      /* a datagram could not be sent (ICMP unreachable, full buffer) */
+    YD_ERR_UDP_LOW_PORT,  /* a datagram from a source port below 1024 was dropped */
+    YD_ERR_HTTP,          /* a malformed or unknown request on the metrics endpoint */
+    YD_ERR__COUNT
+};
+
+/* The counters a set of endpoints keeps, as plain numbers. */
+typedef struct yd_stats_snapshot {
+    uint64_t conns_accepted; /* connections accepted (including refused ones) */
+    uint64_t conns_active;   /* connections open now */
+    uint64_t conns_refused;  /* accepted and closed at once (max-conns) */
+    uint64_t conns_closed;   /* connections closed */
+    uint64_t messages;       /* messages delivered: reads in chunk mode, lines in line mode,
+                                datagrams for UDP */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t errors[YD_ERR__COUNT];
+} yd_stats_snapshot;
+
+/*
+ * A set of counters. One loop thread writes it; any thread may read it with
+ * yd_stats_read() at any time. Several servers on one loop may share one.
+ */
+int yd_stats_new(yd_stats **out);
+void yd_stats_free(yd_stats *stats);
+
+/* Adds the current values of stats into *sum (so several threads' counters merge). */
+void yd_stats_read(const yd_stats *stats, yd_stats_snapshot *sum);
+
+/* Counts one error of the given kind (for protocols that detect their own). */
+void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind);
+
+/* "accept", "reset", "line_too_long", ...: names fit for metrics labels. */
+const char *yd_error_kind_name(enum yd_error_kind kind);
+
+/* ---- Protocols: the callbacks of an endpoint --------------------------------------------- */
+
+/*
+ * The events of a connection, as asyncio's Protocol has them. Any of them may be
+ * NULL. For a datagram server, only on_datagram is used.
+ */
+typedef struct yd_protocol {
+    /* connection_made: the connection is up; set its read mode or data here. */
+    void (*on_connect)(yd_conn *conn);
+    /*
+     * data_received: one message, whose shape is the read mode's: the bytes of one
+     * read (YD_READ_CHUNK), one line with its '\n' (YD_READ_LINE; the last line
+     * of the stream may lack it), or exactly n bytes (YD_READ_EXACTLY). The bytes
+     * are only valid during the call.
+     */
+    void (*on_data)(yd_conn *conn, const char *data, size_t len);
+    /*
+     * eof_received: the peer half-closed. When NULL, the connection closes once
+     * its queued writes are sent (asyncio's default).
+     */
+    void (*on_eof)(yd_conn *conn);
+    /* The write queue fell below the low watermark after passing the high one. */
+    void (*on_drain)(yd_conn *conn);
+    /*
+     * connection_lost: the last event of a connection. status is 0 for an orderly
+     * close or a negative error (-ECONNRESET, -EMSGSIZE for a line too long,
+     * -ETIMEDOUT for an idle timeout, ...). The connection is freed on return.
+     */
+    void (*on_close)(yd_conn *conn, int status);
+    /*
+     * A datagram server received one datagram from `peer` (a struct sockaddr of
+     * peer_len bytes). Reply with yd_server_send_to().
+     */
+    void (*on_datagram)(yd_server *server, const char *data, size_t len, const void *peer,
+                        unsigned peer_len);
+} yd_protocol;
+
+/* ---- Servers ------------------------------------------------------------------------------ */
+
+typedef struct yd_server_options {
+    const yd_protocol *protocol; /* required */
+    void *data;                  /* returned by yd_server_data() */
+    yd_stats *stats;             /* counters to update, or NULL */
+    size_t max_conns;            /* 0: unlimited; beyond it, accept and close at once */
+    uint64_t idle_timeout_ms;    /* 0: none; close a connection silent for this long */
+    int reuseport;               /* SO_REUSEPORT, for one listening socket per thread */
+    int backlog;                 /* 0: a sensible default (SOMAXCONN) */
+} yd_server_options;
+
+/*
+ * Listens on an address (see yd_addr_parse: "HOST:PORT", "udp://HOST:PORT",
+ * "unix:PATH", ...). A host name binds every address it resolves to, so one
+ * server may own several sockets. Port 0 takes an ephemeral port; with several
+ * sockets they all get the port the first one got. Returns 0 and sets *out, or a
+ * negative error (-EADDRINUSE, -EACCES, ...).
+ */
+int yd_server_listen(yd_loop *loop, const char *addr, const yd_server_options *options,
+                     yd_server **out);
+
+/*
+ * Serves an already bound socket (socket activation, inetd): a listening stream
+ * socket or a datagram socket. The server owns fd from then on.
+ */
+int yd_server_adopt(yd_loop *loop, int fd, const yd_server_options *options, yd_server **out);
+
+/* How many sockets the server listens on. */
+unsigned yd_server_socket_count(const yd_server *server);
+
+/*
+ * Writes the address of socket i as "tcp://127.0.0.1:8888", "udp://[::1]:8888" or
+ * "unix:/path" into buf. Returns the length, or a negative error.
+ */
+int yd_server_address(const yd_server *server, unsigned i, char *buf, size_t len);
+
+/* The real port of the server's first socket (0 for a Unix socket). */
+int yd_server_port(const yd_server *server);
+
+void *yd_server_data(const yd_server *server);
+yd_loop *yd_server_loop(const yd_server *server);
+
+/* Sends one datagram to a peer given to on_datagram. Never blocks; -EAGAIN if full. */
+int yd_server_send_to(yd_server *server, const void *data, size_t len, const void *peer,
+                      unsigned peer_len);
+
+/*
+ * Stops listening and frees the server. Connections it accepted go on; they keep
+ * the protocol and data they had. A Unix socket file it created is removed.
+ */
+void yd_server_close(yd_server *server);
+
+/* ---- Connections -------------------------------------------------------------------------- */
+
+typedef enum yd_read_mode {
+    YD_READ_CHUNK,  /* on_data gets whatever one read returned */
+    YD_READ_LINE,   /* on_data gets one '\n'-terminated line; arg: the longest line */
+    YD_READ_EXACTLY /* on_data gets exactly arg bytes */
+} yd_read_mode;
+
+/* Back-pressure thresholds of a connection's write queue (asyncio's defaults). */
+#define YD_HIGH_WATERMARK (64u * 1024u)
+#define YD_LOW_WATERMARK  (16u * 1024u)
+
+/*
+ * Connects to "HOST:PORT", "[::1]:PORT", "unix:PATH" or "udp://HOST:PORT" (a
+ * connected datagram socket: each write is one datagram, each datagram one
+ * on_data). on_connect runs when connected; a failed connect runs on_close with
+ * the error. Returns 0 and sets *out (valid until on_close), or a negative error
+ * for a bad address.
+ */
+int yd_conn_connect(yd_loop *loop, const char *addr, const yd_protocol *protocol, void *data,
+                    yd_conn **out);
+
+/*
+ * Wraps an open descriptor (a connected socket, a pipe or a terminal) as a
+ * connection; on_connect runs from the loop. The connection owns fd (closing the
+ * connection closes it). A regular file is -ENOTSUP: it cannot be polled.
+ */
+int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *data, yd_conn **out);
+
+/* Chooses how received bytes are cut into on_data calls. -EINVAL for a bad arg. */
+int yd_conn_set_read_mode(yd_conn *conn, yd_read_mode mode, size_t arg);
+
+/*
+ * Sends bytes. Tries to write at once; whatever the kernel does not take is copied
+ * into the connection's write queue. Past YD_HIGH_WATERMARK the connection stops
+ * reading until the queue falls below YD_LOW_WATERMARK (then on_drain runs).
+ * Returns 0, -EPIPE after yd_conn_shutdown() or close, or -ENOBUFS if the queue
+ * would pass its hard limit (the caller ignored back-pressure).
+ */
+int yd_conn_write(yd_conn *conn, const void *data, size_t len);
+
+/* Bytes queued and not yet taken by the kernel. */
+size_t yd_conn_write_queued(const yd_conn *conn);
+
+/* Half-closes: sends EOF once queued writes are sent (asyncio's write_eof). */
+int yd_conn_shutdown(yd_conn *conn);
+
+/* Closes once queued writes are sent; then on_close runs. Safe to call twice. */
+void yd_conn_close(yd_conn *conn);
+
+/* Closes now, dropping queued writes and resetting a TCP peer; then on_close runs. */
+void yd_conn_abort(yd_conn *conn);
+
+/* Stops and resumes delivering on_data (takes effect after the current read). */
+void yd_conn_pause_reading(yd_conn *conn);
+void yd_conn_resume_reading(yd_conn *conn);
+
+/* Writes the peer's address ("127.0.0.1:50312", "[::1]:50312", "unix") into buf. */
+int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
+
+void *yd_conn_data(const yd_conn *conn);
+void yd_conn_set_data(yd_conn *conn, void *data);
+/* The server that accepted the connection, or NULL for a client connection. */
+yd_server *yd_conn_server(const yd_conn *conn);
+yd_loop *yd_conn_loop(const yd_conn *conn);
+
+/* ---- Timers and signals ------------------------------------------------------------------- */
+
+typedef void (*yd_timer_cb)(yd_timer *timer, void *data);
+
+int yd_timer_new(yd_loop *loop, yd_timer_cb cb, void *data, yd_timer **out);
+/* Runs cb after timeout_ms, then every repeat_ms if that is not 0. Restarts if running. */
+int yd_timer_start(yd_timer *timer, uint64_t timeout_ms, uint64_t repeat_ms);
+void yd_timer_stop(yd_timer *timer);
+/* Stops and frees the timer (the memory goes back at the loop's next iteration). */
+void yd_timer_free(yd_timer *timer);
+
+typedef void (*yd_signal_cb)(yd_signal *signal, int signum, void *data);
+
+/* Runs cb on the loop whenever signum arrives (SIGINT, SIGTERM, ...). */
+int yd_signal_new(yd_loop *loop, int signum, yd_signal_cb cb, void *data, yd_signal **out);
+void yd_signal_free(yd_signal *signal);
+
+/* ---- Parsing helpers (pure functions, no allocation) -------------------------------------- */
+
+typedef enum yd_transport { YD_TCP, YD_UDP, YD_UNIX } yd_transport;
+
+typedef struct yd_addr {
+    yd_transport transport;
+    char host[256]; /* without IPv6 brackets; empty for Unix sockets */
+    uint16_t port;
+    char path[108]; /* Unix socket path */
+} yd_addr;
+
+/*
+ * Parses "HOST:PORT", "tcp://HOST:PORT", "udp://HOST:PORT", "unix:PATH",
+ * "[v6]:PORT". Returns 0, or -EINVAL with *out unspecified.
+ */
+int yd_addr_parse(const char *text, yd_addr *out);
+
+/* Parses "500ms", "2s", "1m", "1h" or a bare number of seconds ("0.5"). */
+int yd_parse_duration_ms(const char *text, uint64_t *out_ms);
+
+/* Parses a byte count with an optional k/m/g suffix, 1024-based ("64k"). */
+int yd_parse_size(const char *text, uint64_t *out_bytes);
+
+/*
+ * Finds the first line in buf. Returns its length including the '\n', 0 when no
+ * '\n' is in buf and len <= max_line (need more bytes), or -EMSGSIZE when the
+ * line would be longer than max_line bytes (its '\n' included).
+ */
+long yd_frame_line(const char *buf, size_t len, size_t max_line);
+
+/* Copies n bytes from src to dst with ASCII letters upper-cased (dst may be src). */
+void yd_ascii_upper(char *dst, const char *src, size_t n);
+
+/* ---- Echo: the behaviours of `yodel serve` ------------------------------------------------ */
+
+typedef enum yd_echo_mode {
+    YD_ECHO_RAW,  /* bytes as they arrive, until EOF (RFC 862) */
+    YD_ECHO_LINE, /* line by line */
+    YD_ECHO_UPPER /* line by line, ASCII letters upper-cased */
+} yd_echo_mode;
+
+typedef struct yd_echo_options {
+    yd_echo_mode mode;
+    int once;              /* reply to the first message, then close */
+    uint64_t delay_ms;     /* hold each reply this long (never blocks other clients) */
+    size_t max_line_bytes; /* 0: 64 KiB */
+    int verbose;           /* log connect, data, close with the peer address to stderr */
+    int json;              /* logs as JSON objects */
+} yd_echo_options;
+
+/*
+ * Listens on addr and echoes per options. server_options may be NULL or carry the
+ * generic limits (its protocol and data are ignored: echo supplies its own).
+ */
+int yd_echo_listen(yd_loop *loop, const char *addr, const yd_echo_options *echo,
+                   const yd_server_options *server_options, yd_server **out);
+
+/* The same, for an already bound socket (see yd_server_adopt). */
+int yd_echo_adopt(yd_loop *loop, int fd, const yd_echo_options *echo,
+                  const yd_server_options *server_options, yd_server **out);
+
+/* Echoes on one connected socket, e.g. inetd's descriptor 0 (the loop then owns fd). */
+int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo, yd_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,88 @@
+/* Socket addresses: resolving a parsed address and naming a bound or peer one. */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+
+#include "internal.h"
+
+static void add_result(struct resolved *r, const struct sockaddr *sa, socklen_t len)
+{
+    for (int i = 0; i < r->count; i++) /* /etc/hosts may list an address twice */
+        if (r->len[i] == len && memcmp(&r->addr[i], sa, len) == 0)
+            return;
+    if (r->count == RESOLVED_MAX || len > sizeof r->addr[0])
+        return;
+    memcpy(&r->addr[r->count], sa, len);
+    r->len[r->count++] = len;
+}
+
+static int resolve_into(struct resolved *r, const char *host, uint16_t port, int socktype,
+                        int passive)
+{
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = socktype;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    char service[8];
+    snprintf(service, sizeof service, "%u", (unsigned)port);
+    struct addrinfo *res;
+    int err = getaddrinfo(host, service, &hints, &res);
+    if (err == EAI_SYSTEM)
+        return -errno;
+    if (err == EAI_MEMORY)
+        return -ENOMEM;
+    if (err != 0)
+        return -EHOSTUNREACH; /* no such host: the nearest errno */
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
+        add_result(r, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+int addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved *out)
+{
+    out->count = 0;
+    out->localhost = strcasecmp(addr->host, "localhost") == 0;
+    if (!out->localhost)
+        return resolve_into(out, addr->host, addr->port, socktype, passive);
+    /* RFC 6761: localhost is the loopback addresses, whatever /etc/hosts forgot to say (many
+     * systems list only 127.0.0.1); asyncio's "localhost" is then both, as users expect. */
+    int err = resolve_into(out, "127.0.0.1", addr->port, socktype, passive);
+    if (err == 0)
+        err = resolve_into(out, "::1", addr->port, socktype, passive);
+    return out->count > 0 ? 0 : err;
+}
+
+int sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    int n;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        n = snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        n = snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        n = snprintf(buf, len, "unix");
+    } else {
+        return -EAFNOSUPPORT;
+    }
+    if (n < 0 || (size_t)n >= len)
+        return -ENOBUFS;
+    return n;
+}
+
+int sockaddr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}

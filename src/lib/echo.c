@@ -1,0 +1,362 @@
+/*
+ * The echo behaviours of `yodel serve`: raw, line and upper modes, one-shot and delayed replies,
+ * logging. Connections without --delay or -v carry no state of their own: the hot path is
+ * on_data -> yd_conn_write from the loop's read buffer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define DEFAULT_MAX_LINE (64u * 1024u)
+#define PREVIEW_BYTES    60
+
+/* Shared by every connection of one or more servers; freed when the last one lets go. */
+struct echo_ctx {
+    yd_echo_options opts;
+    unsigned refs;
+};
+
+/* Per connection, only with --delay or -v. */
+struct echo_conn {
+    struct echo_ctx *ctx;
+    yd_conn *conn;
+    yd_timer *timer;  /* --delay: fires when the oldest held reply is due */
+    struct bufq held; /* --delay: records of {due, len} followed by the bytes */
+    int timer_armed;
+    int paused;   /* reading paused because too much is held */
+    int finished; /* EOF seen or --once answered: close once nothing is held */
+    char peer[64];
+};
+
+struct held_record {
+    uint64_t due_ms;
+    uint64_t len;
+};
+
+static void ctx_unref(struct echo_ctx *ctx)
+{
+    if (--ctx->refs == 0)
+        free(ctx);
+}
+
+static void ctx_release(void *data)
+{
+    ctx_unref(data);
+}
+
+static int read_mode_for(struct echo_ctx *ctx, yd_conn *conn)
+{
+    if (ctx->opts.mode == YD_ECHO_RAW)
+        return yd_conn_set_read_mode(conn, YD_READ_CHUNK, 0);
+    return yd_conn_set_read_mode(conn, YD_READ_LINE, ctx->opts.max_line_bytes);
+}
+
+/* ---- Logging (-v) ------------------------------------------------------------------------- */
+
+/* Writes up to PREVIEW_BYTES of data, escaped, into out (at least 4 * PREVIEW_BYTES + 4). */
+static void preview(const char *data, size_t len, char *out, int json)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < PREVIEW_BYTES; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (c == '\n')
+            o += (size_t)sprintf(out + o, "\\n");
+        else if (c == '"' || c == '\\')
+            o += (size_t)sprintf(out + o, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            o += (size_t)sprintf(out + o, json ? "\\u%04x" : "\\x%02x", c);
+        else
+            out[o++] = (char)c;
+    }
+    if (len > PREVIEW_BYTES)
+        o += (size_t)sprintf(out + o, "...");
+    out[o] = '\0';
+}
+
+static void log_event(const struct echo_conn *ec, const char *event, const char *data, size_t len)
+{
+    char text[4 * PREVIEW_BYTES + 8] = "";
+    if (data != NULL)
+        preview(data, len, text, ec->ctx->opts.json);
+    if (ec->ctx->opts.json) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        fprintf(stderr, "{\"ts\":%lld.%03ld,\"event\":\"%s\",\"peer\":\"%s\"", (long long)ts.tv_sec,
+                ts.tv_nsec / 1000000, event, ec->peer);
+        if (data != NULL)
+            fprintf(stderr, ",\"bytes\":%zu,\"data\":\"%s\"", len, text);
+        fputs("}\n", stderr);
+    } else if (data != NULL) {
+        fprintf(stderr, "yodel: %s %s %zu bytes \"%s\"\n", ec->peer, event, len, text);
+    } else {
+        fprintf(stderr, "yodel: %s %s\n", ec->peer, event);
+    }
+}
+
+/* ---- Without state: the hot path ---------------------------------------------------------- */
+
+static void plain_connect(yd_conn *conn)
+{
+    struct echo_ctx *ctx = yd_conn_data(conn);
+    ctx->refs++;
+    read_mode_for(ctx, conn);
+}
+
+static void plain_data(yd_conn *conn, const char *data, size_t len)
+{
+    struct echo_ctx *ctx = yd_conn_data(conn);
+    /* The bytes sit in the loop's read buffer (or the connection's own): ours to change. */
+    if (ctx->opts.mode == YD_ECHO_UPPER)
+        yd_ascii_upper((char *)data, data, len);
+    yd_conn_write(conn, data, len);
+    if (ctx->opts.once)
+        yd_conn_close(conn);
+}
+
+static void plain_close(yd_conn *conn, int status)
+{
+    (void)status;
+    ctx_unref(yd_conn_data(conn));
+}
+
+static void echo_datagram(yd_server *srv, const char *data, size_t len, const void *peer,
+                          unsigned peer_len)
+{
+    struct echo_ctx *ctx = yd_server_data(srv);
+    if (ctx->opts.mode == YD_ECHO_UPPER)
+        yd_ascii_upper((char *)data, data, len);
+    if (ctx->opts.verbose) {
+        struct echo_conn ec = {.ctx = ctx};
+        sockaddr_format(peer, ec.peer, sizeof ec.peer);
+        log_event(&ec, "datagram", data, len);
+    }
+    yd_server_send_to(srv, data, len, peer, peer_len); /* a failure is counted there */
+}
+
+static const yd_protocol plain_protocol = {
+    .on_connect = plain_connect,
+    .on_data = plain_data,
+    .on_close = plain_close,
+    .on_datagram = echo_datagram,
+};
+
+/* ---- With state: --delay and -v ----------------------------------------------------------- */
+
+static void on_due(yd_timer *timer, void *data);
+
+static void state_connect(yd_conn *conn)
+{
+    struct echo_ctx *ctx = yd_conn_data(conn);
+    struct echo_conn *ec = calloc(1, sizeof *ec);
+    if (ec == NULL ||
+        (ctx->opts.delay_ms > 0 && yd_timer_new(yd_conn_loop(conn), on_due, ec, &ec->timer) < 0)) {
+        free(ec);
+        yd_conn_set_data(conn, NULL);
+        yd_conn_abort(conn);
+        return;
+    }
+    ctx->refs++;
+    ec->ctx = ctx;
+    ec->conn = conn;
+    yd_conn_set_data(conn, ec);
+    read_mode_for(ctx, conn);
+    if (ctx->opts.verbose) {
+        yd_conn_peer_name(conn, ec->peer, sizeof ec->peer);
+        log_event(ec, "connected", NULL, 0);
+    }
+}
+
+static void send_now(struct echo_conn *ec, const char *data, size_t len)
+{
+    yd_conn_write(ec->conn, data, len);
+    if (ec->ctx->opts.verbose)
+        log_event(ec, "echoed", data, len);
+}
+
+/* Sends every held reply that is due; closes when finished and nothing is held. */
+static void on_due(yd_timer *timer, void *data)
+{
+    struct echo_conn *ec = data;
+    yd_conn *conn = ec->conn;
+    struct block_pool *pool = &conn->loop->pool;
+    uint64_t now = yd_loop_now_ms(conn->loop);
+    ec->timer_armed = 0;
+    struct held_record rec;
+    while (bufq_copyout(&ec->held, &rec, sizeof rec) == sizeof rec) {
+        if (rec.due_ms > now) {
+            yd_timer_start(timer, rec.due_ms - now, 0);
+            ec->timer_armed = 1;
+            break;
+        }
+        bufq_consume(&ec->held, pool, sizeof rec);
+        conn->held -= rec.len;
+        while (rec.len > 0) {
+            uv_buf_t iov;
+            size_t bytes;
+            bufq_peek(&ec->held, &iov, 1, &bytes);
+            size_t n = iov.len < rec.len ? iov.len : rec.len;
+            send_now(ec, iov.base, n);
+            bufq_consume(&ec->held, pool, n);
+            rec.len -= n;
+        }
+    }
+    if (ec->paused && conn->held < YD_LOW_WATERMARK && !ec->finished) {
+        ec->paused = 0;
+        yd_conn_resume_reading(conn);
+    }
+    if (ec->finished && ec->held.len == 0)
+        yd_conn_close(conn);
+}
+
+static void hold(struct echo_conn *ec, const char *data, size_t len)
+{
+    yd_conn *conn = ec->conn;
+    struct held_record rec = {yd_loop_now_ms(conn->loop) + ec->ctx->opts.delay_ms, len};
+    struct block_pool *pool = &conn->loop->pool;
+    if (bufq_push(&ec->held, pool, (const char *)&rec, sizeof rec) < 0 ||
+        bufq_push(&ec->held, pool, data, len) < 0) {
+        conn_fail(conn, -ENOMEM);
+        return;
+    }
+    conn->held += len;
+    /* Held replies count against the same bound as queued ones: stop reading past it. */
+    if (conn->held > YD_HIGH_WATERMARK && !ec->paused) {
+        ec->paused = 1;
+        yd_conn_pause_reading(conn);
+    }
+    if (!ec->timer_armed) {
+        yd_timer_start(ec->timer, ec->ctx->opts.delay_ms, 0);
+        ec->timer_armed = 1;
+    }
+}
+
+static void state_data(yd_conn *conn, const char *data, size_t len)
+{
+    struct echo_conn *ec = yd_conn_data(conn);
+    if (ec->ctx->opts.verbose)
+        log_event(ec, "received", data, len);
+    if (ec->ctx->opts.mode == YD_ECHO_UPPER)
+        yd_ascii_upper((char *)data, data, len);
+    if (ec->ctx->opts.delay_ms > 0)
+        hold(ec, data, len);
+    else
+        send_now(ec, data, len);
+    if (ec->ctx->opts.once) {
+        ec->finished = 1;
+        yd_conn_pause_reading(conn);
+        if (ec->held.len == 0)
+            yd_conn_close(conn);
+    }
+}
+
+static void state_eof(yd_conn *conn)
+{
+    struct echo_conn *ec = yd_conn_data(conn);
+    if (ec->ctx->opts.verbose)
+        log_event(ec, "eof", NULL, 0);
+    ec->finished = 1;
+    if (ec->held.len == 0)
+        yd_conn_close(conn);
+}
+
+static void state_close(yd_conn *conn, int status)
+{
+    struct echo_conn *ec = yd_conn_data(conn);
+    if (ec == NULL)
+        return;
+    if (ec->ctx->opts.verbose) {
+        char what[96];
+        snprintf(what, sizeof what, status == 0 ? "closed" : "closed (%s)", yd_strerror(status));
+        log_event(ec, what, NULL, 0);
+    }
+    conn->held = 0;
+    bufq_clear(&ec->held, &conn->loop->pool);
+    yd_timer_free(ec->timer);
+    ctx_unref(ec->ctx);
+    free(ec);
+}
+
+static const yd_protocol state_protocol = {
+    .on_connect = state_connect,
+    .on_data = state_data,
+    .on_eof = state_eof,
+    .on_close = state_close,
+    .on_datagram = echo_datagram,
+};
+
+/* ---- Entry points ------------------------------------------------------------------------- */
+
+static struct echo_ctx *ctx_new(const yd_echo_options *echo)
+{
+    struct echo_ctx *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return NULL;
+    ctx->opts = *echo;
+    if (ctx->opts.max_line_bytes == 0)
+        ctx->opts.max_line_bytes = DEFAULT_MAX_LINE;
+    ctx->refs = 1;
+    return ctx;
+}
+
+static const yd_protocol *protocol_for(const yd_echo_options *echo)
+{
+    return echo->delay_ms > 0 || echo->verbose ? &state_protocol : &plain_protocol;
+}
+
+static int echo_server(yd_loop *loop, const char *addr, int fd, const yd_echo_options *echo,
+                       const yd_server_options *server_options, yd_server **out)
+{
+    if (echo == NULL || (unsigned)echo->mode > YD_ECHO_UPPER)
+        return -EINVAL;
+    struct echo_ctx *ctx = ctx_new(echo);
+    if (ctx == NULL)
+        return -ENOMEM;
+    yd_server_options so = {0};
+    if (server_options != NULL)
+        so = *server_options;
+    so.protocol = protocol_for(echo);
+    so.data = ctx;
+    int err =
+        addr != NULL ? yd_server_listen(loop, addr, &so, out) : yd_server_adopt(loop, fd, &so, out);
+    if (err < 0) {
+        free(ctx);
+        return err;
+    }
+    server_set_on_free(*out, ctx_release);
+    return 0;
+}
+
+int yd_echo_listen(yd_loop *loop, const char *addr, const yd_echo_options *echo,
+                   const yd_server_options *server_options, yd_server **out)
+{
+    if (addr == NULL)
+        return -EINVAL;
+    return echo_server(loop, addr, -1, echo, server_options, out);
+}
+
+int yd_echo_adopt(yd_loop *loop, int fd, const yd_echo_options *echo,
+                  const yd_server_options *server_options, yd_server **out)
+{
+    return echo_server(loop, NULL, fd, echo, server_options, out);
+}
+
+int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo, yd_stats *stats)
+{
+    if (echo == NULL || (unsigned)echo->mode > YD_ECHO_UPPER)
+        return -EINVAL;
+    struct echo_ctx *ctx = ctx_new(echo);
+    if (ctx == NULL)
+        return -ENOMEM;
+    yd_conn *conn;
+    int err = yd_conn_open_fd(loop, fd, protocol_for(echo), ctx, &conn);
+    if (err < 0) {
+        free(ctx);
+        return err;
+    }
+    conn->stats = stats;
+    ctx->refs--; /* the connection's own reference, taken in on_connect, is the only one */
+    return 0;
+}

@@ -1,0 +1,167 @@
+/* The event loop: libuv's, plus the few things every endpoint of a loop shares. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void on_kick(uv_timer_t *t)
+{
+    conn_run_kicks(t->data);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    yd_loop *loop = t->data;
+    conn_sweep(loop, uv_now(&loop->uv));
+}
+
+static void on_async(uv_async_t *a)
+{
+    yd_loop *loop = a->data;
+    pthread_mutex_lock(&loop->calls_lock);
+    struct call *list = loop->calls;
+    loop->calls = NULL;
+    pthread_mutex_unlock(&loop->calls_lock);
+    /* The list was pushed newest first: reverse it so calls run in the order they were made. */
+    struct call *ordered = NULL;
+    while (list != NULL) {
+        struct call *next = list->next;
+        list->next = ordered;
+        ordered = list;
+        list = next;
+    }
+    while (ordered != NULL) {
+        struct call *c = ordered;
+        ordered = c->next;
+        c->fn(loop, c->data);
+        free(c);
+    }
+}
+
+int yd_loop_new(yd_loop **out)
+{
+    yd_loop *loop = calloc(1, sizeof *loop);
+    if (loop == NULL)
+        return -ENOMEM;
+    int err = -ENOMEM;
+    loop->read_buf = malloc(READ_BUF_BYTES);
+    if (loop->read_buf == NULL)
+        goto fail;
+    err = uv_loop_init(&loop->uv);
+    if (err < 0)
+        goto fail;
+    loop->uv.data = loop;
+    pthread_mutex_init(&loop->calls_lock, NULL);
+    uv_async_init(&loop->uv, &loop->async, on_async);
+    uv_timer_init(&loop->uv, &loop->kick);
+    uv_timer_init(&loop->uv, &loop->sweep);
+    loop->async.data = loop->kick.data = loop->sweep.data = loop;
+    /* The loop's own handles must not keep yd_loop_run() from returning; the kick timer is
+     * the exception: while it is armed, an on_connect is owed. */
+    uv_unref((uv_handle_t *)&loop->async);
+    uv_unref((uv_handle_t *)&loop->sweep);
+    *out = loop;
+    return 0;
+fail:
+    free(loop->read_buf);
+    free(loop);
+    return err;
+}
+
+int yd_loop_run(yd_loop *loop)
+{
+    return uv_run(&loop->uv, UV_RUN_DEFAULT);
+}
+
+void yd_loop_stop(yd_loop *loop)
+{
+    uv_stop(&loop->uv);
+}
+
+uint64_t yd_loop_now_ms(const yd_loop *loop)
+{
+    return uv_now(&loop->uv);
+}
+
+int yd_loop_call_threadsafe(yd_loop *loop, void (*fn)(yd_loop *loop, void *data), void *data)
+{
+    struct call *c = malloc(sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    c->fn = fn;
+    c->data = data;
+    pthread_mutex_lock(&loop->calls_lock);
+    c->next = loop->calls;
+    loop->calls = c;
+    pthread_mutex_unlock(&loop->calls_lock);
+    return uv_async_send(&loop->async);
+}
+
+static void close_leftover(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    /* Timers and signals put their uv handle first, so the handle is the allocation. */
+    if (!uv_is_closing(h))
+        uv_close(h, (uv_close_cb)free);
+}
+
+int yd_loop_free(yd_loop *loop)
+{
+    if (loop == NULL)
+        return 0;
+    for (yd_conn *conn = loop->conns; conn != NULL; conn = conn->next)
+        yd_conn_abort(conn); /* closing is deferred: the list stays intact meanwhile */
+    while (loop->servers != NULL)
+        yd_server_close(loop->servers);
+    uv_close((uv_handle_t *)&loop->async, NULL);
+    uv_close((uv_handle_t *)&loop->kick, NULL);
+    uv_close((uv_handle_t *)&loop->sweep, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    uv_walk(&loop->uv, close_leftover, NULL);
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop->uv) != 0)
+        return -EBUSY;
+    on_async(&loop->async); /* frees calls nobody will run */
+    pthread_mutex_destroy(&loop->calls_lock);
+    block_pool_clear(&loop->pool);
+    free(loop->read_buf);
+    free(loop);
+    return 0;
+}
+
+void loop_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    /* Each read is consumed (delivered or copied aside) before the next one, so one buffer
+     * per loop serves every socket. */
+    yd_loop *loop = handle->loop->data;
+    *buf = uv_buf_init(loop->read_buf, READ_BUF_BYTES);
+}
+
+void loop_want_sweep(yd_loop *loop, uint64_t every_ms)
+{
+    if (every_ms == 0)
+        every_ms = 1;
+    if (uv_is_active((uv_handle_t *)&loop->sweep) && loop->sweep_every_ms <= every_ms)
+        return;
+    loop->sweep_every_ms = every_ms;
+    uv_timer_start(&loop->sweep, on_sweep, every_ms, every_ms);
+}
+
+void loop_kick(yd_loop *loop)
+{
+    if (!uv_is_active((uv_handle_t *)&loop->kick))
+        uv_timer_start(&loop->kick, on_kick, 0, 0);
+}
+
+void yd_loop_drain(yd_loop *loop, uint64_t drain_ms)
+{
+    while (loop->servers != NULL)
+        yd_server_close(loop->servers);
+    loop->draining = 1;
+    loop->drain_deadline_ms = uv_now(&loop->uv) + drain_ms;
+    /* The sweep now keeps the loop alive until the last connection is gone. */
+    uv_ref((uv_handle_t *)&loop->sweep);
+    loop_want_sweep(loop, 20);
+    conn_sweep(loop, uv_now(&loop->uv));
+}
