@@ -1,0 +1,44 @@
+/* yodel: echo server, echo client and echo benchmark on libyodel. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "yodel.h"
+
+static const char usage[] =
+    "usage: yodel COMMAND [OPTIONS]\n"
+    "\n"
+    "The asyncio echo tutorials, in C.\n"
+    "\n"
+    "commands:\n"
+    "  serve    run an echo server (TCP, UDP, Unix sockets; raw, line and upper modes)\n"
+    "  send     echo client: send messages and check what comes back\n"
+    "  bench    load generator for any echo server\n"
+    "\n"
+    "  yodel COMMAND --help   options of one command\n"
+    "  yodel --version        print the version\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("yodel %s (libuv based)\n", yd_version());
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "send") == 0)
+        return cmd_send(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
+    fprintf(stderr, "yodel: unknown command '%s' (see 'yodel --help')\n", cmd);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,395 @@
+/* yodel serve: the echo server, one libyodel loop per thread. */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "stats_report.h"
+#include "yodel.h"
+
+#define MAX_LISTEN  32
+#define MAX_THREADS 256
+
+static const char usage[] =
+    "usage: yodel serve [OPTIONS]\n"
+    "\n"
+    "Echo server (RFC 862): TCP, UDP and Unix sockets. Listens on tcp and udp\n"
+    "127.0.0.1:8888 by default: never beyond loopback unless an address says so.\n"
+    "\n"
+    "  -l, --listen ADDR        listen on ADDR (repeatable): HOST:PORT, tcp://HOST:PORT,\n"
+    "                           udp://HOST:PORT, unix:PATH, [::1]:PORT; port 0 = ephemeral;\n"
+    "                           a host name binds every address it resolves to\n"
+    "  -m, --mode MODE          raw (bytes until EOF), line, or upper (lines upper-cased)\n"
+    "      --once               reply to the first message, then close\n"
+    "      --delay DURATION     hold each reply this long (500ms, 2s, 1m)\n"
+    "      --threads N          event loops, one per thread (default: usable CPUs)\n"
+    "      --max-conns N        accept and close connections beyond N (per thread)\n"
+    "      --idle-timeout DUR   close connections that send nothing for DUR\n"
+    "      --max-line BYTES     longest line in line/upper mode (default 64k)\n"
+    "      --drain-timeout DUR  on SIGINT/SIGTERM, wait this long for clients (default 5s)\n"
+    "      --stats[=INTERVAL]   print statistics every INTERVAL (default 1s) to stderr\n"
+    "      --inetd              serve the one connection on stdin (inetd, xinetd)\n"
+    "      --json               logs and statistics as one JSON object per line\n"
+    "  -v, --verbose            log every connection and message with the peer address\n"
+    "  -q, --quiet              no summary at shutdown; errors only\n"
+    "  -h, --help               this help\n"
+    "\n"
+    "Prints 'listening on ADDR' on stdout for each socket. SIGINT/SIGTERM: stop\n"
+    "accepting, finish echoing, exit 0; a second signal exits at once.\n";
+
+struct worker {
+    yd_loop *loop;
+    yd_stats *stats;
+    pthread_t thread;
+};
+
+struct serve {
+    const char *listen[MAX_LISTEN];
+    int nlisten;
+    yd_echo_options echo;
+    yd_server_options limits;
+    int threads;
+    uint64_t drain_ms;
+    uint64_t stats_ms; /* 0: no periodic statistics */
+    int inetd;
+    int quiet;
+    struct worker workers[MAX_THREADS];
+    int signals;
+    yd_timer *stats_timer;
+    yd_signal *sigint, *sigterm;
+    struct stats_report report;
+};
+
+enum {
+    OPT_ONCE = 256,
+    OPT_DELAY,
+    OPT_THREADS,
+    OPT_MAX_CONNS,
+    OPT_IDLE,
+    OPT_MAX_LINE,
+    OPT_DRAIN,
+    OPT_STATS,
+    OPT_INETD,
+    OPT_JSON
+};
+
+static const struct option longopts[] = {
+    {"listen", required_argument, NULL, 'l'},
+    {"mode", required_argument, NULL, 'm'},
+    {"once", no_argument, NULL, OPT_ONCE},
+    {"delay", required_argument, NULL, OPT_DELAY},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"max-line", required_argument, NULL, OPT_MAX_LINE},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"stats", optional_argument, NULL, OPT_STATS},
+    {"inetd", no_argument, NULL, OPT_INETD},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static yd_echo_mode parse_mode(const char *value)
+{
+    if (strcmp(value, "raw") == 0)
+        return YD_ECHO_RAW;
+    if (strcmp(value, "line") == 0)
+        return YD_ECHO_LINE;
+    if (strcmp(value, "upper") == 0)
+        return YD_ECHO_UPPER;
+    usage_error("serve", "-m: unknown mode '%s' (use raw, line or upper)", value);
+}
+
+static void parse_args(struct serve *s, int argc, char **argv)
+{
+    int c;
+    while ((c = cli_getopt("serve", argc, argv, "l:m:vqh", longopts)) != -1) {
+        switch (c) {
+        case 'l':
+            if (s->nlisten == MAX_LISTEN)
+                usage_error("serve", "-l: at most %d addresses", MAX_LISTEN);
+            s->listen[s->nlisten++] = opt_addr("serve", "-l", optarg);
+            break;
+        case 'm':
+            s->echo.mode = parse_mode(optarg);
+            break;
+        case OPT_ONCE:
+            s->echo.once = 1;
+            break;
+        case OPT_DELAY:
+            s->echo.delay_ms = opt_duration_ms("serve", "--delay", optarg);
+            break;
+        case OPT_THREADS:
+            s->threads = (int)opt_long("serve", "--threads", optarg, 1, MAX_THREADS);
+            break;
+        case OPT_MAX_CONNS:
+            s->limits.max_conns = (size_t)opt_long("serve", "--max-conns", optarg, 1, 10000000);
+            break;
+        case OPT_IDLE:
+            s->limits.idle_timeout_ms = opt_duration_ms("serve", "--idle-timeout", optarg);
+            break;
+        case OPT_MAX_LINE:
+            s->echo.max_line_bytes = opt_size("serve", "--max-line", optarg, 1, 64u << 20);
+            break;
+        case OPT_DRAIN:
+            s->drain_ms = opt_duration_ms("serve", "--drain-timeout", optarg);
+            break;
+        case OPT_STATS:
+            s->stats_ms = optarg ? opt_duration_ms("serve", "--stats", optarg) : 1000;
+            if (s->stats_ms == 0)
+                usage_error("serve", "--stats: the interval must be above 0");
+            break;
+        case OPT_INETD:
+            s->inetd = 1;
+            break;
+        case OPT_JSON:
+            s->echo.json = 1;
+            break;
+        case 'v':
+            s->echo.verbose = 1;
+            break;
+        case 'q':
+            s->quiet = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            exit(EXIT_OK);
+        }
+    }
+    if (optind < argc)
+        usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (s->echo.verbose && s->quiet)
+        usage_error("serve", "-v and -q contradict each other");
+}
+
+/* ---- Listening ---------------------------------------------------------------------------- */
+
+/* addr with its port replaced, so that every thread binds the port the first one got. */
+static void with_port(const char *addr, int port, char *out, size_t len)
+{
+    yd_addr a;
+    yd_addr_parse(addr, &a);
+    const char *scheme = a.transport == YD_UDP ? "udp://" : "tcp://";
+    if (strchr(a.host, ':') != NULL)
+        snprintf(out, len, "%s[%s]:%d", scheme, a.host, port);
+    else
+        snprintf(out, len, "%s%s:%d", scheme, a.host, port);
+}
+
+static int listen_all(struct serve *s)
+{
+    for (int i = 0; i < s->nlisten; i++) {
+        yd_addr a;
+        yd_addr_parse(s->listen[i], &a);
+        int port = -1;
+        for (int t = 0; t < s->threads; t++) {
+            /* A Unix path can be bound once: the first loop serves it. */
+            if (t > 0 && a.transport == YD_UNIX)
+                break;
+            char addr[300];
+            if (port >= 0)
+                with_port(s->listen[i], port, addr, sizeof addr);
+            else
+                snprintf(addr, sizeof addr, "%s", s->listen[i]);
+            yd_server_options so = s->limits;
+            so.stats = s->workers[t].stats;
+            so.reuseport = s->threads > 1;
+            yd_server *srv;
+            int err = yd_echo_listen(s->workers[t].loop, addr, &s->echo, &so, &srv);
+            if (err < 0) {
+                fprintf(stderr, "yodel serve: cannot listen on %s: %s\n", s->listen[i],
+                        yd_strerror(err));
+                return -1;
+            }
+            if (t > 0)
+                continue;
+            port = yd_server_port(srv);
+            for (unsigned k = 0; k < yd_server_socket_count(srv); k++) {
+                char name[300];
+                if (yd_server_address(srv, k, name, sizeof name) > 0)
+                    printf("listening on %s\n", name);
+            }
+        }
+    }
+    fflush(stdout);
+    return 0;
+}
+
+/*
+ * systemd socket activation (sd_listen_fds(3)): serve descriptors 3.. when LISTEN_PID is us.
+ * Returns how many were adopted, 0 when not activated, -1 on error.
+ */
+static int adopt_activated(struct serve *s)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    if (pid == NULL || fds == NULL || atol(pid) != (long)getpid())
+        return 0;
+    int n = atoi(fds);
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    for (int i = 0; i < n; i++) {
+        yd_server_options so = s->limits;
+        so.stats = s->workers[0].stats;
+        yd_server *srv;
+        int err = yd_echo_adopt(s->workers[0].loop, 3 + i, &s->echo, &so, &srv);
+        if (err < 0) {
+            fprintf(stderr, "yodel serve: cannot serve socket-activated descriptor %d: %s\n", 3 + i,
+                    yd_strerror(err));
+            return -1;
+        }
+        char name[300];
+        if (yd_server_address(srv, 0, name, sizeof name) > 0)
+            printf("listening on %s\n", name);
+    }
+    fflush(stdout);
+    return n;
+}
+
+/* ---- Statistics and shutdown -------------------------------------------------------------- */
+
+static void merged(const struct serve *s, yd_stats_snapshot *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    for (int t = 0; t < s->threads; t++)
+        yd_stats_read(s->workers[t].stats, sum);
+}
+
+static void on_stats_timer(yd_timer *timer, void *data)
+{
+    (void)timer;
+    struct serve *s = data;
+    yd_stats_snapshot now;
+    merged(s, &now);
+    stats_report_interval(&s->report, &now, yd_loop_now_ms(s->workers[0].loop));
+}
+
+static void drain_worker(yd_loop *loop, void *data)
+{
+    struct serve *s = data;
+    yd_loop_drain(loop, s->drain_ms);
+}
+
+static void on_signal(yd_signal *sig, int signum, void *data)
+{
+    (void)sig;
+    struct serve *s = data;
+    if (s->signals++ > 0) {
+        /* The operator insists: leave now, as a process killed by that signal would. */
+        static const char msg[] = "yodel serve: second signal, exiting now\n";
+        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+            /* nothing left to tell anyone */
+        }
+        _exit(128 + signum);
+    }
+    if (!s->quiet)
+        fprintf(stderr, "yodel serve: %s, draining connections (up to %llu ms)\n",
+                strsignal(signum), (unsigned long long)s->drain_ms);
+    if (s->stats_timer != NULL) {
+        yd_timer_free(s->stats_timer);
+        s->stats_timer = NULL;
+    }
+    for (int t = 1; t < s->threads; t++)
+        yd_loop_call_threadsafe(s->workers[t].loop, drain_worker, s);
+    yd_loop_drain(s->workers[0].loop, s->drain_ms);
+}
+
+static void *run_worker(void *arg)
+{
+    struct worker *w = arg;
+    yd_loop_run(w->loop);
+    return NULL;
+}
+
+static void free_workers(struct serve *s)
+{
+    for (int t = 0; t < s->threads; t++) {
+        if (s->workers[t].loop != NULL)
+            yd_loop_free(s->workers[t].loop);
+        yd_stats_free(s->workers[t].stats);
+    }
+}
+
+static int serve_inetd(struct serve *s)
+{
+    /* stdout is the client here: nothing may be printed to it. */
+    int err = yd_echo_serve_fd(s->workers[0].loop, STDIN_FILENO, &s->echo, s->workers[0].stats);
+    if (err < 0) {
+        fprintf(stderr, "yodel serve: --inetd: cannot serve standard input: %s\n",
+                yd_strerror(err));
+        return EXIT_RUNTIME;
+    }
+    yd_loop_run(s->workers[0].loop);
+    return EXIT_OK;
+}
+
+static int run(struct serve *s)
+{
+    for (int t = 0; t < s->threads; t++) {
+        if (yd_loop_new(&s->workers[t].loop) < 0 || yd_stats_new(&s->workers[t].stats) < 0) {
+            fprintf(stderr, "yodel serve: out of memory\n");
+            return EXIT_RUNTIME;
+        }
+    }
+    if (s->inetd)
+        return serve_inetd(s);
+    yd_loop *main_loop = s->workers[0].loop;
+    /* Signals are watched before the first "listening on" line: a script that stops us as soon
+     * as it reads that line must get the graceful shutdown, not the default death. */
+    if (yd_signal_new(main_loop, SIGINT, on_signal, s, &s->sigint) < 0 ||
+        yd_signal_new(main_loop, SIGTERM, on_signal, s, &s->sigterm) < 0) {
+        fprintf(stderr, "yodel serve: cannot watch signals\n");
+        return EXIT_RUNTIME;
+    }
+    int activated = adopt_activated(s);
+    if (activated < 0 || (activated == 0 && listen_all(s) < 0))
+        return EXIT_RUNTIME;
+    stats_report_init(&s->report, s->echo.json, yd_loop_now_ms(main_loop));
+    if (s->stats_ms > 0) {
+        yd_timer_new(main_loop, on_stats_timer, s, &s->stats_timer);
+        yd_timer_start(s->stats_timer, s->stats_ms, s->stats_ms);
+    }
+    for (int t = 1; t < s->threads; t++) {
+        if (pthread_create(&s->workers[t].thread, NULL, run_worker, &s->workers[t]) != 0) {
+            fprintf(stderr, "yodel serve: cannot start thread %d\n", t);
+            return EXIT_RUNTIME;
+        }
+    }
+    yd_loop_run(main_loop);
+    for (int t = 1; t < s->threads; t++)
+        pthread_join(s->workers[t].thread, NULL);
+    if (!s->quiet) {
+        yd_stats_snapshot total;
+        merged(s, &total);
+        stats_report_summary(&s->report, &total, yd_loop_now_ms(main_loop));
+    }
+    return EXIT_OK;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static struct serve s; /* large (one slot per possible thread): keep it off the stack */
+    memset(&s, 0, sizeof s);
+    s.drain_ms = 5000;
+    parse_args(&s, argc, argv);
+    if (s.threads == 0)
+        s.threads = cli_cpu_count();
+    if (s.inetd)
+        s.threads = 1;
+    if (s.nlisten == 0) {
+        s.listen[s.nlisten++] = "tcp://127.0.0.1:8888";
+        s.listen[s.nlisten++] = "udp://127.0.0.1:8888";
+    }
+    /* A peer that resets while we write must be an error to handle, not a signal that kills. */
+    signal(SIGPIPE, SIG_IGN);
+    int status = run(&s);
+    free_workers(&s);
+    return status;
+}
