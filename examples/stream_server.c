@@ -1,0 +1,74 @@
+/*
+ * stream_server - the tutorials' reader.read(100) loop: echo whatever bytes arrive, as they
+ * arrive, until the client half-closes (EOF); then close.
+ *
+ *   ./stream_server [ADDR]      default 127.0.0.1:8888; stop with Ctrl-C
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <yodel.h>
+
+static void on_connect(yd_conn *conn)
+{
+    char peer[64];
+    yd_conn_peer_name(conn, peer, sizeof(peer));
+    fprintf(stderr, "connection from %s\n", peer);
+    yd_conn_set_read_mode(conn, YD_READ_CHUNK, 0);
+}
+
+static void on_data(yd_conn *conn, const char *data, size_t len)
+{
+    /* A slow reader makes the queue grow: yodel then stops reading from this client. */
+    int err = yd_conn_write(conn, data, len);
+    if (err < 0) {
+        fprintf(stderr, "write: %s\n", yd_strerror(err));
+        yd_conn_abort(conn);
+    }
+}
+
+static void on_eof(yd_conn *conn)
+{
+    fprintf(stderr, "EOF: closing once the echo is sent\n");
+    yd_conn_close(conn);
+}
+
+static void on_close(yd_conn *conn, int status)
+{
+    (void)conn;
+    fprintf(stderr, "closed%s%s\n", status < 0 ? ": " : "", status < 0 ? yd_strerror(status) : "");
+}
+
+static void on_signal(yd_signal *signal, int signum, void *loop)
+{
+    (void)signal, (void)signum;
+    yd_loop_stop(loop);
+}
+
+int main(int argc, char **argv)
+{
+    static const yd_protocol echo = {
+        .on_connect = on_connect, .on_data = on_data, .on_eof = on_eof, .on_close = on_close};
+    const yd_server_options options = {.protocol = &echo};
+    const char *addr = argc > 1 ? argv[1] : "127.0.0.1:8888";
+    yd_loop *loop;
+    yd_server *server;
+    yd_signal *sigint, *sigterm;
+    char name[128];
+    int err;
+
+    if ((err = yd_loop_new(&loop)) < 0 ||
+        (err = yd_server_listen(loop, addr, &options, &server)) < 0 ||
+        (err = yd_signal_new(loop, SIGINT, on_signal, loop, &sigint)) < 0 ||
+        (err = yd_signal_new(loop, SIGTERM, on_signal, loop, &sigterm)) < 0) {
+        fprintf(stderr, "stream_server: %s: %s\n", addr, yd_strerror(err));
+        return 1;
+    }
+    yd_server_address(server, 0, name, sizeof(name));
+    printf("listening on %s\n", name);
+    fflush(stdout);
+    err = yd_loop_run(loop);
+    yd_signal_free(sigint);
+    yd_signal_free(sigterm);
+    yd_server_close(server);
+    return err < 0 || yd_loop_free(loop) < 0;
+}
