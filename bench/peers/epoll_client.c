@@ -1,0 +1,122 @@
+/*
+ * The reference load generator: a tight hand-written epoll ping-pong client, the
+ * figure `yodel bench` is held to (at least 0.9 of its round trips/s against the same
+ * server). Same message shape as yodel bench: SIZE bytes, printable, one final '\n',
+ * a pattern per connection; each echo is compared with memcmp.
+ *
+ *   epoll_client HOST:PORT CONNS SIZE SECONDS [WARMUP_SECONDS]
+ * Prints one JSON object: {"round_trips_per_s": ..., "round_trips": ..., "errors": ...}.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct client {
+    int fd;
+    size_t got;
+    char *msg;
+    char *in;
+} client;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: epoll_client HOST:PORT CONNS SIZE SECONDS [WARMUP]\n");
+        return 2;
+    }
+    char host[64];
+    const char *colon = strrchr(argv[1], ':');
+    if (colon == NULL || (size_t)(colon - argv[1]) >= sizeof host) {
+        fprintf(stderr, "epoll_client: bad address %s\n", argv[1]);
+        return 2;
+    }
+    memcpy(host, argv[1], (size_t)(colon - argv[1]));
+    host[colon - argv[1]] = '\0';
+    int conns = atoi(argv[2]);
+    size_t size = (size_t)atol(argv[3]);
+    double seconds = atof(argv[4]);
+    double warmup = argc > 5 ? atof(argv[5]) : 1.0;
+    if (conns < 1 || size < 2 || seconds <= 0) {
+        fprintf(stderr, "epoll_client: bad arguments\n");
+        return 2;
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    int epfd = epoll_create1(0);
+    client *clients = calloc((size_t)conns, sizeof *clients);
+    unsigned long errors = 0;
+    for (int i = 0; i < conns; i++) {
+        client *c = &clients[i];
+        c->msg = malloc(size);
+        c->in = malloc(size);
+        for (size_t j = 0; j + 1 < size; j++)
+            c->msg[j] = (char)('!' + (j * 7 + (size_t)i * 13) % 94);
+        c->msg[size - 1] = '\n';
+        c->fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            perror("epoll_client: connect");
+            return 1;
+        }
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+        if (send(c->fd, c->msg, size, MSG_NOSIGNAL) != (ssize_t)size)
+            errors++;
+    }
+    double start = now_s(), measure_from = start + warmup, end = measure_from + seconds;
+    unsigned long long count = 0, at_measure = 0;
+    int measuring = 0;
+    struct epoll_event events[512];
+    for (;;) {
+        int n = epoll_wait(epfd, events, 512, 100);
+        for (int i = 0; i < n; i++) {
+            client *c = events[i].data.ptr;
+            ssize_t r = recv(c->fd, c->in + c->got, size - c->got, 0);
+            if (r <= 0) {
+                if (r < 0 && errno == EINTR)
+                    continue;
+                errors++;
+                epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+                continue;
+            }
+            c->got += (size_t)r;
+            if (c->got < size)
+                continue;
+            c->got = 0;
+            if (memcmp(c->in, c->msg, size) != 0)
+                errors++;
+            count++;
+            if (send(c->fd, c->msg, size, MSG_NOSIGNAL) != (ssize_t)size)
+                errors++;
+        }
+        double t = now_s();
+        if (!measuring && t >= measure_from) {
+            measuring = 1;
+            at_measure = count;
+            measure_from = t;
+        }
+        if (t >= end) {
+            double rate = (double)(count - at_measure) / (t - measure_from);
+            printf("{\"round_trips_per_s\":%.1f,\"round_trips\":%llu,\"errors\":%lu}\n", rate,
+                   count - at_measure, errors);
+            return errors ? 1 : 0;
+        }
+    }
+}
