@@ -4,7 +4,6 @@
  *
  *   ./echo_server [ADDR]        default 127.0.0.1:8888; stop with Ctrl-C
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,12 +45,10 @@ static void on_connect(yd_conn *conn)
 static void on_data(yd_conn *conn, const char *data, size_t len)
 {
     client *c = yd_conn_data(conn);
-    if (c->len > 0) /* one line per client; lines read along with it are ignored */
-        return;
     memcpy(c->line, data, len); /* len < MAX_LINE, see on_connect */
     c->len = len;
     fprintf(stderr, "received '%.*s' from %s\n", (int)strcspn(c->line, "\n"), c->line, c->peer);
-    yd_conn_pause_reading(conn);
+    yd_conn_pause_reading(conn); /* one line per client: no more on_data */
     yd_timer_start(c->timer, DELAY_MS, 0);
 }
 
@@ -73,12 +70,6 @@ static void on_close(yd_conn *conn, int status)
     free(c);
 }
 
-static void on_signal(yd_signal *signal, int signum, void *loop)
-{
-    (void)signal, (void)signum;
-    yd_loop_stop(loop);
-}
-
 int main(int argc, char **argv)
 {
     static const yd_protocol echo = {
@@ -87,23 +78,18 @@ int main(int argc, char **argv)
     const char *addr = argc > 1 ? argv[1] : "127.0.0.1:8888";
     yd_loop *loop;
     yd_server *server;
-    yd_signal *sigint, *sigterm;
     char name[128];
     int err;
 
     if ((err = yd_loop_new(&loop)) < 0 ||
         (err = yd_server_listen(loop, addr, &options, &server)) < 0 ||
-        (err = yd_signal_new(loop, SIGINT, on_signal, loop, &sigint)) < 0 ||
-        (err = yd_signal_new(loop, SIGTERM, on_signal, loop, &sigterm)) < 0) {
+        (err = yd_loop_drain_on_signals(loop, 1000)) < 0) {
         fprintf(stderr, "echo_server: %s: %s\n", addr, yd_strerror(err));
         return 1;
     }
     yd_server_address(server, 0, name, sizeof(name));
     printf("listening on %s\n", name);
     fflush(stdout);
-    err = yd_loop_run(loop);
-    yd_signal_free(sigint);
-    yd_signal_free(sigterm);
-    yd_server_close(server);
+    err = yd_loop_run(loop); /* until Ctrl-C has drained every connection */
     return err < 0 || yd_loop_free(loop) < 0;
 }

@@ -5,7 +5,6 @@
  *
  *   ./protocol_server [ADDR]    default 127.0.0.1:8888; stop with Ctrl-C
  */
-#include <signal.h>
 #include <stdio.h>
 #include <yodel.h>
 
@@ -34,12 +33,6 @@ static void connection_lost(yd_conn *conn, int status)
     fprintf(stderr, "connection_lost: %s\n", status < 0 ? yd_strerror(status) : "closed");
 }
 
-static void on_signal(yd_signal *signal, int signum, void *loop)
-{
-    (void)signal, (void)signum;
-    yd_loop_stop(loop);
-}
-
 int main(int argc, char **argv)
 {
     static const yd_protocol echo = {.on_connect = connection_made,
@@ -50,23 +43,18 @@ int main(int argc, char **argv)
     const char *addr = argc > 1 ? argv[1] : "127.0.0.1:8888";
     yd_loop *loop;
     yd_server *server;
-    yd_signal *sigint, *sigterm;
     char name[128];
     int err;
 
     if ((err = yd_loop_new(&loop)) < 0 ||
         (err = yd_server_listen(loop, addr, &options, &server)) < 0 ||
-        (err = yd_signal_new(loop, SIGINT, on_signal, loop, &sigint)) < 0 ||
-        (err = yd_signal_new(loop, SIGTERM, on_signal, loop, &sigterm)) < 0) {
+        (err = yd_loop_drain_on_signals(loop, 1000)) < 0) {
         fprintf(stderr, "protocol_server: %s: %s\n", addr, yd_strerror(err));
         return 1;
     }
     yd_server_address(server, 0, name, sizeof(name));
     printf("listening on %s\n", name);
     fflush(stdout);
-    err = yd_loop_run(loop);
-    yd_signal_free(sigint);
-    yd_signal_free(sigterm);
-    yd_server_close(server);
+    err = yd_loop_run(loop); /* until Ctrl-C has drained every connection */
     return err < 0 || yd_loop_free(loop) < 0;
 }

@@ -4,27 +4,18 @@
  *
  *   ./udp_server [ADDR]         default udp://127.0.0.1:9999; stop with Ctrl-C
  */
-#include <netdb.h>
-#include <signal.h>
 #include <stdio.h>
 #include <yodel.h>
 
 static void on_datagram(yd_server *server, const char *data, size_t len, const void *peer,
                         unsigned peer_len)
 {
-    char host[64] = "?", port[8] = "?";
-    getnameinfo(peer, peer_len, host, sizeof(host), port, sizeof(port),
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    fprintf(stderr, "received '%.*s' from %s:%s\n", (int)len, data, host, port);
+    char name[64];
+    yd_addr_format(peer, name, sizeof(name));
+    fprintf(stderr, "received '%.*s' from %s\n", (int)len, data, name);
     int err = yd_server_send_to(server, data, len, peer, peer_len);
     if (err < 0)
-        fprintf(stderr, "send to %s:%s: %s\n", host, port, yd_strerror(err));
-}
-
-static void on_signal(yd_signal *signal, int signum, void *loop)
-{
-    (void)signal, (void)signum;
-    yd_loop_stop(loop);
+        fprintf(stderr, "send to %s: %s\n", name, yd_strerror(err));
 }
 
 int main(int argc, char **argv)
@@ -34,23 +25,18 @@ int main(int argc, char **argv)
     const char *addr = argc > 1 ? argv[1] : "udp://127.0.0.1:9999";
     yd_loop *loop;
     yd_server *server;
-    yd_signal *sigint, *sigterm;
     char name[128];
     int err;
 
     if ((err = yd_loop_new(&loop)) < 0 ||
         (err = yd_server_listen(loop, addr, &options, &server)) < 0 ||
-        (err = yd_signal_new(loop, SIGINT, on_signal, loop, &sigint)) < 0 ||
-        (err = yd_signal_new(loop, SIGTERM, on_signal, loop, &sigterm)) < 0) {
+        (err = yd_loop_drain_on_signals(loop, 1000)) < 0) {
         fprintf(stderr, "udp_server: %s: %s\n", addr, yd_strerror(err));
         return 1;
     }
     yd_server_address(server, 0, name, sizeof(name));
     printf("listening on %s\n", name);
     fflush(stdout);
-    err = yd_loop_run(loop);
-    yd_signal_free(sigint);
-    yd_signal_free(sigterm);
-    yd_server_close(server);
+    err = yd_loop_run(loop); /* until Ctrl-C has drained every connection */
     return err < 0 || yd_loop_free(loop) < 0;
 }

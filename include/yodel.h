@@ -64,6 +64,15 @@ int yd_loop_free(yd_loop *loop);
  */
 void yd_loop_drain(yd_loop *loop, uint64_t drain_ms);
 
+/*
+ * Ctrl-C done properly, for a server: the first SIGINT or SIGTERM runs yd_loop_drain(loop,
+ * drain_ms), a second one stops the loop at once; and SIGPIPE is ignored for the process, so a
+ * peer that resets while we write is an error to handle, not a death (libuv writes with
+ * write(2); any program using libyodel without this call should ignore SIGPIPE itself). The
+ * watchers do not keep the loop alive.
+ */
+int yd_loop_drain_on_signals(yd_loop *loop, uint64_t drain_ms);
+
 /* The loop's cached monotonic clock, in milliseconds. */
 uint64_t yd_loop_now_ms(const yd_loop *loop);
 
@@ -202,6 +211,9 @@ yd_loop *yd_server_loop(const yd_server *server);
 int yd_server_send_to(yd_server *server, const void *data, size_t len, const void *peer,
                       unsigned peer_len);
 
+/* Writes a peer given to on_datagram as "127.0.0.1:50312" or "[::1]:50312". */
+int yd_addr_format(const void *sockaddr, char *buf, size_t len);
+
 /*
  * Stops listening and frees the server. Connections it accepted go on; they keep
  * the protocol and data they had. A Unix socket file it created is removed.
@@ -261,13 +273,17 @@ void yd_conn_close(yd_conn *conn);
 /* Closes now, dropping queued writes and resetting a TCP peer; then on_close runs. */
 void yd_conn_abort(yd_conn *conn);
 
-/* Stops and resumes delivering on_data (takes effect after the current read). */
+/*
+ * Stops and resumes delivering on_data at once: messages already read but not yet delivered
+ * are held (bounded by one read) and delivered on resume, and reading from the socket stops.
+ */
 void yd_conn_pause_reading(yd_conn *conn);
 void yd_conn_resume_reading(yd_conn *conn);
 
 /* Writes the peer's address ("127.0.0.1:50312", "[::1]:50312", "unix") into buf. */
 int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
 
+/* The connection's data: for an accepted connection, the server's options.data at first. */
 void *yd_conn_data(const yd_conn *conn);
 void yd_conn_set_data(yd_conn *conn, void *data);
 /* The server that accepted the connection, or NULL for a client connection. */
@@ -282,6 +298,7 @@ int yd_timer_new(yd_loop *loop, yd_timer_cb cb, void *data, yd_timer **out);
 /* Runs cb after timeout_ms, then every repeat_ms if that is not 0. Restarts if running. */
 int yd_timer_start(yd_timer *timer, uint64_t timeout_ms, uint64_t repeat_ms);
 void yd_timer_stop(yd_timer *timer);
+yd_loop *yd_timer_loop(const yd_timer *timer);
 /* Stops and frees the timer (the memory goes back at the loop's next iteration). */
 void yd_timer_free(yd_timer *timer);
 

@@ -86,3 +86,8 @@ int sockaddr_port(const struct sockaddr *sa)
         return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
     return 0;
 }
+
+int yd_addr_format(const void *sockaddr, char *buf, size_t len)
+{
+    return sockaddr_format(sockaddr, buf, len);
+}

@@ -19,6 +19,8 @@
 #define DRAIN_QUIET_MS 100
 
 static void update_reading(yd_conn *conn);
+static void process(yd_conn *conn, const char *data, size_t len);
+static void unstash(yd_conn *conn);
 static void flush(yd_conn *conn);
 static void finish_close(yd_conn *conn);
 static void close_handle(yd_conn *conn, int reset);
@@ -189,7 +191,11 @@ void yd_conn_pause_reading(yd_conn *conn)
 
 void yd_conn_resume_reading(yd_conn *conn)
 {
+    if (!(conn->flags & CF_USER_PAUSED))
+        return;
     conn->flags &= ~CF_USER_PAUSED;
+    if (conn->flags & CF_STASHED)
+        unstash(conn);
     update_reading(conn);
 }
 
@@ -213,10 +219,10 @@ static void deliver(yd_conn *conn, const char *data, size_t len)
         conn->protocol->on_data(conn, data, len);
 }
 
-/* Can a message still be handed to the protocol? Not once it has closed the connection. */
+/* Can a message be handed to the protocol now? Not once it has closed or paused it. */
 static int deliverable(const yd_conn *conn)
 {
-    return !(conn->flags & (CF_CLOSING | CF_CLOSE_WANTED));
+    return !(conn->flags & (CF_CLOSING | CF_CLOSE_WANTED | CF_USER_PAUSED));
 }
 
 static int pend_append(yd_conn *conn, const char *data, size_t len)
@@ -322,6 +328,26 @@ static void process(yd_conn *conn, const char *data, size_t len)
         data += n;
         len -= (size_t)n;
     }
+    if (len > 0 && (conn->flags & CF_USER_PAUSED) && !(conn->flags & CF_CLOSE_WANTED)) {
+        /* Paused with messages still in this read: hold them, unframed, until resumed. Nothing
+         * is set aside at this point (a partial message only remains once len is 0). */
+        if (pend_append(conn, data, len) < 0)
+            conn_fail(conn, -ENOMEM);
+        else
+            conn->flags |= CF_STASHED;
+    }
+}
+
+/* Delivers what a pause held back, as if it had just been read. */
+static void unstash(yd_conn *conn)
+{
+    char *data = conn->pend;
+    size_t len = conn->pend_len;
+    conn->pend = NULL;
+    conn->pend_len = conn->pend_cap = 0;
+    conn->flags &= ~CF_STASHED;
+    process(conn, data, len);
+    free(data);
 }
 
 static void handle_eof(yd_conn *conn)

@@ -107,6 +107,7 @@ enum conn_flag {
     CF_CLOSING = 1 << 8,      /* uv_close called or about to be */
     CF_NEED_CONNECT = 1 << 9, /* on_connect still to run from the loop */
     CF_ACCEPTED = 1 << 10,    /* accepted by a server (drained on shutdown) */
+    CF_STASHED = 1 << 11,     /* pend holds unframed bytes read before a pause */
 };
 
 struct connect_state;

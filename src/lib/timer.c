@@ -42,3 +42,8 @@ void yd_timer_free(yd_timer *timer)
     if (timer != NULL)
         uv_close((uv_handle_t *)&timer->uv, (uv_close_cb)free);
 }
+
+yd_loop *yd_timer_loop(const yd_timer *timer)
+{
+    return timer->uv.loop->data;
+}
