@@ -6,6 +6,7 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 10
+MAKEFLAGS  += --no-print-directory
 
 # Debian packages the build and the tests need (bench/ installs the peers it compares with).
 DEPS = build-essential cmake pkg-config libuv1-dev libcmocka-dev clang libclang-rt-14-dev \
@@ -52,8 +53,7 @@ soak: build
 	tests/soak/run
 
 install: build
-	cmake --install $(BUILD) --prefix $(PREFIX) $(if $(DESTDIR),,)
-	@true
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -11,7 +11,7 @@ static void on_datagram(yd_server *server, const char *data, size_t len, const v
                         unsigned peer_len)
 {
     char name[64];
-    yd_addr_format(peer, name, sizeof(name));
+    yd_sockaddr_format(peer, name, sizeof(name));
     fprintf(stderr, "received '%.*s' from %s\n", (int)len, data, name);
     int err = yd_server_send_to(server, data, len, peer, peer_len);
     if (err < 0)

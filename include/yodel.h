@@ -166,11 +166,20 @@ typedef struct yd_protocol {
 
 /* ---- Servers ------------------------------------------------------------------------------ */
 
+/*
+ * A limit on open connections shared by servers on several loops (threads): thread-safe.
+ * It must outlive every server and connection that uses it.
+ */
+typedef struct yd_conn_limit yd_conn_limit;
+int yd_conn_limit_new(size_t max_conns, yd_conn_limit **out);
+void yd_conn_limit_free(yd_conn_limit *limit);
+
 typedef struct yd_server_options {
     const yd_protocol *protocol; /* required */
     void *data;                  /* returned by yd_server_data() */
     yd_stats *stats;             /* counters to update, or NULL */
     size_t max_conns;            /* 0: unlimited; beyond it, accept and close at once */
+    yd_conn_limit *limit;        /* or NULL; the same, counted across every server using it */
     uint64_t idle_timeout_ms;    /* 0: none; close a connection silent for this long */
     int reuseport;               /* SO_REUSEPORT, for one listening socket per thread */
     int backlog;                 /* 0: a sensible default (SOMAXCONN) */
@@ -212,7 +221,7 @@ int yd_server_send_to(yd_server *server, const void *data, size_t len, const voi
                       unsigned peer_len);
 
 /* Writes a peer given to on_datagram as "127.0.0.1:50312" or "[::1]:50312". */
-int yd_addr_format(const void *sockaddr, char *buf, size_t len);
+int yd_sockaddr_format(const void *sockaddr, char *buf, size_t len);
 
 /*
  * Stops listening and frees the server. Connections it accepted go on; they keep
@@ -324,6 +333,12 @@ typedef struct yd_addr {
  * "[v6]:PORT". Returns 0, or -EINVAL with *out unspecified.
  */
 int yd_addr_parse(const char *text, yd_addr *out);
+
+/*
+ * Writes an address in the form yd_addr_parse reads back to the same thing: "tcp://HOST:PORT",
+ * "udp://[::1]:PORT", "unix:PATH". Returns the length, or -ENOBUFS if it does not fit.
+ */
+int yd_addr_format(const yd_addr *addr, char *buf, size_t len);
 
 /* Parses "500ms", "2s", "1m", "1h" or a bare number of seconds ("0.5"). */
 int yd_parse_duration_ms(const char *text, uint64_t *out_ms);

@@ -965,8 +965,11 @@ int cmd_bench(int argc, char **argv)
     }
     parse_options(argc, argv, &b->cfg);
     const config *cfg = &b->cfg;
-    int has_scheme = strstr(cfg->addr, "://") != NULL || strncmp(cfg->addr, "unix:", 5) == 0;
-    snprintf(b->addr, sizeof b->addr, "%s%s", cfg->udp && !has_scheme ? "udp://" : "", cfg->addr);
+    yd_addr addr;
+    yd_addr_parse(cfg->addr, &addr); /* checked by opt_addr */
+    if (cfg->udp)
+        addr.transport = YD_UDP;
+    yd_addr_format(&addr, b->addr, sizeof b->addr);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(cfg->conns);
     pthread_mutex_init(&b->lock, NULL);

@@ -482,7 +482,7 @@ static void parse_args(struct run *run, int argc, char **argv)
             usage_error("send", "MESSAGE %d contains a newline: each message is one line", i + 1);
 }
 
-/* The address to connect to, with udp:// added for --udp (in static storage). */
+/* The address to connect to, made udp:// for --udp (in static storage). */
 static const char *resolve_transport(struct run *run)
 {
     static char buf[300];
@@ -494,10 +494,8 @@ static const char *resolve_transport(struct run *run)
         return run->addr;
     if (a.transport == YD_UNIX)
         usage_error("send", "--udp: a Unix socket address cannot be UDP");
-    if (strchr(a.host, ':') != NULL)
-        snprintf(buf, sizeof buf, "udp://[%s]:%u", a.host, (unsigned)a.port);
-    else
-        snprintf(buf, sizeof buf, "udp://%s:%u", a.host, (unsigned)a.port);
+    a.transport = YD_UDP;
+    yd_addr_format(&a, buf, sizeof buf);
     return buf;
 }
 

@@ -87,7 +87,7 @@ int sockaddr_port(const struct sockaddr *sa)
     return 0;
 }
 
-int yd_addr_format(const void *sockaddr, char *buf, size_t len)
+int yd_sockaddr_format(const void *sockaddr, char *buf, size_t len)
 {
     return sockaddr_format(sockaddr, buf, len);
 }

@@ -74,6 +74,8 @@ static void on_closed(uv_handle_t *h)
     }
     if (conn->server != NULL)
         server_conn_closed(conn->server);
+    if (conn->limit != NULL)
+        atomic_fetch_sub(&conn->limit->open, 1);
     if (conn->protocol->on_close != NULL)
         conn->protocol->on_close(conn, conn->status);
     bufq_clear(&conn->wq, &conn->loop->pool);

@@ -60,6 +60,11 @@ struct yd_stats {
     } while (0)
 #define STAT_SUB(st, field, n) STAT_ADD(st, field, (uint64_t)0 - (uint64_t)(n))
 
+struct yd_conn_limit {
+    size_t max;
+    _Atomic size_t open;
+};
+
 /* ---- loop.c ------------------------------------------------------------------------------ */
 
 #define READ_BUF_BYTES (64u * 1024u)
@@ -126,6 +131,7 @@ struct yd_conn {
     void *data;
     yd_server *server;
     yd_stats *stats;
+    yd_conn_limit *limit;        /* released when the connection closes */
     struct yd_conn *prev, *next; /* the loop's list */
     uint32_t flags;
     uint8_t kind;

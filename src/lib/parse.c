@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "yodel.h"
@@ -274,4 +275,21 @@ int yd_parse_size(const char *text, uint64_t *out_bytes)
         return -EINVAL;
     *out_bytes = n * unit;
     return 0;
+}
+
+int yd_addr_format(const yd_addr *addr, char *buf, size_t len)
+{
+    int n;
+    if (addr->transport == YD_UNIX) {
+        /* "unix://" is stripped once by the parser: a path starting with "//" needs it. */
+        n = snprintf(
+            buf, len, "%s%s",
+            addr->path[0] == '/' && addr->path[1] == '/' ? "unix://" : "unix:", addr->path);
+    } else {
+        const char *scheme = addr->transport == YD_UDP ? "udp" : "tcp";
+        int v6 = strchr(addr->host, ':') != NULL;
+        n = snprintf(buf, len, "%s://%s%s%s:%u", scheme, v6 ? "[" : "", addr->host, v6 ? "]" : "",
+                     (unsigned)addr->port);
+    }
+    return n < 0 || (size_t)n >= len ? -ENOBUFS : n;
 }

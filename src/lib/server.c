@@ -99,7 +99,16 @@ static void on_connection(uv_stream_t *s, int status)
     if (conn == NULL)
         return;
     STAT_ADD(stats, conns_accepted, 1);
-    if (srv->options.max_conns > 0 && srv->conns >= srv->options.max_conns) {
+    yd_conn_limit *limit = srv->options.limit;
+    int over = srv->options.max_conns > 0 && srv->conns >= srv->options.max_conns;
+    /* Once per connection, not per message: an atomic add is cheap here. */
+    if (!over && limit != NULL && atomic_fetch_add(&limit->open, 1) >= limit->max) {
+        atomic_fetch_sub(&limit->open, 1);
+        over = 1;
+    } else if (!over && limit != NULL) {
+        conn->limit = limit;
+    }
+    if (over) {
         /* Accept and close at once: a refused client learns now, instead of waiting in the
          * backlog, and the backlog cannot fill up with them. */
         STAT_ADD(stats, conns_refused, 1);

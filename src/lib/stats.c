@@ -37,3 +37,18 @@ void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind)
     if ((unsigned)kind < YD_ERR__COUNT)
         STAT_ADD(stats, errors[kind], 1);
 }
+
+int yd_conn_limit_new(size_t max_conns, yd_conn_limit **out)
+{
+    yd_conn_limit *limit = calloc(1, sizeof *limit);
+    if (limit == NULL)
+        return -ENOMEM;
+    limit->max = max_conns;
+    *out = limit;
+    return 0;
+}
+
+void yd_conn_limit_free(yd_conn_limit *limit)
+{
+    free(limit);
+}

@@ -322,6 +322,33 @@ static void test_addr_failed_parse_leaves_out_untouched(void **state)
     assert_memory_equal(&before, &after, sizeof before);
 }
 
+static void test_addr_format_reads_back_to_the_same_address(void **state)
+{
+    (void)state;
+    const char *forms[] = {"127.0.0.1:8888", "udp://[::1]:0", "unix:/tmp/y.sock", "unix:////x",
+                           "tcp://localhost:65535"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        yd_addr a, b;
+        char text[400];
+        assert_int_equal(yd_addr_parse(forms[i], &a), 0);
+        assert_true(yd_addr_format(&a, text, sizeof text) > 0);
+        assert_int_equal(yd_addr_parse(text, &b), 0);
+        assert_int_equal(a.transport, b.transport);
+        assert_string_equal(a.host, b.host);
+        assert_int_equal(a.port, b.port);
+        assert_string_equal(a.path, b.path);
+    }
+}
+
+static void test_addr_format_too_small_is_enobufs(void **state)
+{
+    (void)state;
+    yd_addr a;
+    char text[8];
+    assert_int_equal(yd_addr_parse("127.0.0.1:8888", &a), 0);
+    assert_int_equal(yd_addr_format(&a, text, sizeof text), -ENOBUFS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +364,8 @@ int main(void)
         cmocka_unit_test(test_addr_unix_path),
         cmocka_unit_test(test_addr_unix_double_slash_form),
         cmocka_unit_test(test_addr_unix_double_slash_is_stripped_once),
+        cmocka_unit_test(test_addr_format_reads_back_to_the_same_address),
+        cmocka_unit_test(test_addr_format_too_small_is_enobufs),
         cmocka_unit_test(test_addr_unix_relative_path),
         cmocka_unit_test(test_addr_unix_path_of_107_bytes_fits),
         cmocka_unit_test(test_addr_unix_path_of_108_bytes_is_einval),
