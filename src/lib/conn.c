@@ -470,9 +470,12 @@ static void on_write(uv_write_t *req, int status)
     }
     bufq_consume(&conn->wq, &conn->loop->pool, done);
     STAT_ADD(conn->stats, bytes_out, done);
+    /* The peer reading what we send is activity too: a slow reader is not idle. */
+    conn->last_active_ms = uv_now(&conn->loop->uv);
     flush(conn);
     if ((conn->flags & CF_FULL) && conn->wq.len < YD_LOW_WATERMARK) {
         conn->flags &= ~CF_FULL;
+        conn->last_active_ms = uv_now(&conn->loop->uv); /* quiet counts from here on */
         update_reading(conn);
         if (conn->protocol->on_drain != NULL)
             conn->protocol->on_drain(conn);
@@ -569,18 +572,27 @@ void conn_sweep(yd_loop *loop, uint64_t now)
         if (conn->flags & CF_CLOSING)
             continue;
         left++;
-        if (conn->idle_timeout_ms > 0 && now - conn->last_active_ms >= conn->idle_timeout_ms) {
+        if (conn->idle_timeout_ms > 0 && !(conn->flags & CF_CLOSE_WANTED) &&
+            now - conn->last_active_ms >= conn->idle_timeout_ms) {
             STAT_ADD(conn->stats, errors[YD_ERR_IDLE_TIMEOUT], 1);
             conn->status = -ETIMEDOUT;
-            yd_conn_close(conn);
+            /* Nothing moved either way for that long: what is queued will never be read, so a
+             * stalled peer is reset rather than waited for; an idle one gets a clean FIN. */
+            if (conn->wq.len > 0)
+                yd_conn_abort(conn);
+            else
+                yd_conn_close(conn);
             continue;
         }
         if (!loop->draining || !(conn->flags & CF_ACCEPTED))
             continue;
+        /* Quiet: nothing to send, and nothing read for a while although we were reading (a
+         * connection paused by back-pressure still has bytes waiting in the kernel). */
+        int quiet = conn->wq.len == 0 && conn->held == 0 && !(conn->flags & CF_FULL) &&
+                    now - conn->last_active_ms >= DRAIN_QUIET_MS;
         if (now >= loop->drain_deadline_ms)
             yd_conn_abort(conn);
-        else if (conn->wq.len == 0 && conn->held == 0 &&
-                 now - conn->last_active_ms >= DRAIN_QUIET_MS)
+        else if (quiet)
             yd_conn_close(conn);
     }
     if (loop->draining && left == 0)

@@ -90,8 +90,9 @@ static void on_connection(uv_stream_t *s, int status)
     yd_server *srv = l->server;
     yd_stats *stats = srv->options.stats;
     if (status < 0) {
-        /* EMFILE/ENFILE: libuv has already closed the pending connection through its reserve
-         * descriptor, so there is nothing left to accept and no busy loop; count and go on. */
+        /* An accept error libuv passes on. (On EMFILE/ENFILE libuv 1.44 itself accepts and
+         * closes the pending connections with its reserve descriptor and does not call us: no
+         * busy loop, and accepting resumes once descriptors free up.) */
         STAT_ADD(stats, errors[YD_ERR_ACCEPT], 1);
         return;
     }
