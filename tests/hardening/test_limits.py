@@ -1,0 +1,211 @@
+"""--max-line, --max-conns and --idle-timeout: each limit closes only the connection that
+crosses it, counts it, and leaves everything else alone."""
+
+import os
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hard  # noqa: E402
+from hard import harness, serve1  # noqa: E402
+
+KIB = 1024
+
+
+class MaxLine(unittest.TestCase):
+    def test_overlong_line_closes_only_that_connection(self):
+        with serve1("-l", hard.LOCAL, "-m", "line", "--max-line", "1024") as srv:
+            with harness.connect(srv.tcp) as bystander, harness.connect(srv.tcp) as offender:
+                # The bystander has a line in progress when the offender crosses the limit.
+                self.assertEqual(hard.round_trip(bystander, b"first\n"), b"first\n")
+                bystander.sendall(b"half a ")
+                offender.sendall(b"y" * 2000)
+                self.assertIsNotNone(hard.closed_by_peer(offender, 5 * hard.SLOW),
+                                     "the overlong line did not close its connection")
+                bystander.sendall(b"line\n")
+                self.assertEqual(harness.recv_exactly(bystander, 12), b"half a line\n")
+            self.assertTrue(hard.echo_ok(srv.tcp, b"new client\n"))
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(counts["line_too_long"], 1, counts)
+            self.assertEqual(counts["accepted"], 3, counts)
+
+    def test_line_of_exactly_max_line_bytes_is_echoed(self):
+        with serve1("-l", hard.LOCAL, "-m", "line", "--max-line", "1024") as srv:
+            line = b"z" * 1023 + b"\n"
+            self.assertEqual(harness.exchange(srv.tcp, line), line)
+            self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 0)
+
+    def test_default_max_line_is_64_kib(self):
+        with serve1("-l", hard.LOCAL, "-m", "line") as srv:
+            line = b"a" * (64 * KIB - 1) + b"\n"
+            self.assertEqual(harness.exchange(srv.tcp, line), line)
+            with harness.connect(srv.tcp) as s:
+                s.sendall(b"b" * (64 * KIB + 1))
+                self.assertIsNotNone(hard.closed_by_peer(s, 5 * hard.SLOW))
+            self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 1)
+
+    def test_overlong_line_in_upper_mode_closes_the_connection(self):
+        with serve1("-l", hard.LOCAL, "-m", "upper", "--max-line", "100") as srv:
+            with harness.connect(srv.tcp) as s:
+                self.assertEqual(hard.round_trip(s, b"short\n"), b"SHORT\n")
+                s.sendall(b"q" * 101)
+                self.assertIsNotNone(hard.closed_by_peer(s, 5 * hard.SLOW))
+            self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 1)
+
+    def test_overlong_line_is_logged_with_the_peer(self):
+        with serve1("-l", hard.LOCAL, "-m", "line", "--max-line", "64", "-v") as srv:
+            with harness.connect(srv.tcp) as s:
+                peer = "127.0.0.1:%d" % s.getsockname()[1]
+                s.sendall(b"w" * 200)
+                self.assertIsNotNone(hard.closed_by_peer(s, 5 * hard.SLOW))
+            # The close is logged with its reason once the server has seen it.
+            text = srv.wait_stderr(
+                lambda t: any(peer in l and "closed" in l for l in t.splitlines()),
+                what="a log line closing %s" % peer)
+            closing = [l for l in text.splitlines() if peer in l and "closed" in l]
+            self.assertRegex(closing[0], r"(?i)too long|message|line", closing)
+            self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 1)
+
+    def test_many_partial_lines_keep_server_memory_bounded(self):
+        # 200 clients each parked just under a 64 KiB limit: about 12 MiB of partial lines.
+        with serve1("-l", hard.LOCAL, "-m", "line") as srv:
+            socks = []
+            try:
+                for _ in range(200):
+                    s = harness.connect(srv.tcp)
+                    socks.append(s)
+                    s.sendall(b"p" * (64 * KIB - 1))
+                for s in socks:
+                    s.sendall(b"\n")
+                for s in socks:
+                    self.assertEqual(len(harness.recv_exactly(s, 64 * KIB)), 64 * KIB)
+                rss = hard.rss_kib(srv.proc.pid)
+                self.assertLess(rss, (64 + (64 if hard.SANITIZE else 0)) * KIB, rss)
+            finally:
+                for s in socks:
+                    s.close()
+            self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 0)
+
+
+class MaxConns(unittest.TestCase):
+    def open_served(self, srv, n):
+        socks = []
+        for i in range(n):
+            s = harness.connect(srv.tcp)
+            self.addCleanup(s.close)
+            self.assertEqual(hard.round_trip(s, b"held %d\n" % i), b"held %d\n" % i)
+            socks.append(s)
+        return socks
+
+    def test_connection_beyond_max_conns_is_accepted_and_closed_at_once(self):
+        with serve1("-l", hard.LOCAL, "--max-conns", "3") as srv:
+            self.open_served(srv, 3)
+            with harness.connect(srv.tcp) as extra:
+                started = time.monotonic()
+                self.assertEqual(hard.closed_by_peer(extra, 5 * hard.SLOW), "eof")
+                self.assertLess(time.monotonic() - started, 1.0 * hard.SLOW)
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual((counts["accepted"], counts["refused"]), (4, 1), counts)
+
+    def test_refused_connections_never_wait_in_the_backlog(self):
+        n = 100
+        with serve1("-l", hard.LOCAL, "--max-conns", "2") as srv:
+            held = self.open_served(srv, 2)
+            extras = [harness.connect(srv.tcp) for _ in range(n)]
+            try:
+                outcomes = [hard.closed_by_peer(s, 5 * hard.SLOW) for s in extras]
+            finally:
+                for s in extras:
+                    s.close()
+            self.assertEqual(outcomes.count(None), 0, "%d of %d refused connections left open"
+                             % (outcomes.count(None), n))
+            # The held ones are still served.
+            for s in held:
+                self.assertEqual(hard.round_trip(s, b"still here\n"), b"still here\n")
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(counts["refused"], n, counts)
+
+    def test_slot_freed_by_a_closing_client_is_given_to_a_new_one(self):
+        with serve1("-l", hard.LOCAL, "--max-conns", "2") as srv:
+            held = self.open_served(srv, 2)
+            held[0].close()
+            # The server learns of the close asynchronously: retry until a newcomer is served.
+            hard.wait_for(lambda: hard.echo_ok(srv.tcp, b"newcomer\n", timeout=2 * hard.SLOW),
+                          5 * hard.SLOW, "a new client served after a slot was freed")
+            self.assertEqual(hard.round_trip(held[1], b"old\n"), b"old\n")
+            counts = hard.stop_summary(self, srv)
+            # Attempts made before the server saw the close were refused; the rest were ours.
+            self.assertEqual(counts["accepted"] - counts["refused"], 3, counts)
+
+
+class IdleTimeout(unittest.TestCase):
+    def test_connection_silent_for_the_idle_timeout_is_closed(self):
+        with serve1("-l", hard.LOCAL, "--idle-timeout", "300ms") as srv:
+            with harness.connect(srv.tcp) as s:
+                started = time.monotonic()
+                how = hard.closed_by_peer(s, 5 * hard.SLOW)
+                took = time.monotonic() - started
+            self.assertEqual(how, "eof", "an idle close is a FIN, not a reset")
+            self.assertGreaterEqual(took, 0.25)
+            self.assertLess(took, 1.5 * hard.SLOW)
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(counts["idle_timeout"], 1, counts)
+
+    def test_connection_that_keeps_sending_outlives_the_idle_timeout(self):
+        with serve1("-l", hard.LOCAL, "-m", "line", "--idle-timeout", "400ms") as srv:
+            with harness.connect(srv.tcp) as s:
+                # 1.5 s of traffic, one line every 100 ms: never 400 ms of silence.
+                end = time.monotonic() + 1.5
+                n = 0
+                while time.monotonic() < end:
+                    self.assertEqual(hard.round_trip(s, b"tick %d\n" % n), b"tick %d\n" % n)
+                    n += 1
+                    self.assertIsNone(hard.closed_by_peer(s, 0.1))
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(counts["idle_timeout"], 0, counts)
+
+    def test_idle_timeout_leaves_other_connections_alone(self):
+        with serve1("-l", hard.LOCAL, "-m", "line", "--idle-timeout", "300ms") as srv:
+            with harness.connect(srv.tcp) as idle, harness.connect(srv.tcp) as busy:
+                deadline = time.monotonic() + 5 * hard.SLOW
+                closed = None
+                n = 0
+                while closed is None and time.monotonic() < deadline:
+                    self.assertEqual(hard.round_trip(busy, b"busy %d\n" % n), b"busy %d\n" % n)
+                    n += 1
+                    closed = hard.closed_by_peer(idle, 0.05)
+                self.assertEqual(closed, "eof")
+                self.assertEqual(hard.round_trip(busy, b"after\n"), b"after\n")
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(counts["idle_timeout"], 1, counts)
+
+    def test_idle_client_that_stopped_reading_is_closed_and_counted_once(self):
+        # The client pushed until the server stopped reading it, then went silent: the server
+        # has replies queued that will never be read. It must still let go of it, once.
+        with serve1("-l", hard.LOCAL, "--idle-timeout", "300ms") as srv:
+            pid = srv.proc.pid
+            baseline = hard.fd_count(pid)  # before this client's descriptor
+            s = harness.connect(srv.tcp)
+            self.addCleanup(s.close)
+            try:
+                hard.push_until_stalled(s, 64 << 20, stall=0.5 * hard.SLOW)
+            except ConnectionResetError:
+                pass  # the server reset it while we were still checking for the stall
+            # Closed means its descriptor is gone from the server.
+            try:
+                hard.wait_for(lambda: hard.fd_count(pid) <= baseline, 3 * hard.SLOW,
+                              "the stalled idle connection closed by the server")
+                closed = True
+            except AssertionError:
+                closed = False
+            s.close()
+            counts = hard.stop_summary(self, srv)
+            self.assertTrue(closed, "still open 3 s after a 300 ms idle timeout; summary %r"
+                            % counts)
+            self.assertEqual(counts["idle_timeout"], 1, counts)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
