@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "metrics.h"
 #include "stats_report.h"
 #include "yodel.h"
 
@@ -27,23 +28,25 @@ static const char usage[] =
     "      --once               reply to the first message, then close\n"
     "      --delay DURATION     hold each reply this long (500ms, 2s, 1m)\n"
     "      --threads N          event loops, one per thread (default: usable CPUs)\n"
-    "      --max-conns N        accept and close connections beyond N (per thread)\n"
+    "      --max-conns N        accept and close connections beyond N open at once\n"
     "      --idle-timeout DUR   close connections that send nothing for DUR\n"
     "      --max-line BYTES     longest line in line/upper mode (default 64k)\n"
     "      --drain-timeout DUR  on SIGINT/SIGTERM, wait this long for clients (default 5s)\n"
     "      --stats[=INTERVAL]   print statistics every INTERVAL (default 1s) to stderr\n"
+    "      --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics\n"
     "      --inetd              serve the one connection on stdin (inetd, xinetd)\n"
     "      --json               logs and statistics as one JSON object per line\n"
     "  -v, --verbose            log every connection and message with the peer address\n"
     "  -q, --quiet              no summary at shutdown; errors only\n"
     "  -h, --help               this help\n"
     "\n"
-    "Prints 'listening on ADDR' on stdout for each socket. SIGINT/SIGTERM: stop\n"
-    "accepting, finish echoing, exit 0; a second signal exits at once.\n";
+    "Prints 'listening on ADDR' on stdout for each socket, and 'metrics on URL' with\n"
+    "--metrics. SIGINT/SIGTERM: stop accepting, finish echoing, exit 0; a second\n"
+    "signal exits at once.\n";
 
 struct worker {
     yd_loop *loop;
-    yd_stats *stats;
+    yd_stats *stats[MAX_LISTEN]; /* one set of counters per listener, for --metrics */
     pthread_t thread;
 };
 
@@ -52,11 +55,16 @@ struct serve {
     int nlisten;
     yd_echo_options echo;
     yd_server_options limits;
+    yd_conn_limit *limit; /* --max-conns, shared by the threads */
     int threads;
     uint64_t drain_ms;
     uint64_t stats_ms; /* 0: no periodic statistics */
     int inetd;
     int quiet;
+    const char *metrics_addr;
+    struct metrics *metrics;
+    char names[MAX_LISTEN][300]; /* each listener's first address: its metrics label */
+    int nnames;
     struct worker workers[MAX_THREADS];
     int signals;
     yd_timer *stats_timer;
@@ -74,6 +82,7 @@ enum {
     OPT_DRAIN,
     OPT_STATS,
     OPT_INETD,
+    OPT_METRICS,
     OPT_JSON
 };
 
@@ -89,6 +98,7 @@ static const struct option longopts[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"stats", optional_argument, NULL, OPT_STATS},
     {"inetd", no_argument, NULL, OPT_INETD},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"json", no_argument, NULL, OPT_JSON},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
@@ -105,6 +115,14 @@ static yd_echo_mode parse_mode(const char *value)
     if (strcmp(value, "upper") == 0)
         return YD_ECHO_UPPER;
     usage_error("serve", "-m: unknown mode '%s' (use raw, line or upper)", value);
+}
+
+static const char *opt_metrics_addr(const char *value)
+{
+    yd_addr a;
+    if (yd_addr_parse(opt_addr("serve", "--metrics", value), &a) < 0 || a.transport != YD_TCP)
+        usage_error("serve", "--metrics: '%s' is not a TCP address (HOST:PORT)", value);
+    return value;
 }
 
 static void parse_args(struct serve *s, int argc, char **argv)
@@ -149,6 +167,9 @@ static void parse_args(struct serve *s, int argc, char **argv)
         case OPT_INETD:
             s->inetd = 1;
             break;
+        case OPT_METRICS:
+            s->metrics_addr = opt_metrics_addr(optarg);
+            break;
         case OPT_JSON:
             s->echo.json = 1;
             break;
@@ -167,6 +188,29 @@ static void parse_args(struct serve *s, int argc, char **argv)
         usage_error("serve", "unexpected argument '%s'", argv[optind]);
     if (s->echo.verbose && s->quiet)
         usage_error("serve", "-v and -q contradict each other");
+    if (s->inetd && s->metrics_addr != NULL)
+        usage_error("serve", "--metrics cannot be used with --inetd");
+}
+
+/* The counters of listener i on thread t, created on first use (before the threads start). */
+static yd_stats *stats_for(struct serve *s, int t, int i)
+{
+    if (i >= MAX_LISTEN)
+        i = MAX_LISTEN - 1;
+    if (s->workers[t].stats[i] == NULL && yd_stats_new(&s->workers[t].stats[i]) < 0)
+        return NULL;
+    return s->workers[t].stats[i];
+}
+
+/* Names listener i after its first socket, for the metrics' listener label. */
+static void name_listener(struct serve *s, int i, const yd_server *srv)
+{
+    if (i >= MAX_LISTEN)
+        return;
+    if (yd_server_address(srv, 0, s->names[i], sizeof s->names[i]) < 0)
+        snprintf(s->names[i], sizeof s->names[i], "listener%d", i);
+    if (s->nnames <= i)
+        s->nnames = i + 1;
 }
 
 /* ---- Listening ---------------------------------------------------------------------------- */
@@ -175,12 +219,9 @@ static void parse_args(struct serve *s, int argc, char **argv)
 static void with_port(const char *addr, int port, char *out, size_t len)
 {
     yd_addr a;
-    yd_addr_parse(addr, &a);
-    const char *scheme = a.transport == YD_UDP ? "udp://" : "tcp://";
-    if (strchr(a.host, ':') != NULL)
-        snprintf(out, len, "%s[%s]:%d", scheme, a.host, port);
-    else
-        snprintf(out, len, "%s%s:%d", scheme, a.host, port);
+    yd_addr_parse(addr, &a); /* checked by opt_addr */
+    a.port = (uint16_t)port;
+    yd_addr_format(&a, out, len);
 }
 
 static int listen_all(struct serve *s)
@@ -199,8 +240,10 @@ static int listen_all(struct serve *s)
             else
                 snprintf(addr, sizeof addr, "%s", s->listen[i]);
             yd_server_options so = s->limits;
-            so.stats = s->workers[t].stats;
+            so.stats = stats_for(s, t, i);
             so.reuseport = s->threads > 1;
+            so.limit = s->limit; /* --max-conns counts across every thread */
+            so.max_conns = 0;
             yd_server *srv;
             int err = yd_echo_listen(s->workers[t].loop, addr, &s->echo, &so, &srv);
             if (err < 0) {
@@ -210,6 +253,7 @@ static int listen_all(struct serve *s)
             }
             if (t > 0)
                 continue;
+            name_listener(s, i, srv);
             port = yd_server_port(srv);
             for (unsigned k = 0; k < yd_server_socket_count(srv); k++) {
                 char name[300];
@@ -237,7 +281,9 @@ static int adopt_activated(struct serve *s)
     unsetenv("LISTEN_FDNAMES");
     for (int i = 0; i < n; i++) {
         yd_server_options so = s->limits;
-        so.stats = s->workers[0].stats;
+        so.stats = stats_for(s, 0, i);
+        so.limit = s->limit;
+        so.max_conns = 0;
         yd_server *srv;
         int err = yd_echo_adopt(s->workers[0].loop, 3 + i, &s->echo, &so, &srv);
         if (err < 0) {
@@ -248,6 +294,7 @@ static int adopt_activated(struct serve *s)
         char name[300];
         if (yd_server_address(srv, 0, name, sizeof name) > 0)
             printf("listening on %s\n", name);
+        name_listener(s, i, srv);
     }
     fflush(stdout);
     return n;
@@ -259,7 +306,37 @@ static void merged(const struct serve *s, yd_stats_snapshot *sum)
 {
     memset(sum, 0, sizeof *sum);
     for (int t = 0; t < s->threads; t++)
-        yd_stats_read(s->workers[t].stats, sum);
+        for (int i = 0; i < MAX_LISTEN; i++)
+            if (s->workers[t].stats[i] != NULL)
+                yd_stats_read(s->workers[t].stats[i], sum);
+}
+
+/* metrics_collect_fn: listener i's counters, summed over the threads. */
+static int collect_listener(void *ctx, unsigned i, const char **name, yd_stats_snapshot *sum)
+{
+    struct serve *s = ctx;
+    if (i >= (unsigned)s->nnames)
+        return 0;
+    *name = s->names[i];
+    for (int t = 0; t < s->threads; t++)
+        if (s->workers[t].stats[i] != NULL)
+            yd_stats_read(s->workers[t].stats[i], sum);
+    return 1;
+}
+
+static int start_metrics(struct serve *s)
+{
+    int err = metrics_start(s->workers[0].loop, s->metrics_addr, collect_listener, s, &s->metrics);
+    if (err < 0) {
+        fprintf(stderr, "yodel serve: cannot serve metrics on %s: %s\n", s->metrics_addr,
+                yd_strerror(err));
+        return -1;
+    }
+    char url[320];
+    if (metrics_url(s->metrics, url, sizeof url) > 0)
+        printf("metrics on %s\n", url);
+    fflush(stdout);
+    return 0;
 }
 
 static void on_stats_timer(yd_timer *timer, void *data)
@@ -289,13 +366,18 @@ static void on_signal(yd_signal *sig, int signum, void *data)
         }
         _exit(128 + signum);
     }
-    if (!s->quiet)
+    if (!s->quiet && s->echo.json)
+        fprintf(stderr, "{\"event\":\"draining\",\"signal\":%d,\"drain_ms\":%llu}\n", signum,
+                (unsigned long long)s->drain_ms);
+    else if (!s->quiet)
         fprintf(stderr, "yodel serve: %s, draining connections (up to %llu ms)\n",
                 strsignal(signum), (unsigned long long)s->drain_ms);
     if (s->stats_timer != NULL) {
         yd_timer_free(s->stats_timer);
         s->stats_timer = NULL;
     }
+    metrics_stop(s->metrics);
+    s->metrics = NULL;
     for (int t = 1; t < s->threads; t++)
         yd_loop_call_threadsafe(s->workers[t].loop, drain_worker, s);
     yd_loop_drain(s->workers[0].loop, s->drain_ms);
@@ -313,14 +395,16 @@ static void free_workers(struct serve *s)
     for (int t = 0; t < s->threads; t++) {
         if (s->workers[t].loop != NULL)
             yd_loop_free(s->workers[t].loop);
-        yd_stats_free(s->workers[t].stats);
+        for (int i = 0; i < MAX_LISTEN; i++)
+            yd_stats_free(s->workers[t].stats[i]);
     }
+    yd_conn_limit_free(s->limit);
 }
 
 static int serve_inetd(struct serve *s)
 {
     /* stdout is the client here: nothing may be printed to it. */
-    int err = yd_echo_serve_fd(s->workers[0].loop, STDIN_FILENO, &s->echo, s->workers[0].stats);
+    int err = yd_echo_serve_fd(s->workers[0].loop, STDIN_FILENO, &s->echo, stats_for(s, 0, 0));
     if (err < 0) {
         fprintf(stderr, "yodel serve: --inetd: cannot serve standard input: %s\n",
                 yd_strerror(err));
@@ -332,8 +416,12 @@ static int serve_inetd(struct serve *s)
 
 static int run(struct serve *s)
 {
+    if (s->limits.max_conns > 0 && yd_conn_limit_new(s->limits.max_conns, &s->limit) < 0) {
+        fprintf(stderr, "yodel serve: out of memory\n");
+        return EXIT_RUNTIME;
+    }
     for (int t = 0; t < s->threads; t++) {
-        if (yd_loop_new(&s->workers[t].loop) < 0 || yd_stats_new(&s->workers[t].stats) < 0) {
+        if (yd_loop_new(&s->workers[t].loop) < 0) {
             fprintf(stderr, "yodel serve: out of memory\n");
             return EXIT_RUNTIME;
         }
@@ -351,6 +439,8 @@ static int run(struct serve *s)
     int activated = adopt_activated(s);
     if (activated < 0 || (activated == 0 && listen_all(s) < 0))
         return EXIT_RUNTIME;
+    if (s->metrics_addr != NULL && start_metrics(s) < 0)
+        return EXIT_RUNTIME;
     stats_report_init(&s->report, s->echo.json, yd_loop_now_ms(main_loop));
     if (s->stats_ms > 0) {
         yd_timer_new(main_loop, on_stats_timer, s, &s->stats_timer);
@@ -363,6 +453,8 @@ static int run(struct serve *s)
         }
     }
     yd_loop_run(main_loop);
+    metrics_stop(s->metrics);
+    s->metrics = NULL;
     for (int t = 1; t < s->threads; t++)
         pthread_join(s->workers[t].thread, NULL);
     if (!s->quiet) {

@@ -1,0 +1,33 @@
+/* The --metrics endpoint of yodel serve: Prometheus text over a tiny HTTP/1.0 server. */
+#ifndef YODEL_METRICS_H
+#define YODEL_METRICS_H
+
+#include "yodel.h"
+
+/*
+ * Fills *sum with the counters of listener i and sets *name to its label value
+ * ("tcp://127.0.0.1:8888"). Returns 1, or 0 when there is no listener i. Called on
+ * the metrics loop's thread for every scrape; it must only read (yd_stats_read).
+ */
+typedef int (*metrics_collect_fn)(void *ctx, unsigned i, const char **name, yd_stats_snapshot *sum);
+
+struct metrics;
+
+/*
+ * Serves GET /metrics on addr ("HOST:PORT", port 0 for an ephemeral one) from loop.
+ * Returns 0 and sets *out, or a negative error from yd_server_listen.
+ */
+int metrics_start(yd_loop *loop, const char *addr, metrics_collect_fn collect, void *ctx,
+                  struct metrics **out);
+
+/* Writes "http://HOST:PORT/metrics" into buf. Returns its length, or a negative error. */
+int metrics_url(const struct metrics *m, char *buf, size_t len);
+
+/*
+ * Stops listening. Requests in progress finish on their own (or by their deadline);
+ * the memory goes when the last one has closed. Call it once, on the loop's thread,
+ * before yd_loop_drain() (which would close the server behind our back).
+ */
+void metrics_stop(struct metrics *m);
+
+#endif
