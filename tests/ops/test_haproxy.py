@@ -1,0 +1,165 @@
+"""Several yodel instances behind HAProxy in TCP mode, with contrib/haproxy.cfg."""
+
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from opslib import SOURCE_DIR, START_TIMEOUT, harness, ops_serve
+
+CONFIG = os.path.join(SOURCE_DIR, "contrib", "haproxy.cfg")
+DEPS = os.path.join(SOURCE_DIR, "scripts", "deps.sh")
+BACKENDS = 2
+
+
+def ensure_haproxy():
+    """Returns the haproxy path; installs Debian's package when root; else SkipTest."""
+    path = shutil.which("haproxy") or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy")
+    if path:
+        return path
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("haproxy not installable: not root (apt-get install haproxy)")
+    try:
+        r = subprocess.run([DEPS, "haproxy"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL, timeout=240)
+    except subprocess.TimeoutExpired:
+        raise unittest.SkipTest("haproxy not installable: scripts/deps.sh haproxy timed out")
+    path = shutil.which("haproxy") or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy")
+    if r.returncode != 0 or not path:
+        tail = r.stdout.decode(errors="replace").strip().splitlines()[-3:]
+        raise unittest.SkipTest("haproxy not installable: %s" % " / ".join(tail))
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config_for(frontend_port, backend_ports):
+    """contrib/haproxy.cfg with its ports replaced: 8888 for the frontend, 8889.. for the
+    instances; server lines beyond the instances started are dropped."""
+    with open(CONFIG) as f:
+        text = f.read()
+    text = text.replace("bind 127.0.0.1:8888", "bind 127.0.0.1:%d" % frontend_port)
+    # The test needs a few connections, not the descriptors a production maxconn asks for.
+    text = re.sub(r"(?m)^(\s*maxconn) \d+", r"\1 200", text)
+    servers = re.findall(r"^\s*server \S+ 127\.0\.0\.1:(\d+).*$", text, re.M)
+    if len(servers) < len(backend_ports):
+        raise AssertionError("contrib/haproxy.cfg has %d server lines" % len(servers))
+    out = []
+    n = 0
+    for line in text.splitlines():
+        if re.match(r"^\s*server ", line):
+            if n < len(backend_ports):
+                out.append(re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:%d" % backend_ports[n], line))
+            n += 1
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+class HAProxy:
+    def __init__(self, binary, config_text):
+        self.dir = tempfile.mkdtemp(prefix="yodel-haproxy-")
+        self.config = os.path.join(self.dir, "haproxy.cfg")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        self.log = tempfile.TemporaryFile()
+        # -db: foreground, no daemon; -Ws would need systemd.
+        self.proc = subprocess.Popen([binary, "-db", "-f", self.config], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self):
+        if self.log.closed:
+            return "(stopped)"
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=harness.STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.log.closed:
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def summary_counts(stderr):
+    m = re.search(r"summary: \S+ accepted=(\d+) .* bytes_in=(\d+) ", stderr)
+    if m is None:
+        raise AssertionError("no summary in %r" % stderr)
+    return int(m.group(1)), int(m.group(2))
+
+
+class HAProxyTest(unittest.TestCase):
+    def test_contrib_config_is_valid(self):
+        binary = ensure_haproxy()
+        r = subprocess.run([binary, "-c", "-f", CONFIG], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout)
+
+    def test_connections_through_haproxy_reach_every_instance(self):
+        binary = ensure_haproxy()
+        servers = [ops_serve("-l", "127.0.0.1:0") for _ in range(BACKENDS)]
+        for s in servers:
+            self.addCleanup(s.kill)
+        for attempt in range(5):
+            port = free_port()
+            proxy = HAProxy(binary, config_for(port, [s.tcp.port for s in servers]))
+            self.addCleanup(proxy.stop)
+            front = harness.Listener("listening on tcp://127.0.0.1:%d" % port)
+            if self.wait_until_serving(proxy, front):
+                break
+            proxy.stop()
+        else:
+            self.fail("haproxy did not serve: %s" % proxy.output())
+        payloads = []
+        for i in range(12):
+            data = (b"through haproxy %02d " % i) * 60 + b"\n"  # 1201 bytes, unlike a check
+            payloads.append(len(data))
+            self.assertEqual(harness.exchange(front, data), data, "connection %d" % i)
+        proxy.stop()
+        counts = []
+        for s in servers:
+            status, stderr = s.stop()
+            self.assertEqual(status, 0, stderr)
+            counts.append(summary_counts(stderr))
+        # Health checks add a connection and 14 bytes every 2 s: the bytes show real traffic.
+        print("instances (accepted, bytes_in): %r" % counts)
+        for accepted, bytes_in in counts:
+            self.assertGreaterEqual(bytes_in, min(payloads), "an instance got no client: %r"
+                                    % counts)
+        self.assertGreaterEqual(sum(b for _, b in counts), sum(payloads))
+        self.assertLess(sum(b for _, b in counts), sum(payloads) + 14 * 50)
+
+    def wait_until_serving(self, proxy, front):
+        """Until an echo goes through (haproxy is up and has seen the instances healthy)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proxy.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(front.sockaddr, timeout=2) as s:
+                    s.sendall(b"ready?\n")
+                    s.shutdown(socket.SHUT_WR)
+                    if harness.recv_until_eof(s, timeout=2) == b"ready?\n":
+                        return True
+            except (OSError, AssertionError):
+                pass
+            time.sleep(0.05)
+        return False
+
+
+if __name__ == "__main__":
+    unittest.main()

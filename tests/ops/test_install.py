@@ -1,0 +1,219 @@
+"""`make install` (cmake --install): the layout a packager gets, and a program built on it."""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from opslib import SOURCE_DIR, harness
+
+BUILD_DIR = os.environ.get("YODEL_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+SANITIZE = os.environ.get("YODEL_SANITIZE", "").upper() in ("1", "ON", "TRUE", "YES")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def run(cmd, env=None, timeout=120):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                       env=env, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+
+class Installed:
+    """One `cmake --install` into a temporary prefix, shared by the tests of a class."""
+
+    def __init__(self, prefix=None, destdir=None):
+        self.root = tempfile.mkdtemp(prefix="yodel-install-")
+        self.prefix = prefix or os.path.join(self.root, "prefix")
+        env = dict(os.environ)
+        env.pop("DESTDIR", None)
+        if destdir is not None:
+            env["DESTDIR"] = os.path.join(self.root, destdir)
+        status, out, err = run(["cmake", "--install", BUILD_DIR, "--prefix", self.prefix],
+                               env=env)
+        if status != 0:
+            raise AssertionError("cmake --install failed: %s%s" % (out, err))
+        self.tree = (os.path.join(self.root, destdir) + self.prefix) if destdir else self.prefix
+
+    def path(self, *parts):
+        return os.path.join(self.tree, *parts)
+
+    def find(self, pattern):
+        found = sorted(glob.glob(os.path.join(self.tree, pattern)))
+        if not found:
+            raise AssertionError("nothing installed as %s; tree: %s" % (pattern, self.listing()))
+        return found[0]
+
+    def listing(self):
+        return sorted(os.path.relpath(os.path.join(d, f), self.tree)
+                      for d, _, fs in os.walk(self.tree) for f in fs)
+
+    def remove(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class InstallLayoutTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.inst = Installed()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.inst.remove()
+
+    def test_install_puts_each_file_in_its_place(self):
+        inst = self.inst
+        for rel in ["bin/yodel", "include/yodel.h", "share/man/man1/yodel.1",
+                    "share/man/man3/libyodel.3", "lib/systemd/system/yodel.service",
+                    "lib/systemd/system/yodel.socket", "share/bash-completion/completions/yodel"]:
+            self.assertTrue(os.path.isfile(inst.path(rel)), "%s missing: %s" % (rel, inst.listing()))
+        self.assertTrue(os.access(inst.path("bin/yodel"), os.X_OK))
+        inst.find("lib*/libyodel.a")
+        inst.find("lib*/pkgconfig/yodel.pc")
+
+    def test_shared_library_has_a_soname(self):
+        lib = self.inst.find("lib*/libyodel.so")
+        self.assertEqual(os.readlink(lib), "libyodel.so.0")
+        status, out, err = run(["objdump", "-p", lib])
+        self.assertEqual(status, 0, err)
+        self.assertRegex(out, r"SONAME\s+libyodel\.so\.0\b")
+
+    def test_installed_man_pages_are_found_by_man(self):
+        harness.require_tool(self, "man")
+        for name, section in (("yodel", "1"), ("libyodel", "3")):
+            env = dict(os.environ, MANWIDTH="80")
+            status, out, err = run(["man", "-M", self.inst.path("share/man"), section, name],
+                                   env=env)
+            self.assertEqual(status, 0, err)
+            self.assertIn(name.upper(), out.splitlines()[0])
+
+    def test_installed_binary_runs(self):
+        status, out, _ = run([self.inst.path("bin/yodel"), "--version"])
+        self.assertEqual(status, 0)
+        self.assertTrue(out.startswith("yodel 0.1.0"), out)
+
+    def test_paths_written_into_files_are_the_install_prefix(self):
+        pc = read(self.inst.find("lib*/pkgconfig/yodel.pc"))
+        self.assertIn("prefix=%s\n" % self.inst.prefix, pc)
+        self.assertIn("Libs: -L${libdir} -lyodel", pc)
+        self.assertIn("Requires.private: libuv", pc)
+        unit = read(self.inst.path("lib/systemd/system/yodel.service"))
+        self.assertIn("ExecStart=%s/bin/yodel serve" % self.inst.prefix, unit)
+
+    def test_program_builds_against_installed_header_and_pkg_config(self):
+        harness.require_tool(self, "pkg-config")
+        inst = self.inst
+        pcdir = os.path.dirname(inst.find("lib*/pkgconfig/yodel.pc"))
+        env = dict(os.environ, PKG_CONFIG_PATH=pcdir)
+        status, flags, err = run(["pkg-config", "--cflags", "--libs", "yodel"], env=env)
+        self.assertEqual(status, 0, err)
+        self.assertIn("-I%s/include" % inst.prefix, flags)
+        self.assertIn("-lyodel", flags)
+        exe = os.path.join(inst.root, "installed_client")
+        cmd = ["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-o", exe,
+               os.path.join(HERE, "installed_client.c")] + flags.split()
+        if SANITIZE:
+            # The libraries of a sanitized build need the sanitizer runtime in the program.
+            cmd += ["-fsanitize=address,undefined"]
+        status, out, err = run(cmd, env=env)
+        self.assertEqual(status, 0, "%s\n%s%s" % (" ".join(cmd), out, err))
+        libdir = os.path.dirname(inst.find("lib*/libyodel.so"))
+        env = dict(os.environ, LD_LIBRARY_PATH=libdir)
+        status, out, err = run(["ldd", exe], env=env)
+        self.assertIn(os.path.join(libdir, "libyodel.so.0"), out, "ldd: " + out)
+        status, out, err = run([exe], env=env, timeout=harness.CMD_TIMEOUT)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(out, "libyodel 0.1.0 echo: hello\n")
+
+    def test_systemd_units_verify(self):
+        harness.require_tool(self, "systemd-analyze")
+        units = [self.inst.path("lib/systemd/system", u) for u in ("yodel.socket",
+                                                                   "yodel.service")]
+        # Documentation=man:yodel(1) is checked with man(1): the installed page must be found.
+        env = dict(os.environ, MANPATH=self.inst.path("share/man"))
+        status, out, err = run(["systemd-analyze", "verify"] + units, env=env)
+        # Offline, systemd-analyze may complain about the host (no running systemd, no
+        # dependencies such as sockets.target); only complaints about our units count.
+        ours = [l for l in (out + err).splitlines() if "yodel." in l]
+        self.assertEqual(ours, [], out + err)
+
+
+class DestdirTest(unittest.TestCase):
+    def test_destdir_stages_files_without_writing_it_into_them(self):
+        inst = Installed(prefix="/usr/local/yodel-test-prefix", destdir="stage")
+        try:
+            self.assertTrue(os.path.isfile(inst.path("bin/yodel")), inst.listing())
+            self.assertFalse(os.path.exists("/usr/local/yodel-test-prefix"))
+            pc = read(inst.find("lib*/pkgconfig/yodel.pc"))
+            self.assertIn("prefix=/usr/local/yodel-test-prefix\n", pc)
+            self.assertNotIn("stage", pc)
+            unit = read(inst.path("lib/systemd/system/yodel.service"))
+            self.assertIn("ExecStart=/usr/local/yodel-test-prefix/bin/yodel serve", unit)
+        finally:
+            inst.remove()
+
+
+class ManPageTest(unittest.TestCase):
+    PAGES = [os.path.join(SOURCE_DIR, "man", p) for p in ("yodel.1", "libyodel.3")]
+
+    def test_man_pages_render_without_warnings(self):
+        harness.require_tool(self, "groff")
+        for page in self.PAGES:
+            status, out, err = run(["groff", "-man", "-ww", "-z", page])
+            self.assertEqual((status, err), (0, ""), page)
+            if shutil.which("man"):
+                env = dict(os.environ, MANWIDTH="80")
+                status, out, err = run(["man", "--warnings", "-l", page], env=env)
+                self.assertEqual((status, err.strip()), (0, ""), page)
+                self.assertGreater(len(out.splitlines()), 50, page)
+
+    def test_yodel_1_documents_every_option_of_every_subcommand(self):
+        page = read(self.PAGES[0]).replace("\\-", "-")
+        for cmd in ("serve", "send", "bench"):
+            status, out, err = run([harness.YODEL_BIN, cmd, "--help"])
+            self.assertEqual(status, 0, err)
+            options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|-[a-zA-Z])\b", out))
+            options -= {"-h", "--help"}
+            missing = sorted(o for o in options if o not in page)
+            self.assertEqual(missing, [], "yodel.1 lacks options of yodel %s" % cmd)
+
+
+class CompletionTest(unittest.TestCase):
+    SCRIPT = os.path.join(SOURCE_DIR, "contrib", "yodel.bash-completion")
+
+    def complete(self, *words):
+        harness.require_tool(self, "bash")
+        script = ('source %s; COMP_WORDS=(%s); COMP_CWORD=%d; _yodel; '
+                  'printf "%%s\\n" "${COMPREPLY[@]}"'
+                  % (self.SCRIPT, " ".join("'%s'" % w for w in words), len(words) - 1))
+        status, out, err = run(["bash", "-c", script])
+        self.assertEqual(status, 0, err)
+        return sorted(l for l in out.splitlines() if l)
+
+    def test_completes_subcommands(self):
+        self.assertEqual(self.complete("yodel", "s"), ["send", "serve"])
+        self.assertEqual(self.complete("yodel", "b"), ["bench"])
+
+    def test_completes_options_of_the_subcommand(self):
+        self.assertEqual(self.complete("yodel", "serve", "--me"), ["--metrics"])
+        self.assertIn("--parts", self.complete("yodel", "send", "--"))
+        self.assertNotIn("--parts", self.complete("yodel", "bench", "--"))
+
+    def test_completes_mode_values(self):
+        self.assertEqual(self.complete("yodel", "serve", "-m", ""), ["line", "raw", "upper"])
+
+    def test_registers_for_the_yodel_command(self):
+        status, out, err = run(["bash", "-c", "source %s; complete -p yodel" % self.SCRIPT])
+        self.assertEqual(status, 0, err)
+        self.assertIn("-F _yodel", out)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,209 @@
+"""--metrics: the Prometheus endpoint, and that no HTTP client can hurt the echo service."""
+
+import socket
+import time
+import unittest
+
+from opslib import (IO_TIMEOUT, harness, http_request, metric, ops_serve, parse_exposition,
+                    scrape, wait_until)
+
+
+def echo_round_trip(test, listener, data=b"still here\n"):
+    test.assertEqual(harness.exchange(listener, data), data)
+
+
+class MetricsTest(unittest.TestCase):
+    def serve(self, *extra):
+        srv = ops_serve("-l", "127.0.0.1:0", "-l", "udp://127.0.0.1:0", "--metrics",
+                        "127.0.0.1:0", *extra)
+        self.addCleanup(self.stop_cleanly, srv)
+        return srv
+
+    def stop_cleanly(self, srv):
+        """Every test ends with a graceful stop: exit 0, and nothing from the sanitizers."""
+        if srv.returncode is not None:
+            return
+        status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        self.assertNotIn("Sanitizer", stderr)
+        self.assertNotIn("runtime error", stderr)
+
+    def test_metrics_line_names_the_url(self):
+        srv = self.serve()
+        self.assertRegex(srv.metrics_url, r"^http://127\.0\.0\.1:\d+/metrics$")
+        self.assertNotEqual(srv.metrics_port, 0)
+        status, _, _ = scrape(srv.metrics_port)
+        self.assertEqual(status, 200)
+
+    def test_scrape_is_prometheus_text_with_help_and_type(self):
+        srv = self.serve()
+        status, headers, body = scrape(srv.metrics_port)
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"),
+                        headers)
+        self.assertEqual(int(headers["content-length"]), len(body.encode()))
+        self.assertEqual(headers.get("connection"), "close")
+        samples, types = parse_exposition(body)
+        for name, kind in [("yodel_connections_accepted_total", "counter"),
+                           ("yodel_messages_total", "counter"),
+                           ("yodel_bytes_received_total", "counter"),
+                           ("yodel_bytes_sent_total", "counter"),
+                           ("yodel_errors_total", "counter"),
+                           ("yodel_connections_active", "gauge")]:
+            self.assertEqual(types.get(name), kind, name)
+            self.assertIn("# HELP %s " % name, body)
+        # One series per listener, labelled with its address.
+        tcp, udp = srv.tcp.addr, srv.udp.addr
+        self.assertEqual(metric(samples, "yodel_messages_total", listener=tcp), 0)
+        self.assertEqual(metric(samples, "yodel_messages_total", listener=udp), 0)
+        self.assertEqual(metric(samples, "yodel_errors_total", listener=tcp, kind="reset"), 0)
+
+    def test_counters_rise_with_traffic_per_listener(self):
+        srv = self.serve()
+        tcp, udp = srv.tcp.addr, srv.udp.addr
+        with harness.connect(srv.tcp) as held:
+            held.sendall(b"abc")
+            self.assertEqual(harness.recv_exactly(held, 3), b"abc")
+            samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
+            self.assertEqual(metric(samples, "yodel_connections_active", listener=tcp), 1)
+            self.assertEqual(metric(samples, "yodel_connections_accepted_total", listener=tcp), 1)
+        for i in range(5):
+            echo_round_trip(self, srv.tcp, b"x" * 100)
+        for i in range(3):
+            self.assertEqual(harness.udp_exchange(srv.udp, b"datagram"), b"datagram")
+
+        def settled():
+            s = parse_exposition(scrape(srv.metrics_port)[2])[0]
+            return s if metric(s, "yodel_connections_active", listener=tcp) == 0 else None
+
+        samples = wait_until(settled, what="all TCP connections closed in the metrics")
+        self.assertEqual(metric(samples, "yodel_connections_accepted_total", listener=tcp), 6)
+        self.assertEqual(metric(samples, "yodel_connections_closed_total", listener=tcp), 6)
+        self.assertEqual(metric(samples, "yodel_bytes_received_total", listener=tcp), 503)
+        self.assertEqual(metric(samples, "yodel_bytes_sent_total", listener=tcp), 503)
+        self.assertEqual(metric(samples, "yodel_messages_total", listener=udp), 3)
+        self.assertEqual(metric(samples, "yodel_bytes_sent_total", listener=udp), 24)
+        # Scrapes are not echo traffic.
+        self.assertEqual(metric(samples, "yodel_connections_accepted_total", listener=udp), 0)
+
+    def test_counters_merge_every_thread(self):
+        srv = self.serve("--threads", "2")
+        for i in range(8):
+            echo_round_trip(self, srv.tcp, b"%d\n" % i)
+        samples = wait_until(
+            lambda: (lambda s: s if metric(s, "yodel_connections_closed_total") == 8 else None)(
+                parse_exposition(scrape(srv.metrics_port)[2])[0]),
+            what="8 closed connections")
+        self.assertEqual(metric(samples, "yodel_connections_accepted_total",
+                                listener=srv.tcp.addr), 8)
+        self.assertEqual(metric(samples, "yodel_messages_total", listener=srv.tcp.addr), 8)
+
+    def test_other_paths_and_methods_get_404(self):
+        srv = self.serve()
+        for raw in [b"GET / HTTP/1.0\r\n\r\n",
+                    b"GET /metricsx HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"GET /favicon.ico HTTP/1.1\r\n\r\n",
+                    b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                    b"HEAD /metrics HTTP/1.0\r\n\r\n"]:
+            status, headers, body = http_request(srv.metrics_port, raw)
+            self.assertEqual(status, 404, raw)
+            self.assertNotIn(b"yodel_", body)
+        status, _, body = http_request(srv.metrics_port, b"GET /metrics?x=1 HTTP/1.0\n\n")
+        self.assertEqual(status, 200)
+        samples = parse_exposition(body.decode())[0]
+        self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 5)
+
+    def test_malformed_request_gets_400_and_is_counted(self):
+        srv = self.serve()
+        status, _, _ = http_request(srv.metrics_port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+        self.assertEqual(status, 400)
+        status, _, _ = http_request(srv.metrics_port, b"GET metrics HTTP/1.0\r\n\r\n")
+        self.assertEqual(status, 400)
+        samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
+        self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 2)
+        echo_round_trip(self, srv.tcp)
+
+    def test_endless_header_line_is_cut_off_and_echo_goes_on(self):
+        srv = self.serve()
+        with socket.create_connection(("127.0.0.1", srv.metrics_port), timeout=IO_TIMEOUT) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nX-Long: ")
+            closed = False
+            deadline = time.monotonic() + IO_TIMEOUT
+            try:
+                while time.monotonic() < deadline:
+                    s.sendall(b"a" * 4096)  # never a newline
+                    echo_round_trip(self, srv.tcp, b"between chunks\n")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            self.assertTrue(closed, "a never-ending header line was still read after %.0fs"
+                            % IO_TIMEOUT)
+        echo_round_trip(self, srv.tcp)
+        samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
+        self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 1)
+
+    def test_silent_clients_do_not_block_echo_or_scrapes_and_are_dropped(self):
+        srv = self.serve()
+        silent = [socket.create_connection(("127.0.0.1", srv.metrics_port), timeout=IO_TIMEOUT)
+                  for _ in range(20)]
+        half = socket.create_connection(("127.0.0.1", srv.metrics_port), timeout=IO_TIMEOUT)
+        half.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+        try:
+            start = time.monotonic()
+            echo_round_trip(self, srv.tcp)
+            self.assertEqual(harness.udp_exchange(srv.udp, b"udp too"), b"udp too")
+            self.assertEqual(scrape(srv.metrics_port)[0], 200)
+            self.assertLess(time.monotonic() - start, 2.0 * harness.SLOW)
+            # The endpoint drops them after its 5 s idle timeout.
+            for s in silent + [half]:
+                self.assertEqual(harness.recv_until_eof(s, timeout=10.0 * harness.SLOW), b"")
+        finally:
+            for s in silent + [half]:
+                s.close()
+        samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
+        self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 21)
+
+    def test_metrics_endpoint_closes_when_draining_begins(self):
+        srv = self.serve("--drain-timeout", "10s")
+        port = srv.metrics_port
+        held = harness.connect(srv.tcp)  # keeps the server draining
+        try:
+            held.sendall(b"x")
+            self.assertEqual(harness.recv_exactly(held, 1), b"x")
+            srv.send_signal(harness.signal.SIGTERM)
+            srv.wait_stderr(lambda t: "draining" in t, what="the draining message")
+
+            def refused():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return False
+                except ConnectionRefusedError:
+                    return True
+
+            wait_until(refused, what="metrics port closed while draining")
+            held.shutdown(socket.SHUT_WR)
+            self.assertEqual(harness.recv_until_eof(held), b"")
+        finally:
+            held.close()
+        status, _ = srv.wait_exit()
+        self.assertEqual(status, 0)
+
+    def test_metrics_needs_a_tcp_address(self):
+        for bad in ["udp://127.0.0.1:0", "unix:/tmp/yodel-metrics.sock", "nonsense"]:
+            r = harness.yodel("serve", "-l", "127.0.0.1:0", "--metrics", bad)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+            self.assertIn(b"--metrics", r.stderr)
+        r = harness.yodel("serve", "--inetd", "--metrics", "127.0.0.1:0")
+        self.assertEqual(r.returncode, 2, r.stderr)
+
+    def test_metrics_address_in_use_is_a_runtime_error(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            r = harness.yodel("serve", "-l", "127.0.0.1:0", "--metrics", "127.0.0.1:%d" % port)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"cannot serve metrics on", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
