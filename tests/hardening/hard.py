@@ -27,7 +27,7 @@ MIB = 1 << 20
 
 
 def serve1(*args, **kw):
-    """One event loop: --max-conns is per loop, and one loop makes counts exact."""
+    """One event loop: keeps counts and timings exact."""
     return serve("--threads", "1", *args, **kw)
 
 

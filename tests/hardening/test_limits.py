@@ -109,6 +109,21 @@ class MaxConns(unittest.TestCase):
             counts = hard.stop_summary(self, srv)
             self.assertEqual((counts["accepted"], counts["refused"]), (4, 1), counts)
 
+    def test_max_conns_counts_across_every_thread(self):
+        # SO_REUSEPORT spreads connections over the threads' sockets: the limit is the process's.
+        with hard.serve("-l", hard.LOCAL, "--threads", "4", "--max-conns", "3") as srv:
+            socks = [harness.connect(srv.tcp) for _ in range(12)]
+            served = 0
+            for i, s in enumerate(socks):
+                self.addCleanup(s.close)
+                try:
+                    served += hard.round_trip(s, b"n %d\n" % i) == b"n %d\n" % i
+                except (OSError, AssertionError):
+                    pass  # refused: EOF or reset instead of the echo
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(served, 3, counts)
+            self.assertEqual((counts["accepted"], counts["refused"]), (12, 9), counts)
+
     def test_refused_connections_never_wait_in_the_backlog(self):
         n = 100
         with serve1("-l", hard.LOCAL, "--max-conns", "2") as srv:
