@@ -113,6 +113,17 @@ static void finish(struct client *c)
     yd_conn_close(c->conn);
 }
 
+/* The current line is answered (or given up on): send the next, or finish. */
+static void next_message(struct client *c)
+{
+    c->sent += c->line_len;
+    c->tries = 0;
+    if (c->sent < c->expect_len)
+        send_next(c);
+    else
+        finish(c);
+}
+
 static void on_timeout(yd_timer *timer, void *data)
 {
     (void)timer;
@@ -126,12 +137,7 @@ static void on_timeout(yd_timer *timer, void *data)
         /* Lost: the datagram or its echo. Report it and go on with the next message. */
         run->lost++;
         fail(c, "no reply to %s", "a datagram after every retry");
-        c->sent += c->line_len;
-        c->tries = 0;
-        if (c->sent < c->expect_len)
-            send_next(c);
-        else
-            finish(c);
+        next_message(c);
         return;
     }
     fail(c, "timed out waiting for the reply from %s", run->addr);
@@ -168,12 +174,7 @@ static void on_data(yd_conn *conn, const char *data, size_t len)
         fprintf(stderr, "yodel send: %sreply differs: sent %zu bytes '%.*s', got %zu bytes\n",
                 c->run->clients > 1 ? "a " : "", c->line_len, (int)c->line_len - 1, want, len);
     }
-    c->sent += c->line_len;
-    c->tries = 0;
-    if (c->sent < c->expect_len)
-        send_next(c);
-    else
-        finish(c);
+    next_message(c);
 }
 
 static void on_eof(yd_conn *conn)

@@ -29,7 +29,7 @@ static const char usage[] =
     "      --delay DURATION     hold each reply this long (500ms, 2s, 1m)\n"
     "      --threads N          event loops, one per thread (default: usable CPUs)\n"
     "      --max-conns N        accept and close connections beyond N open at once\n"
-    "      --idle-timeout DUR   close connections that send nothing for DUR\n"
+    "      --idle-timeout DUR   close connections on which nothing moves for DUR\n"
     "      --max-line BYTES     longest line in line/upper mode (default 64k)\n"
     "      --drain-timeout DUR  on SIGINT/SIGTERM, wait this long for clients (default 5s)\n"
     "      --stats[=INTERVAL]   print statistics every INTERVAL (default 1s) to stderr\n"
