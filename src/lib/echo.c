@@ -12,6 +12,8 @@
 
 #define DEFAULT_MAX_LINE (64u * 1024u)
 #define PREVIEW_BYTES    60
+/* The longest escape is JSON's "\u00XX": six characters for one byte, then "..." and a NUL. */
+#define PREVIEW_TEXT (6 * PREVIEW_BYTES + 4)
 
 /* Shared by every connection of one or more servers; freed when the last one lets go. */
 struct echo_ctx {
@@ -56,7 +58,7 @@ static int read_mode_for(struct echo_ctx *ctx, yd_conn *conn)
 
 /* ---- Logging (-v) ------------------------------------------------------------------------- */
 
-/* Writes up to PREVIEW_BYTES of data, escaped, into out (at least 4 * PREVIEW_BYTES + 4). */
+/* Writes up to PREVIEW_BYTES of data, escaped, into out (PREVIEW_TEXT bytes). */
 static void preview(const char *data, size_t len, char *out, int json)
 {
     size_t o = 0;
@@ -78,7 +80,7 @@ static void preview(const char *data, size_t len, char *out, int json)
 
 static void log_event(const struct echo_conn *ec, const char *event, const char *data, size_t len)
 {
-    char text[4 * PREVIEW_BYTES + 8] = "";
+    char text[PREVIEW_TEXT] = "";
     if (data != NULL)
         preview(data, len, text, ec->ctx->opts.json);
     if (ec->ctx->opts.json) {

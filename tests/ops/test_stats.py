@@ -125,6 +125,19 @@ class StatsTest(unittest.TestCase):
                     "bytes_in_per_s", "bytes_out_per_s", "errors"):
             self.assertIn(key, stats[-1])
 
+    def test_json_log_of_binary_data_is_escaped_and_the_server_survives(self):
+        # Every byte of this payload needs the longest escape, \u00XX: the preview must fit.
+        payload = bytes(range(0x80, 0x80 + 100))
+        with ops_serve("-l", "127.0.0.1:0", "--json", "-v") as srv:
+            self.assertEqual(harness.exchange(srv.tcp, payload), payload)
+            self.assertEqual(harness.exchange(srv.tcp, b"still up\n"), b"still up\n")
+            status, stderr = srv.stop()
+        self.assertEqual(status, 0)
+        received = [json.loads(line) for line in stderr.splitlines()
+                    if '"event":"received"' in line]
+        self.assertTrue(received, stderr)
+        self.assertTrue(received[0]["data"].startswith("\x80\x81\x82"), received[0])
+        self.assertTrue(received[0]["data"].endswith("..."), received[0])
 
 if __name__ == "__main__":
     unittest.main()
