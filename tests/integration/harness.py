@@ -400,6 +400,18 @@ class PythonPeer:
         return False
 
 
+# The main() every tutorial server below shares: listen on an ephemeral port, print it, serve.
+def _serve_on_port_0(handler):
+    return r"""
+async def main():
+    server = await asyncio.start_server(%s, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+""" % handler
+
+
 # The tutorial's server: read a line, send it back, close.
 PY_ECHO_SERVER = r"""
 import asyncio, sys
@@ -410,13 +422,7 @@ async def handle_echo(reader, writer):
     await writer.drain()
     writer.close()
     await writer.wait_closed()
-async def main():
-    server = await asyncio.start_server(handle_echo, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
+""" + _serve_on_port_0("handle_echo")
 
 # The tutorial's line server that keeps the connection: echoes every line until EOF.
 PY_LINE_SERVER = r"""
@@ -431,13 +437,7 @@ async def handle_echo(reader, writer):
         await writer.drain()
     writer.close()
     await writer.wait_closed()
-async def main():
-    server = await asyncio.start_server(handle_echo, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
+""" + _serve_on_port_0("handle_echo")
 
 # Reads everything until the client's EOF, then echoes it and closes: only a client that
 # half-closes gets an answer.
@@ -450,13 +450,7 @@ async def handle_echo(reader, writer):
     await writer.drain()
     writer.close()
     await writer.wait_closed()
-async def main():
-    server = await asyncio.start_server(handle_echo, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
+""" + _serve_on_port_0("handle_echo")
 
 # Answers every line with something else.
 PY_WRONG_SERVER = r"""
@@ -466,13 +460,7 @@ async def handle(reader, writer):
         writer.write(b"something else\n")
         await writer.drain()
     writer.close()
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
+""" + _serve_on_port_0("handle")
 
 # Reads and never answers.
 PY_SILENT_SERVER = r"""
@@ -481,13 +469,7 @@ async def handle(reader, writer):
     while await reader.read(4096):
         pass
     await asyncio.sleep(3600)
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
+""" + _serve_on_port_0("handle")
 
 # A bound UDP socket that never replies.
 PY_SILENT_UDP = r"""
