@@ -73,10 +73,14 @@ class MetricsTest(unittest.TestCase):
             self.assertEqual(harness.udp_exchange(srv.udp, b"datagram"), b"datagram")
 
         def settled():
+            # A worker thread counts a reply just after sending it: the client may see the echo
+            # a moment before the scrape sees the count.
             s = parse_exposition(scrape(srv.metrics_port)[2])[0]
-            return s if metric(s, "yodel_connections_active", listener=tcp) == 0 else None
+            done = (metric(s, "yodel_connections_active", listener=tcp) == 0
+                    and metric(s, "yodel_bytes_sent_total", listener=udp) >= 24)
+            return s if done else None
 
-        samples = wait_until(settled, what="all TCP connections closed in the metrics")
+        samples = wait_until(settled, what="TCP closed and UDP replies counted in the metrics")
         self.assertEqual(metric(samples, "yodel_connections_accepted_total", listener=tcp), 6)
         self.assertEqual(metric(samples, "yodel_connections_closed_total", listener=tcp), 6)
         self.assertEqual(metric(samples, "yodel_bytes_received_total", listener=tcp), 503)
