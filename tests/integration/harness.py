@@ -79,21 +79,30 @@ class Listener:
         return "Listener(%r)" % self.line
 
 
+def child_log():
+    """A temporary file for a child's output, as (reader, writer). The child writes through its
+    own O_APPEND descriptor: sharing one file offset, our seek(0) to read the log would make the
+    child's next line overwrite its first ones."""
+    reader = tempfile.NamedTemporaryFile(prefix="yodel-log-")
+    return reader, open(reader.name, "ab")
+
+
 class Server:
     """A running `yodel serve`. Use as a context manager, or call stop() yourself."""
 
     def __init__(self, args, expect=None, valgrind=None):
         self.args = list(args)
         self.listeners = []
-        self.stderr_file = tempfile.TemporaryFile()
+        self.stderr_file, child_err = child_log()
         self.returncode = None
         self.stderr = None
         self._stdout_buf = b""
         self.valgrind = VALGRIND if valgrind is None else valgrind
         cmd = (VALGRIND_CMD if self.valgrind else []) + [YODEL_BIN, "serve"] + self.args
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr_file
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child_err
         )
+        child_err.close()
         if expect is None:
             expect = self.args.count("-l") + sum(a.startswith("--listen") for a in self.args)
             expect = expect or 2

@@ -159,18 +159,18 @@ class ShellServer(harness.Server):
 
     def __init__(self, cmd, expect, pass_fds=()):
         import opslib
-        import tempfile
         self.args = cmd
         self.listeners = []
         self.metrics_url = self.metrics_port = None
         self._want_metrics = "--metrics" in cmd
-        self.stderr_file = tempfile.TemporaryFile()
+        self.stderr_file, child_err = harness.child_log()
         self.returncode = None
         self.stderr = None
         self._stdout_buf = b""
         self.valgrind = False
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.stderr_file, pass_fds=pass_fds)
+                                     stderr=child_err, pass_fds=pass_fds)
+        child_err.close()
         try:
             opslib.OpsServer._read_listeners(self, expect)
         except BaseException:

@@ -71,10 +71,11 @@ class HAProxy:
         self.config = os.path.join(self.dir, "haproxy.cfg")
         with open(self.config, "w") as f:
             f.write(config_text)
-        self.log = tempfile.TemporaryFile()
+        self.log, child_log = harness.child_log()
         # -db: foreground, no daemon; -Ws would need systemd.
         self.proc = subprocess.Popen([binary, "-db", "-f", self.config], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=child_log, stderr=subprocess.STDOUT)
+        child_log.close()
 
     def output(self):
         if self.log.closed:

@@ -51,10 +51,14 @@ def fd_count(pid):
 class Server:
     def __init__(self, mode):
         self.mode = mode
-        self.err = tempfile.TemporaryFile()
+        # The server writes through its own O_APPEND descriptor, so reading the log (seek(0))
+        # can never move its write position.
+        self.err = tempfile.NamedTemporaryFile(prefix="yodel-soak-")
+        child_err = open(self.err.name, "ab")
         self.proc = subprocess.Popen(
             [YODEL, "serve", "-l", "127.0.0.1:0", "-m", mode], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=self.err, preexec_fn=raise_nofile)
+            stdout=subprocess.PIPE, stderr=child_err, preexec_fn=raise_nofile)
+        child_err.close()
         self.pid = self.proc.pid
         deadline = time.monotonic() + 10
         buf = b""
