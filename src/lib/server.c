@@ -394,8 +394,9 @@ int yd_server_address(const yd_server *srv, unsigned i, char *buf, size_t len)
         err = uv_pipe_getsockname(&l->h.pipe, path, &pl);
         if (err < 0)
             return err;
-        int n = snprintf(buf, len, "unix:%.*s", (int)pl, path);
-        return n < 0 || (size_t)n >= len ? -ENOBUFS : n;
+        yd_addr a = {.transport = YD_UNIX};
+        snprintf(a.path, sizeof a.path, "%.*s", (int)pl, path);
+        return yd_addr_format(&a, buf, len); /* reads back as the same path, "//x" included */
     }
     if (srv->transport == YD_UDP)
         err = uv_udp_getsockname(&l->h.udp, (struct sockaddr *)&ss, &sl);
