@@ -608,52 +608,193 @@ static int send_messages(struct run *run)
 }
 /* ---- '-': standard input to the server, the echo to standard output ---------------------- */
 
+/*
+ * The input goes to the server only while the connection's write queue is empty, at most
+ * STREAM_CHUNK bytes at a time: the queue then never passes YD_HIGH_WATERMARK, so the
+ * connection never stops reading the echo. (Were it to stop, an echo server that stops reading
+ * us until we read it would deadlock with us: newcomer F2.) What wakes the input again is the
+ * next echo, or the tick, which also watches for a stream that stopped moving.
+ */
+#define STREAM_CHUNK YD_HIGH_WATERMARK
+#define TICK_MS      5u
+
 struct pipe_run {
     struct run *run;
-    yd_conn *server;
-    yd_conn *input; /* NULL when stdin is a regular file, read with plain read() */
-    yd_timer *timer;
-    int input_done;
+    yd_conn *server; /* NULL once closed */
+    yd_conn *input;  /* NULL when stdin is a regular file (read with plain read()) or closed */
+    yd_timer *tick;
+    uint64_t sent;                                      /* bytes handed to the server connection */
+    uint64_t echoed;                                    /* bytes that came back */
+    uint64_t seen_moved, seen_echoed, last_progress_ms; /* what the tick last saw move */
+    int file;          /* stdin is a regular file or a device: read() it, it cannot be polled */
+    int connected;     /* the connection to the server was made */
+    int input_done;    /* the input ended (or failed): our half-close is on its way */
+    int input_paused;  /* waiting for the write queue to empty */
+    int input_closing; /* we closed the input ourselves: its close is no error */
+    int eof;           /* the server half-closed */
+    int ticking;
     int failed;
 };
+
+static void stream_fail(struct pipe_run *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Reports the first failure only: what follows from it (our own aborts) is no news. */
+static void stream_fail(struct pipe_run *p, const char *fmt, ...)
+{
+    if (p->failed)
+        return;
+    p->failed = 1;
+    va_list ap;
+    fprintf(stderr, "yodel send: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static uint64_t moved(const struct pipe_run *p)
+{
+    return p->sent - (p->server != NULL ? yd_conn_write_queued(p->server) : 0);
+}
+
+/* Is anything owed to us: bytes to send, an echo, or the server's close after our EOF? */
+static int waiting(const struct pipe_run *p)
+{
+    if (p->server == NULL)
+        return 0;
+    return yd_conn_write_queued(p->server) > 0 || p->input_done ||
+           (!p->run->no_check && p->echoed < p->sent);
+}
+
+static void start_tick(struct pipe_run *p)
+{
+    if (p->ticking || p->tick == NULL)
+        return;
+    p->ticking = 1;
+    p->seen_moved = moved(p);
+    p->seen_echoed = p->echoed;
+    p->last_progress_ms = yd_loop_now_ms(p->run->loop);
+    yd_timer_start(p->tick, TICK_MS, TICK_MS);
+}
+
+static void stop_input(struct pipe_run *p)
+{
+    if (p->input != NULL) {
+        p->input_closing = 1;
+        yd_conn_abort(p->input);
+    }
+}
+
+/* Ends the exchange at once: the failure is reported, the rest is our own doing. */
+static void stream_abort(struct pipe_run *p)
+{
+    p->failed = 1;
+    stop_input(p);
+    if (p->server != NULL)
+        yd_conn_abort(p->server);
+}
 
 static void input_finished(struct pipe_run *p)
 {
     p->input_done = 1;
-    yd_conn_shutdown(p->server);
-    yd_timer_start(p->timer, p->run->timeout_ms, 0);
+    if (p->server != NULL)
+        yd_conn_shutdown(p->server);
+    start_tick(p);
 }
 
-/* A regular file never blocks: read it as fast as the server's queue allows. */
+static int write_server(struct pipe_run *p, const char *data, size_t len)
+{
+    int err = yd_conn_write(p->server, data, len);
+    if (err < 0) {
+        stream_fail(p, "cannot send to %s: %s", p->run->addr, yd_strerror(err));
+        stream_abort(p);
+        return err;
+    }
+    p->sent += len;
+    start_tick(p);
+    return 0;
+}
+
+/* A regular file never blocks: read it whenever the queue is empty. */
 static void pump_file(struct pipe_run *p)
 {
-    static char buf[64 * 1024];
-    while (!p->input_done && yd_conn_write_queued(p->server) < YD_HIGH_WATERMARK) {
+    static char buf[STREAM_CHUNK];
+    while (!p->failed && !p->input_done && p->server != NULL &&
+           yd_conn_write_queued(p->server) == 0) {
         ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            fprintf(stderr, "yodel send: reading standard input: %s\n", strerror(errno));
-        if (n <= 0) {
+        if (n < 0) {
+            stream_fail(p, "reading standard input: %s", strerror(errno));
+            stream_abort(p);
+            return;
+        }
+        if (n == 0) {
             input_finished(p);
             return;
         }
-        if (yd_conn_write(p->server, buf, (size_t)n) < 0)
+        if (write_server(p, buf, (size_t)n) < 0)
             return;
+    }
+}
+
+/* Sends more input if the write queue is empty. */
+static void push(struct pipe_run *p)
+{
+    if (p->failed || p->input_done || p->server == NULL || yd_conn_write_queued(p->server) > 0)
+        return;
+    if (p->file) {
+        pump_file(p);
+    } else if (p->input_paused && p->input != NULL) {
+        p->input_paused = 0;
+        yd_conn_resume_reading(p->input);
+    }
+}
+
+static void on_tick(yd_timer *timer, void *data)
+{
+    struct pipe_run *p = data;
+    uint64_t now = yd_loop_now_ms(p->run->loop);
+    if (moved(p) != p->seen_moved || p->echoed != p->seen_echoed) {
+        p->seen_moved = moved(p);
+        p->seen_echoed = p->echoed;
+        p->last_progress_ms = now;
+    }
+    push(p);
+    if (!waiting(p)) {
+        /* Waiting for input only (a terminal, a quiet pipe): no timeout applies. */
+        yd_timer_stop(timer);
+        p->ticking = 0;
+        return;
+    }
+    if (now - p->last_progress_ms >= p->run->timeout_ms) {
+        stream_fail(p,
+                    "timed out: nothing moved to or from %s for %llu ms (%llu bytes sent, "
+                    "%llu came back)",
+                    p->run->addr, (unsigned long long)p->run->timeout_ms,
+                    (unsigned long long)moved(p), (unsigned long long)p->echoed);
+        stream_abort(p);
     }
 }
 
 static void input_data(yd_conn *conn, const char *data, size_t len)
 {
     struct pipe_run *p = yd_conn_data(conn);
-    yd_conn_write(p->server, data, len);
-    if (yd_conn_write_queued(p->server) > YD_HIGH_WATERMARK)
-        yd_conn_pause_reading(conn); /* the server is slower than our input: wait for it */
+    if (p->server == NULL || write_server(p, data, len) < 0)
+        return;
+    if (yd_conn_write_queued(p->server) > 0) {
+        /* The kernel is full: no more until the queue is empty (one read is at most
+         * STREAM_CHUNK bytes, so the queue stays at or below the high watermark). */
+        p->input_paused = 1;
+        yd_conn_pause_reading(conn);
+    }
 }
 
 static void input_eof(yd_conn *conn)
 {
     struct pipe_run *p = yd_conn_data(conn);
+    p->input_closing = 1;
     yd_conn_close(conn);
     input_finished(p);
 }
@@ -662,9 +803,9 @@ static void input_close(yd_conn *conn, int status)
 {
     struct pipe_run *p = yd_conn_data(conn);
     p->input = NULL;
-    if (status < 0 && !p->input_done) {
-        fprintf(stderr, "yodel send: reading standard input: %s\n", yd_strerror(status));
-        input_finished(p);
+    if (status < 0 && !p->input_closing) {
+        stream_fail(p, "reading standard input: %s", yd_strerror(status));
+        stream_abort(p);
     }
 }
 
@@ -679,83 +820,105 @@ static void start_input(struct pipe_run *p)
     struct stat st;
     if (fstat(STDIN_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)) &&
         !isatty(STDIN_FILENO)) {
-        pump_file(p); /* files and /dev/null cannot be polled */
+        p->file = 1; /* files and /dev/null cannot be polled */
+        pump_file(p);
         return;
     }
     int err = yd_conn_open_fd(p->run->loop, STDIN_FILENO, &input_protocol, p, &p->input);
     if (err < 0) {
-        fprintf(stderr, "yodel send: cannot read standard input: %s\n", yd_strerror(err));
-        p->failed = 1;
-        input_finished(p);
+        stream_fail(p, "cannot read standard input: %s", yd_strerror(err));
+        stream_abort(p);
     }
 }
 
 static void server_connect(yd_conn *conn)
 {
-    start_input(yd_conn_data(conn));
+    struct pipe_run *p = yd_conn_data(conn);
+    p->connected = 1;
+    start_input(p);
 }
 
 static void server_data(yd_conn *conn, const char *data, size_t len)
 {
     struct pipe_run *p = yd_conn_data(conn);
+    (void)conn;
+    p->echoed += len;
     if (fwrite(data, 1, len, stdout) != len) {
-        fprintf(stderr, "yodel send: writing standard output: %s\n", strerror(errno));
-        p->failed = 1;
-        yd_conn_abort(conn);
+        stdout_error(p->run);
+        stream_abort(p);
+        return;
     }
+    push(p); /* an echo came back: the queue may have room again */
 }
 
-static void server_drain(yd_conn *conn)
+/*
+ * The server half-closed. Fine once our input is all sent and (unless --no-check) all of it
+ * came back; before that, what was not echoed is lost.
+ */
+static void server_eof(yd_conn *conn)
 {
     struct pipe_run *p = yd_conn_data(conn);
-    if (p->input != NULL)
-        yd_conn_resume_reading(p->input);
-    else if (!p->input_done)
-        pump_file(p);
+    const char *addr = p->run->addr;
+    unsigned long long sent = moved(p), echoed = p->echoed;
+    p->eof = 1;
+    if (!p->input_done) {
+        stream_fail(p,
+                    "%s closed the connection before the end of the input (%llu bytes sent, "
+                    "%llu came back)",
+                    addr, sent, echoed);
+        stop_input(p);
+    } else if (!p->run->no_check && echoed < p->sent) {
+        stream_fail(p, "%s closed the connection after echoing %llu of %llu bytes", addr, echoed,
+                    (unsigned long long)p->sent);
+    } else if (!p->run->no_check && echoed > p->sent) {
+        stream_fail(p, "%s sent back %llu bytes for the %llu sent", addr, echoed,
+                    (unsigned long long)p->sent);
+    }
+    yd_conn_close(conn);
 }
 
 static void server_close(yd_conn *conn, int status)
 {
     struct pipe_run *p = yd_conn_data(conn);
-    fflush(stdout);
-    if (status < 0) {
-        fprintf(stderr, "yodel send: %s: %s\n", p->run->addr, yd_strerror(status));
-        p->failed = 1;
+    (void)conn;
+    p->server = NULL;
+    if (status < 0 && !p->failed) {
+        if (!p->connected)
+            stream_fail(p, "cannot connect to %s: %s", p->run->addr, yd_strerror(status));
+        else
+            stream_fail(p, "%s: %s%s (%llu bytes sent, %llu came back)", p->run->addr,
+                        yd_strerror(status), p->input_done ? "" : " before the end of the input",
+                        (unsigned long long)p->sent, (unsigned long long)p->echoed);
     }
-    if (p->input != NULL)
-        yd_conn_abort(p->input);
-    yd_timer_free(p->timer);
+    stop_input(p);
+    yd_timer_free(p->tick);
+    p->tick = NULL;
 }
 
 static const yd_protocol server_protocol = {
     .on_connect = server_connect,
     .on_data = server_data,
-    .on_drain = server_drain,
+    .on_eof = server_eof,
     .on_close = server_close,
 };
-
-static void pipe_timeout(yd_timer *timer, void *data)
-{
-    (void)timer;
-    struct pipe_run *p = data;
-    fprintf(stderr, "yodel send: timed out waiting for %s to finish echoing\n", p->run->addr);
-    p->failed = 1;
-    yd_conn_abort(p->server);
-}
 
 static int send_stdin(struct run *run)
 {
     struct pipe_run p = {.run = run};
-    if (yd_timer_new(run->loop, pipe_timeout, &p, &p.timer) < 0)
+    if (yd_timer_new(run->loop, on_tick, &p, &p.tick) < 0) {
+        fprintf(stderr, "yodel send: out of memory\n");
         return EXIT_RUNTIME;
+    }
     int err = yd_conn_connect(run->loop, run->addr, &server_protocol, &p, &p.server);
     if (err < 0) {
         fprintf(stderr, "yodel send: cannot connect to %s: %s\n", run->addr, yd_strerror(err));
-        yd_timer_free(p.timer);
+        yd_timer_free(p.tick);
         return EXIT_RUNTIME;
     }
     yd_loop_run(run->loop);
-    return p.failed ? EXIT_RUNTIME : EXIT_OK;
+    if (fflush(stdout) != 0)
+        stdout_error(run);
+    return p.failed || run->stdout_failed ? EXIT_RUNTIME : EXIT_OK;
 }
 
 /* ---- Options ------------------------------------------------------------------------------ */

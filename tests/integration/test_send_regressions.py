@@ -135,6 +135,46 @@ async def handle(reader, writer):
 """ + harness._serve_on_port_0("handle")
 
 
+class StreamEnds(unittest.TestCase):
+    """attack #9: '-' must fail when the server does not echo everything."""
+
+    def test_stdin_mode_exits_1_when_the_server_echoes_part_of_a_file_and_closes(self):
+        path = write_temp(b"one\ntwo\nthree\n")
+        try:
+            with serve("-l", LOCAL, "-m", "line", "--once") as srv:
+                rc, out, err = send_file(["-c", srv.tcp.addr, "-"], path)
+                srv.stop()
+        finally:
+            os.unlink(path)
+        self.assertEqual(rc, 1, "stdout %r stderr %r" % (out, err))
+        self.assertEqual(out, b"one\n")
+        self.assertIn("closed the connection after echoing 4 of 14 bytes", err)
+
+    def test_stdin_mode_exits_1_when_the_server_closes_before_the_input_ends(self):
+        with serve("-l", LOCAL, "-m", "line", "--once") as srv:
+            p = subprocess.Popen([harness.YODEL_BIN, "send", "-c", srv.tcp.addr, "-"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            # The one-shot server answers the first line and closes; send must say so without
+            # waiting for the rest of the input (standard input stays open).
+            out, err = run_with_open_stdin(p, b"one\ntwo\nthree\n")
+            srv.stop()
+        err = err.decode()
+        self.assertEqual(p.returncode, 1, "stdout %r stderr %r" % (out, err))
+        self.assertIn("closed the connection before the end of the input", err)
+
+    def test_stdin_mode_does_not_blame_standard_input_for_its_own_abort(self):
+        with serve("-l", LOCAL, "-m", "line", "--once") as srv:
+            p = subprocess.Popen([harness.YODEL_BIN, "send", "-c", srv.tcp.addr, "-"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            out, err = run_with_open_stdin(p, b"one\ntwo\n")
+            srv.stop()
+        self.assertNotIn(b"standard input", err)
+        self.assertNotIn(b"software caused connection abort", err)
+        self.assertEqual(len(harness.stderr_lines(err.decode())), 1, err)
+
+
 class UdpReplies(unittest.TestCase):
     """attack #10: an echo of an earlier datagram is not the reply to the current one."""
 
@@ -167,6 +207,18 @@ class StandardOutput(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn(b"yodel send: writing standard output: No space left on device", r.stderr)
 
+    def test_stdin_mode_exits_1_when_standard_output_is_full(self):
+        path = write_temp(b"abc\n")
+        try:
+            with serve("-l", LOCAL, "-m", "line") as srv, open(path, "rb") as stdin:
+                r = self.run_to_dev_full(["-c", srv.tcp.addr, "-"], stdin)
+                srv.stop()
+        finally:
+            os.unlink(path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(b"yodel send: writing standard output: No space left on device", r.stderr)
+
+
 class OversizedDatagrams(unittest.TestCase):
     """attack #22: a message that cannot be one datagram is said so, never retried."""
 
@@ -190,6 +242,49 @@ class OversizedDatagrams(unittest.TestCase):
         self.assertIn(b"message too long for a datagram", r.stderr)
         self.assertNotIn(b"lost", r.stderr)
         self.assertLess(elapsed, 1.5)
+
+
+class LargeStreams(unittest.TestCase):
+    """newcomer F2: 20 MB from a regular file, and a stalled stream bounded by --timeout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.raw = write_temp(os.urandom(BIG))
+        line = b"The quick brown fox jumps over the lazy dog, %d times.\n"
+        text = b"".join(line % i for i in range(BIG // 50))
+        cls.text = write_temp(text)
+
+    @classmethod
+    def tearDownClass(cls):
+        os.unlink(cls.raw)
+        os.unlink(cls.text)
+
+    def stream(self, mode, path):
+        with serve("-l", LOCAL, "-m", mode) as srv:
+            rc, out, err = send_file(["-c", srv.tcp.addr, "-"], path, timeout=60 * harness.SLOW)
+            srv.stop()
+        with open(path, "rb") as f:
+            want = f.read()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(out), len(want))
+        self.assertTrue(out == want, "the echo differs from the file")
+
+    def test_stdin_mode_echoes_20_mb_from_a_regular_file_in_raw_mode(self):
+        self.stream("raw", self.raw)
+
+    def test_stdin_mode_echoes_20_mb_from_a_regular_file_in_line_mode(self):
+        self.stream("line", self.text)
+
+    def test_stdin_mode_times_out_when_the_server_never_reads(self):
+        with PythonPeer(PY_NEVER_READS) as peer:
+            t0 = time.monotonic()
+            rc, out, err = send_file(["-c", py_addr(peer), "--timeout", "1s", "-"], self.raw,
+                                     timeout=15)
+            elapsed = time.monotonic() - t0
+        self.assertEqual(rc, 1, err)
+        self.assertIn("timed out", err)
+        self.assertEqual(len(harness.stderr_lines(err)), 1, err)
+        self.assertLess(elapsed, 10)
 
 
 class ExpectAndNoCheck(unittest.TestCase):
@@ -257,6 +352,15 @@ class Errors(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.decode().strip(),
                          "yodel send: cannot connect to 127.0.0.1:%d: connection refused" % port)
+
+    def test_stdin_mode_timeout_prints_one_line_without_abort_noise(self):
+        with serve("-l", LOCAL, "-m", "line", "--delay", "3s") as srv:
+            r = send("-c", srv.tcp.addr, "--timeout", "500ms", "-", input=b"hi\n")
+            srv.stop()
+        self.assertEqual(r.returncode, 1)
+        lines = harness.stderr_lines(r.stderr.decode())
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("timed out", lines[0])
 
     def test_udp_to_a_port_with_nothing_listening_is_refused_at_once(self):
         # Needs libyodel to close a connected UDP client on ICMP port unreachable.
