@@ -606,6 +606,7 @@ static int send_messages(struct run *run)
         fprintf(stderr, "yodel send: %d datagram(s) lost\n", run->lost);
     return run->failures > 0 ? EXIT_RUNTIME : EXIT_OK;
 }
+
 /* ---- '-': standard input to the server, the echo to standard output ---------------------- */
 
 /*
@@ -623,9 +624,12 @@ struct pipe_run {
     yd_conn *server; /* NULL once closed */
     yd_conn *input;  /* NULL when stdin is a regular file (read with plain read()) or closed */
     yd_timer *tick;
-    uint64_t sent;                                      /* bytes handed to the server connection */
-    uint64_t echoed;                                    /* bytes that came back */
-    uint64_t seen_moved, seen_echoed, last_progress_ms; /* what the tick last saw move */
+    uint64_t sent;   /* bytes handed to the server connection */
+    uint64_t echoed; /* bytes that came back */
+    /* What the tick saw last: bytes the kernel took, bytes back, and when either moved. */
+    uint64_t seen_moved;
+    uint64_t seen_echoed;
+    uint64_t last_progress_ms;
     int file;          /* stdin is a regular file or a device: read() it, it cannot be polled */
     int connected;     /* the connection to the server was made */
     int input_done;    /* the input ended (or failed): our half-close is on its way */
@@ -841,7 +845,6 @@ static void server_connect(yd_conn *conn)
 static void server_data(yd_conn *conn, const char *data, size_t len)
 {
     struct pipe_run *p = yd_conn_data(conn);
-    (void)conn;
     p->echoed += len;
     if (fwrite(data, 1, len, stdout) != len) {
         stdout_error(p->run);
@@ -880,7 +883,6 @@ static void server_eof(yd_conn *conn)
 static void server_close(yd_conn *conn, int status)
 {
     struct pipe_run *p = yd_conn_data(conn);
-    (void)conn;
     p->server = NULL;
     if (status < 0 && !p->failed) {
         if (!p->connected)
