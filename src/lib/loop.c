@@ -55,6 +55,12 @@ int yd_loop_new(yd_loop **out)
     uv_async_init(&loop->uv, &loop->async, on_async);
     uv_timer_init(&loop->uv, &loop->kick);
     uv_timer_init(&loop->uv, &loop->sweep);
+    /* libuv opens a reserve descriptor when a loop's first stream is made: make it now, so a
+     * server holds as many descriptors before its first client as after its last. */
+    uv_tcp_t first;
+    uv_tcp_init(&loop->uv, &first);
+    uv_close((uv_handle_t *)&first, NULL);
+    uv_run(&loop->uv, UV_RUN_NOWAIT); /* lets the close finish while first is in scope */
     loop->async.data = loop->kick.data = loop->sweep.data = loop;
     /* The loop's own handles must not keep yd_loop_run() from returning; the kick timer is
      * the exception: while it is armed, an on_connect is owed. */
@@ -146,6 +152,12 @@ void loop_want_sweep(yd_loop *loop, uint64_t every_ms)
         return;
     loop->sweep_every_ms = every_ms;
     uv_timer_start(&loop->sweep, on_sweep, every_ms, every_ms);
+}
+
+uint64_t loop_sweep_period(uint64_t idle_timeout_ms)
+{
+    uint64_t every = idle_timeout_ms / 4;
+    return every < 10 ? 10 : every > 1000 ? 1000 : every;
 }
 
 void loop_kick(yd_loop *loop)
