@@ -39,6 +39,10 @@ const char *yd_version(void);
 /* A static, human-readable name for a negative error code (or 0). */
 const char *yd_strerror(int code);
 
+/* A name that does not resolve (the resolver's EAI_NONAME, EAI_NODATA, EAI_FAIL): no errno
+ * says this, so yodel has its own code, far from errno's range. */
+#define YD_ERESOLVE (-30001)
+
 /* ---- Event loop ------------------------------------------------------------------------- */
 
 /* Creates a loop. Returns 0 and sets *out, or a negative error. */
@@ -95,6 +99,7 @@ enum yd_error_kind {
     YD_ERR_UDP_SEND,      /* a datagram could not be sent (ICMP unreachable, full buffer) */
     YD_ERR_UDP_LOW_PORT,  /* a datagram from a source port below 1024 was dropped */
     YD_ERR_HTTP,          /* a malformed or unknown request on the metrics endpoint */
+    YD_ERR_DRAIN_TIMEOUT, /* reset at the drain deadline with work still pending */
     YD_ERR__COUNT
 };
 
@@ -181,9 +186,17 @@ typedef struct yd_server_options {
     size_t max_conns;            /* 0: unlimited; beyond it, accept and close at once */
     yd_conn_limit *limit;        /* or NULL; the same, counted across every server using it */
     uint64_t idle_timeout_ms;    /* 0: none; close a connection silent for this long */
-    int reuseport;               /* SO_REUSEPORT, for one listening socket per thread */
+    int reuseport;               /* YD_REUSEPORT_*: one listening socket per thread */
     int backlog;                 /* 0: a sensible default (SOMAXCONN) */
 } yd_server_options;
+
+/*
+ * SO_REUSEPORT, so that several loops (threads) each listen on one port. OWN: the address must
+ * be free: the socket is bound alone, so a port another process holds is -EADDRINUSE even if
+ * that process allows sharing, and only then opened to sharing. JOIN: share the port of a
+ * socket this process bound with OWN (the same user could join it; nobody else can).
+ */
+enum { YD_REUSEPORT_OFF, YD_REUSEPORT_OWN, YD_REUSEPORT_JOIN };
 
 /*
  * Listens on an address (see yd_addr_parse: "HOST:PORT", "udp://HOST:PORT",
@@ -258,8 +271,22 @@ int yd_conn_connect(yd_loop *loop, const char *addr, const yd_protocol *protocol
  */
 int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *data, yd_conn **out);
 
-/* Chooses how received bytes are cut into on_data calls. -EINVAL for a bad arg. */
+/* The longest line YD_READ_LINE takes (and the largest YD_READ_EXACTLY message). */
+#define YD_MAX_LINE_LIMIT (16u * 1024u * 1024u)
+
+/*
+ * Chooses how received bytes are cut into on_data calls. For YD_READ_LINE, arg is the longest
+ * line without its '\n' (asyncio's limit; 0: 64 KiB); for YD_READ_EXACTLY the message size.
+ * -EINVAL for a bad arg or one above YD_MAX_LINE_LIMIT.
+ */
 int yd_conn_set_read_mode(yd_conn *conn, yd_read_mode mode, size_t arg);
+
+/*
+ * Closes the connection when nothing moves either way for ms (0: never): its status is then
+ * -ETIMEDOUT, counted as an idle timeout. Bytes a protocol holds (yd_conn_hold) and writes the
+ * peer reads are progress. Accepted connections get their server's idle_timeout_ms.
+ */
+int yd_conn_set_idle_timeout(yd_conn *conn, uint64_t ms);
 
 /*
  * Sends bytes. Tries to write at once; whatever the kernel does not take is copied
@@ -289,7 +316,13 @@ void yd_conn_abort(yd_conn *conn);
 void yd_conn_pause_reading(yd_conn *conn);
 void yd_conn_resume_reading(yd_conn *conn);
 
-/* Writes the peer's address ("127.0.0.1:50312", "[::1]:50312", "unix") into buf. */
+/* Room for any address text this header writes (yd_addr_format, yd_server_address, ...). */
+#define YD_ADDR_TEXT_BYTES 300
+
+/*
+ * Writes the peer's address ("127.0.0.1:50312", "[::1]:50312", "unix") into buf. For an
+ * accepted connection it is known from accept on, so it may be asked in on_close too.
+ */
 int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
 
 /* The connection's data: for an accepted connection, the server's options.data at first. */
@@ -384,8 +417,14 @@ int yd_echo_listen(yd_loop *loop, const char *addr, const yd_echo_options *echo,
 int yd_echo_adopt(yd_loop *loop, int fd, const yd_echo_options *echo,
                   const yd_server_options *server_options, yd_server **out);
 
-/* Echoes on one connected socket, e.g. inetd's descriptor 0 (the loop then owns fd). */
-int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo, yd_stats *stats);
+/*
+ * Echoes on a socket handed over by inetd (descriptor 0); the loop then owns fd. A connected
+ * stream socket is one connection, with server_options' stats and idle_timeout_ms, drained by
+ * yd_loop_drain() like an accepted one; a datagram socket is served as a datagram server until
+ * the loop stops. server_options may be NULL. -ENOTSOCK if fd is not a socket.
+ */
+int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo,
+                     const yd_server_options *server_options);
 
 #ifdef __cplusplus
 }

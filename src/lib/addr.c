@@ -34,8 +34,10 @@ static int resolve_into(struct resolved *r, const char *host, uint16_t port, int
         return -errno;
     if (err == EAI_MEMORY)
         return -ENOMEM;
+    if (err == EAI_AGAIN)
+        return -EAGAIN; /* the resolver could not answer now: worth trying again */
     if (err != 0)
-        return -EHOSTUNREACH; /* no such host: the nearest errno */
+        return YD_ERESOLVE; /* no such name, or no address of the family asked for */
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
         add_result(r, ai->ai_addr, ai->ai_addrlen);
     freeaddrinfo(res);
