@@ -31,24 +31,33 @@ static const char usage[] =
     "\n"
     "Load an echo server and report round trips/s, MB/s and latency percentiles.\n"
     "Every echoed byte is checked; any mismatch, reset, unexpected close, timeout,\n"
-    "lost datagram or failed connect makes the exit status 1.\n"
+    "lost or duplicated datagram or failed connect makes the exit status 1.\n"
     "\n"
-    "  -c ADDR            server: HOST:PORT, udp://HOST:PORT, unix:PATH (127.0.0.1:8888)\n"
-    "  -n CONNS           connections, opened in batches of 64 per thread (50)\n"
-    "  -s SIZE            message size in bytes, its final '\\n' included (64; 2 to 1m,\n"
-    "                     65507 for UDP)\n"
-    "  -p DEPTH           messages in flight per connection (1; SIZE * DEPTH <= 1m)\n"
-    "  -t DURATION        how long to measure (10s)\n"
-    "  --warmup DURATION  load without measuring first (1s)\n"
-    "  --rate N           open loop: N round trips/s in total, spread evenly over the\n"
-    "                     connections and scheduled with 1 ms resolution; latency counts\n"
-    "                     from when each message was due (coordinated omission corrected)\n"
-    "  --udp              use UDP (same as -c udp://HOST:PORT); lost datagrams are\n"
-    "                     errors, reordered ones are counted\n"
-    "  --threads N        spread the connections over N event loops (1)\n"
-    "  --timeout D        a reply later than this is a timeout (2s)\n"
-    "  --json             print the report as one JSON object\n"
+    "  -c, --connect ADDR        server: HOST:PORT, udp://HOST:PORT, unix:PATH\n"
+    "                            (127.0.0.1:8888)\n"
+    "  -n, --connections CONNS   connections, opened in batches of 64 per thread (50)\n"
+    "  -s, --size SIZE           message size in bytes, its final '\\n' included (64;\n"
+    "                            2 to 1m, 65507 for UDP)\n"
+    "  -p, --depth DEPTH         messages in flight per connection (1; SIZE * DEPTH <= 1m)\n"
+    "  -t, --duration DURATION   how long to measure (10s)\n"
+    "      --warmup DURATION     load without measuring first (1s)\n"
+    "      --rate N              open loop: N round trips/s in total, spread evenly over\n"
+    "                            the connections and scheduled with 1 ms resolution;\n"
+    "                            latency counts from when each message was due\n"
+    "                            (coordinated omission corrected). The report gives the\n"
+    "                            rate offered and the send lag (how late sends went out);\n"
+    "                            offering less than 90 % of N is a failure (exit 1): the\n"
+    "                            connections were full, so add connections or depth\n"
+    "      --udp                 use UDP (same as -c udp://HOST:PORT); lost and duplicated\n"
+    "                            datagrams are errors, reordered and late ones (back after\n"
+    "                            being counted lost) are counted\n"
+    "      --threads N           spread the connections over N event loops (1)\n"
+    "      --timeout D           a reply later than this is a timeout (2s)\n"
+    "      --json                print the report as one JSON object\n"
+    "  -h, --help                this help\n"
     "\n"
+    "When every connection has ended (the server closed or died), the run stops at once,\n"
+    "reports its rates over the time it was live, and exits 1.\n"
     "The report goes to stdout; a progress line goes to stderr when it is a terminal.\n"
     "Latency percentiles come from a log-linear histogram (within 0.8 %).\n";
 
@@ -83,8 +92,8 @@ typedef struct counters {
     uint64_t reset;
     uint64_t closed; /* the server closed while we were still talking */
     uint64_t io;
-    uint64_t timeout; /* a TCP reply later than --timeout: the connection is dropped */
-    uint64_t lost;    /* a datagram without a reply within --timeout */
+    uint64_t timeout;   /* a TCP reply later than --timeout: the connection is dropped */
+    uint64_t lost;      /* a datagram without a reply within --timeout */
     uint64_t duplicate; /* a datagram answered again, or lost longer ago than we remember */
     uint64_t reordered;
     uint64_t late; /* a datagram that came back after being counted lost */
@@ -146,7 +155,7 @@ typedef struct worker {
     uint64_t record_end_ns;
     uint64_t interval_ns; /* --rate: between two sends of one connection */
     counters cnt;
-    histogram send_lag; /* --rate: how late each send went out against its schedule */
+    histogram send_lag;        /* --rate: how late each send went out against its schedule */
     uint64_t verified;         /* round trips so far, warmup included */
     _Atomic uint64_t progress; /* the same, for the main thread's progress line */
     histogram hist;
@@ -1054,9 +1063,10 @@ static void print_json(const bench *b, const result *r)
             "\"duplicate\":%llu},\"reordered\":%llu,\"late\":%llu}\n",
             (unsigned long long)error_total(c), (unsigned long long)c->connect,
             (unsigned long long)c->mismatch, (unsigned long long)c->reset,
-            (unsigned long long)c->closed, (unsigned long long)c->io, (unsigned long long)c->timeout,
-            (unsigned long long)c->lost, (unsigned long long)c->duplicate,
-            (unsigned long long)c->reordered, (unsigned long long)c->late);
+            (unsigned long long)c->closed, (unsigned long long)c->io,
+            (unsigned long long)c->timeout, (unsigned long long)c->lost,
+            (unsigned long long)c->duplicate, (unsigned long long)c->reordered,
+            (unsigned long long)c->late);
 }
 
 /* One report line of percentiles, or n/a when nothing was measured. */
@@ -1077,8 +1087,9 @@ static void print_errors(const counters *c)
     const struct {
         const char *name;
         uint64_t n;
-    } kinds[] = {{"connect", c->connect}, {"mismatch", c->mismatch},   {"reset", c->reset},
-                 {"closed", c->closed},   {"io", c->io},               {"timeout", c->timeout},
+    } kinds[] = {{"connect", c->connect}, {"mismatch", c->mismatch},
+                 {"reset", c->reset},     {"closed", c->closed},
+                 {"io", c->io},           {"timeout", c->timeout},
                  {"lost", c->lost},       {"duplicate", c->duplicate}};
     const char *sep = " (";
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
@@ -1100,8 +1111,7 @@ static void print_text(const bench *b, const result *r)
            cfg->rate > 0 ? "open loop" : "closed loop", cfg->threads, cfg->threads == 1 ? "" : "s");
     if (cfg->rate > 0)
         printf("  target rate   %llu round trips/s, offered %.1f/s (%.1f %%)\n",
-               (unsigned long long)cfg->rate, r->offered,
-               100.0 * r->offered / (double)cfg->rate);
+               (unsigned long long)cfg->rate, r->offered, 100.0 * r->offered / (double)cfg->rate);
     printf("  duration      %.2f s (after %.2f s warmup)\n", r->duration_s,
            (double)cfg->warmup_ms / 1000.0);
     printf("  round trips   %llu  (%.1f/s)\n", (unsigned long long)c->round_trips, r->rate);
@@ -1135,10 +1145,19 @@ static void print_warnings(const bench *b, const result *r)
 static void parse_options(int argc, char **argv, config *cfg)
 {
     static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},          {"warmup", required_argument, NULL, 'W'},
-        {"rate", required_argument, NULL, 'R'},    {"udp", no_argument, NULL, 'U'},
-        {"threads", required_argument, NULL, 'T'}, {"timeout", required_argument, NULL, 'O'},
-        {"json", no_argument, NULL, 'J'},          {NULL, 0, NULL, 0},
+        {"connect", required_argument, NULL, 'c'},
+        {"connections", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 's'},
+        {"depth", required_argument, NULL, 'p'},
+        {"duration", required_argument, NULL, 't'},
+        {"warmup", required_argument, NULL, 'W'},
+        {"rate", required_argument, NULL, 'R'},
+        {"udp", no_argument, NULL, 'U'},
+        {"threads", required_argument, NULL, 'T'},
+        {"timeout", required_argument, NULL, 'O'},
+        {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     *cfg = (config){.addr = "127.0.0.1:8888",
                     .conns = 50,
