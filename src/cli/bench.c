@@ -955,7 +955,9 @@ static void merge(bench *b, result *r)
                 r->duration_s = secs;
         }
     }
-    r->target_missed = b->cfg.rate > 0 && r->offered < TARGET_SHARE * (double)b->cfg.rate;
+    /* A run stopped before measuring (Ctrl-C in the warmup) makes no claim about the rate. */
+    r->target_missed =
+        b->cfg.rate > 0 && r->duration_s > 0 && r->offered < TARGET_SHARE * (double)b->cfg.rate;
 }
 
 static const char *transport_name(const bench *b)
