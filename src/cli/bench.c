@@ -3,10 +3,15 @@
  *
  * Each thread runs one yd_loop with its share of the connections. A connection keeps
  * DEPTH messages in flight (closed loop), or sends on a fixed schedule (--rate, open
- * loop, latency from the intended send time as wrk2 does). Every message is SIZE bytes:
- * a header with its sequence number and connection index in hex, a pattern that
- * depends on the connection, and a final '\n' (so line-mode servers echo it too). The
- * echo is compared byte for byte; nothing is allocated per message.
+ * loop, latency from the intended send time as wrk2 does, and how late each send went
+ * out recorded as the send lag). Every message is SIZE bytes carrying its sequence
+ * number and connection index (bench_codec.h). Stream echoes are compared piece by
+ * piece where they land, datagrams whole; nothing is allocated per message.
+ *
+ * A thread's run: connect (batches of CONNECT_BATCH) -> wait for main's start -> warmup
+ * -> measure for -t -> stop sending, wait for what is in flight -> close -> loop ends.
+ * It ends early on Ctrl-C, or when every connection of the thread has ended (nothing is
+ * left to measure). Reports: text or one JSON object (bench_json.h escapes its strings).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_codec.h"
+#include "bench_json.h"
 #include "cli.h"
 #include "histogram.h"
 #include "yodel.h"
@@ -61,13 +68,10 @@ static const char usage[] =
     "The report goes to stdout; a progress line goes to stderr when it is a terminal.\n"
     "Latency percentiles come from a log-linear histogram (within 0.8 %).\n";
 
-#define CONNECT_BATCH       64
-#define MAX_WINDOW_BYTES    (1024u * 1024u)
-#define HEADER_SEQ_DIGITS   12
-#define HEADER_INDEX_DIGITS 8
-#define HEADER_LEN          (HEADER_SEQ_DIGITS + HEADER_INDEX_DIGITS)
-#define NO_SEQ              UINT64_MAX
-#define LOST_RECORD_MIN     16
+#define CONNECT_BATCH    64
+#define MAX_WINDOW_BYTES (1024u * 1024u)
+#define NO_SEQ           UINT64_MAX
+#define LOST_RECORD_MIN  16
 /* --rate: offering less than this share of the target fails the run. */
 #define TARGET_SHARE 0.9
 
@@ -180,94 +184,10 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static const char hex_digits[] = "0123456789abcdef";
-
-static void put_hex(char *dst, uint64_t v, unsigned digits)
-{
-    for (unsigned i = digits; i-- > 0; v >>= 4)
-        dst[i] = hex_digits[v & 15];
-}
-
-static int get_hex(const char *src, unsigned digits, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < digits; i++) {
-        char ch = src[i];
-        unsigned d;
-        if (ch >= '0' && ch <= '9')
-            d = (unsigned)(ch - '0');
-        else if (ch >= 'a' && ch <= 'f')
-            d = (unsigned)(ch - 'a' + 10);
-        else
-            return -1;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* How many header bytes a message of this size carries: the final '\n' comes first. */
-static size_t header_len(size_t size)
-{
-    return size - 1 < HEADER_LEN ? size - 1 : HEADER_LEN;
-}
-
-/*
- * The template: a 12-digit sequence number, the 8-digit connection index, then
- * printable bytes that depend on the connection, then '\n'. Small sizes keep the
- * start of the header. No byte but the last is '\n'.
- */
-static void fill_template(char *msg, size_t size, uint32_t index)
-{
-    char header[HEADER_LEN];
-    put_hex(header, 0, HEADER_SEQ_DIGITS);
-    put_hex(header + HEADER_SEQ_DIGITS, index, HEADER_INDEX_DIGITS);
-    size_t h = header_len(size);
-    memcpy(msg, header, h);
-    for (size_t i = h; i + 1 < size; i++)
-        msg[i] = (char)('!' + (i * 7 + index * 13) % 94);
-    msg[size - 1] = '\n';
-}
-
-/*
- * How many hex digits of the sequence number a message of this size carries: the low ones,
- * so that even a 2-byte message tells its neighbours apart.
- */
-static unsigned seq_digits(size_t size)
-{
-    size_t h = header_len(size);
-    return h < HEADER_SEQ_DIGITS ? (unsigned)h : HEADER_SEQ_DIGITS;
-}
-
-/* The sequence numbers a message of this size can tell apart: the rest wrap around. */
-static uint64_t seq_mask(size_t size)
-{
-    return (1ull << (4 * seq_digits(size))) - 1;
-}
-
-static void put_seq(char *msg, size_t size, uint64_t seq)
-{
-    put_hex(msg, seq, seq_digits(size));
-}
-
-/*
- * Whether data is bytes off .. off+len of the message with sequence number seq: its header
- * digits, then the template's other bytes. Echoes are checked piece by piece where they land.
- */
+/* Whether data is bytes off .. off+len of this connection's message seq. */
 static int piece_matches(const client *c, uint64_t seq, size_t off, const char *data, size_t len)
 {
-    unsigned hs = seq_digits(c->w->b->cfg.size);
-    if (off < hs) {
-        char digits[HEADER_SEQ_DIGITS];
-        size_t n = hs - off < len ? hs - off : len;
-        put_hex(digits, seq, hs);
-        if (memcmp(data, digits + off, n) != 0)
-            return 0;
-        data += n;
-        off += n;
-        len -= n;
-    }
-    return len == 0 || memcmp(data, c->msg + off, len) == 0;
+    return codec_piece_matches(c->msg, c->w->b->cfg.size, seq, off, data, len);
 }
 
 /* Whether a datagram is the whole message with sequence number seq. */
@@ -311,7 +231,7 @@ static void send_one(client *c, uint64_t now, uint64_t start_ns)
         if (c->slot_seq[slot] != NO_SEQ)
             return;
     }
-    put_seq(c->msg, cfg->size, seq);
+    codec_put_seq(c->msg, cfg->size, seq);
     int rc = yd_conn_write(c->conn, c->msg, cfg->size);
     if (rc < 0) {
         count_close_status(&w->cnt, rc);
@@ -462,10 +382,9 @@ static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
     const config *cfg = &w->b->cfg;
     if (c->state != CLIENT_OPEN)
         return;
-    unsigned digits = seq_digits(cfg->size);
-    uint64_t mask = seq_mask(cfg->size);
+    uint64_t mask = codec_seq_mask(cfg->size);
     uint64_t got;
-    if (len != cfg->size || get_hex(data, digits, &got) < 0) {
+    if (len != cfg->size || codec_get_seq(data, len, &got) < 0) {
         w->cnt.mismatch++;
         return;
     }
@@ -794,7 +713,7 @@ static int worker_setup(worker *w)
         c->slot_seq = cfg->udp ? c->start_ns + cfg->depth : NULL;
         c->lost = cfg->udp ? c->slot_seq + cfg->depth : NULL;
         c->msg = mem + words * sizeof(uint64_t);
-        fill_template(c->msg, cfg->size, c->index);
+        codec_fill_template(c->msg, cfg->size, c->index);
         /* slot_seq and lost follow each other: NO_SEQ in both. */
         for (size_t s = 0; cfg->udp && s < cfg->depth + lost_record(cfg); s++)
             c->slot_seq[s] = NO_SEQ;
@@ -881,24 +800,6 @@ static double us(uint64_t ns)
     return (double)ns / 1000.0;
 }
 
-/* The length of the well-formed UTF-8 sequence at p (RFC 3629), or 0 if it is not one. */
-static size_t utf8_length(const unsigned char *p)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (n == 0 || p[0] > 0xf4)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    /* Overlong three- and four-byte forms, UTF-16 surrogates, beyond U+10FFFF. */
-    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
-        (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
-        return 0;
-    return n;
-}
-
 typedef struct result {
     counters cnt;
     histogram hist;
@@ -965,29 +866,6 @@ static const char *transport_name(const bench *b)
     if (b->cfg.udp)
         return "udp";
     return strncmp(b->addr, "unix:", 5) == 0 ? "unix" : "tcp";
-}
-
-/*
- * Writes s as a JSON string: quotes, backslashes and control characters escaped; valid UTF-8
- * as it is; any other byte (a Unix path may hold any) as the code point of the same value.
- */
-static void json_string(FILE *f, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
-    while (*p != '\0') {
-        size_t n = utf8_length(p);
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p == '\n')
-            fputs("\\n", f);
-        else if (*p < 0x20 || *p == 0x7f || n == 0)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fwrite(p, 1, n, f);
-        p += n > 0 ? n : 1;
-    }
-    fputc('"', f);
 }
 
 /* "name":value for a duration in microseconds, or null when nothing was measured. */
@@ -1182,7 +1060,7 @@ static void parse_options(int argc, char **argv, config *cfg)
             cfg->conns = (size_t)opt_long("bench", "-n", optarg, 1, 1000000);
             break;
         case 's':
-            cfg->size = (size_t)opt_size("bench", "-s", optarg, 2, MAX_WINDOW_BYTES);
+            cfg->size = (size_t)opt_size("bench", "-s", optarg, CODEC_MIN_SIZE, MAX_WINDOW_BYTES);
             break;
         case 'p':
             cfg->depth = (size_t)opt_long("bench", "-p", optarg, 1, 4096);
