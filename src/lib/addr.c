@@ -44,7 +44,7 @@ static int resolve_into(struct resolved *r, const char *host, uint16_t port, int
     return 0;
 }
 
-int addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved *out)
+int yd__addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved *out)
 {
     out->count = 0;
     out->localhost = strcasecmp(addr->host, "localhost") == 0;
@@ -58,7 +58,7 @@ int addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved
     return out->count > 0 ? 0 : err;
 }
 
-int sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
+int yd__sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
 {
     char host[INET6_ADDRSTRLEN];
     int n;
@@ -80,7 +80,7 @@ int sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
     return n;
 }
 
-int sockaddr_port(const struct sockaddr *sa)
+int yd__sockaddr_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)
         return ntohs(((const struct sockaddr_in *)sa)->sin_port);
@@ -91,5 +91,5 @@ int sockaddr_port(const struct sockaddr *sa)
 
 int yd_sockaddr_format(const void *sockaddr, char *buf, size_t len)
 {
-    return sockaddr_format(sockaddr, buf, len);
+    return yd__sockaddr_format(sockaddr, buf, len);
 }

@@ -26,7 +26,7 @@ static void flush(yd_conn *conn);
 static void finish_close(yd_conn *conn);
 static void close_handle(yd_conn *conn, int reset);
 
-yd_conn *conn_new(yd_loop *loop, enum conn_kind kind, const yd_protocol *protocol, void *data)
+yd_conn *yd__conn_new(yd_loop *loop, enum conn_kind kind, const yd_protocol *protocol, void *data)
 {
     yd_conn *conn = calloc(1, sizeof *conn);
     if (conn == NULL)
@@ -54,7 +54,7 @@ static void unlink_conn(yd_conn *conn)
         conn->next->prev = conn->prev;
 }
 
-void conn_discard(yd_conn *conn)
+void yd__conn_discard(yd_conn *conn)
 {
     unlink_conn(conn);
     free(conn);
@@ -74,12 +74,12 @@ static void on_closed(uv_handle_t *h)
         STAT_ADD(conn->stats, conns_closed, 1);
     }
     if (conn->server != NULL)
-        server_conn_closed(conn->server);
+        yd__server_conn_closed(conn->server);
     if (conn->limit != NULL)
         atomic_fetch_sub(&conn->limit->open, 1);
     if (conn->protocol->on_close != NULL)
         conn->protocol->on_close(conn, conn->status);
-    bufq_clear(&conn->wq, &conn->loop->pool);
+    yd__bufq_clear(&conn->wq, &conn->loop->pool);
     free_connect_state(conn);
     free(conn->pend);
     free(conn);
@@ -101,7 +101,7 @@ static void close_handle(yd_conn *conn, int reset)
     uv_close(&conn->h.handle, on_closed);
 }
 
-void conn_start(yd_conn *conn)
+void yd__conn_start(yd_conn *conn)
 {
     conn->flags |= CF_CONNECTED;
     STAT_ADD(conn->stats, conns_active, 1);
@@ -113,7 +113,7 @@ void conn_start(yd_conn *conn)
     update_reading(conn);
 }
 
-void conn_run_kicks(yd_loop *loop)
+void yd__conn_run_kicks(yd_loop *loop)
 {
     yd_conn *next;
     for (yd_conn *conn = loop->conns; conn != NULL; conn = next) {
@@ -122,19 +122,20 @@ void conn_run_kicks(yd_loop *loop)
             continue;
         conn->flags &= ~CF_NEED_CONNECT;
         if (!(conn->flags & CF_CLOSING))
-            conn_start(conn);
+            yd__conn_start(conn);
         /* on_connect may have closed connections further down the list: start over. */
-        return loop_kick(loop);
+        yd__loop_kick(loop);
+        return;
     }
 }
 
-void conn_fail(yd_conn *conn, int status)
+void yd__conn_fail(yd_conn *conn, int status)
 {
     if (conn->flags & CF_CLOSING)
         return;
-    STAT_ADD(conn->stats, errors[error_kind_of(status)], 1);
+    STAT_ADD(conn->stats, errors[yd__error_kind_of(status)], 1);
     conn->status = status;
-    bufq_clear(&conn->wq, &conn->loop->pool);
+    yd__bufq_clear(&conn->wq, &conn->loop->pool);
     close_handle(conn, 1);
 }
 
@@ -144,7 +145,7 @@ void yd_conn_abort(yd_conn *conn)
         return;
     if (conn->status == 0)
         conn->status = -ECONNABORTED;
-    bufq_clear(&conn->wq, &conn->loop->pool);
+    yd__bufq_clear(&conn->wq, &conn->loop->pool);
     close_handle(conn, 1);
 }
 
@@ -177,13 +178,13 @@ static void update_reading(yd_conn *conn)
         return;
     int err;
     if (conn->kind == CONN_UDP)
-        err = want ? uv_udp_recv_start(&conn->h.udp, loop_alloc_cb, on_datagram)
+        err = want ? uv_udp_recv_start(&conn->h.udp, yd__loop_alloc_cb, on_datagram)
                    : uv_udp_recv_stop(&conn->h.udp);
     else
-        err = want ? uv_read_start(&conn->h.stream, loop_alloc_cb, on_read)
+        err = want ? uv_read_start(&conn->h.stream, yd__loop_alloc_cb, on_read)
                    : uv_read_stop(&conn->h.stream);
     if (err < 0) {
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
         return;
     }
     conn->flags ^= CF_READING;
@@ -342,7 +343,7 @@ static void process(yd_conn *conn, const char *data, size_t len)
             }
         }
         if (n < 0) {
-            conn_fail(conn, (int)n);
+            yd__conn_fail(conn, (int)n);
             return;
         }
         data += n;
@@ -352,7 +353,7 @@ static void process(yd_conn *conn, const char *data, size_t len)
         /* Paused with messages still in this read: hold them, unframed, until resumed. Nothing
          * is set aside at this point (a partial message only remains once len is 0). */
         if (pend_append(conn, data, len) < 0)
-            conn_fail(conn, -ENOMEM);
+            yd__conn_fail(conn, -ENOMEM);
         else
             conn->flags |= CF_STASHED;
     }
@@ -381,7 +382,7 @@ static void deliver_partial(yd_conn *conn)
         (conn->flags & CF_STASHED))
         return;
     if (conn->read_mode == YD_READ_LINE && conn->pend_len > conn->read_arg) {
-        conn_fail(conn, -EMSGSIZE);
+        yd__conn_fail(conn, -EMSGSIZE);
         return;
     }
     size_t n = conn->pend_len;
@@ -425,7 +426,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn->status = (int)nread;
         close_handle(conn, 0);
     } else if (nread < 0) {
-        conn_fail(conn, (int)nread);
+        yd__conn_fail(conn, (int)nread);
     }
 }
 
@@ -467,7 +468,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     if (status == UV_ECANCELED)
         return;
     if (status < 0 && status != UV_ENOTCONN) {
-        conn_fail(conn, status);
+        yd__conn_fail(conn, status);
         return;
     }
     if (conn->flags & CF_CLOSE_WANTED)
@@ -482,7 +483,7 @@ static void send_shutdown(yd_conn *conn)
     if (err == UV_ENOTCONN)
         return;
     if (err < 0)
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
 }
 
 /* Closes a connection whose queued bytes are all sent (a FIN, never a reset). */
@@ -501,10 +502,10 @@ static void flush(yd_conn *conn)
         return;
     uv_buf_t iov[MAX_WRITE_IOV];
     size_t bytes;
-    unsigned n = bufq_peek(&conn->wq, iov, MAX_WRITE_IOV, &bytes);
+    unsigned n = yd__bufq_peek(&conn->wq, iov, MAX_WRITE_IOV, &bytes);
     int err = uv_write(&conn->wreq, &conn->h.stream, iov, n, on_write);
     if (err < 0) {
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
         return;
     }
     conn->inflight = bytes;
@@ -518,10 +519,10 @@ static void on_write(uv_write_t *req, int status)
     if (status == UV_ECANCELED || (conn->flags & CF_CLOSING))
         return;
     if (status < 0) {
-        conn_fail(conn, status);
+        yd__conn_fail(conn, status);
         return;
     }
-    bufq_consume(&conn->wq, &conn->loop->pool, done);
+    yd__bufq_consume(&conn->wq, &conn->loop->pool, done);
     STAT_ADD(conn->stats, bytes_out, done);
     /* The peer reading what we send is activity too: a slow reader is not idle. */
     conn->last_active_ms = uv_now(&conn->loop->uv);
@@ -583,7 +584,7 @@ int yd_conn_write(yd_conn *conn, const void *data, size_t len)
         if (r == UV_EAGAIN)
             r = 0;
         if (r < 0) {
-            conn_fail(conn, r);
+            yd__conn_fail(conn, r);
             return r;
         }
         STAT_ADD(conn->stats, bytes_out, (uint64_t)r);
@@ -596,9 +597,9 @@ int yd_conn_write(yd_conn *conn, const void *data, size_t len)
     }
     if (conn->wq.len + len > WRITE_QUEUE_LIMIT)
         return -ENOBUFS;
-    int err = bufq_push(&conn->wq, &conn->loop->pool, p, len);
+    int err = yd__bufq_push(&conn->wq, &conn->loop->pool, p, len);
     if (err < 0) {
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
         return err;
     }
     if (conn->wq.len > YD_HIGH_WATERMARK && !(conn->flags & CF_FULL)) {
@@ -635,7 +636,7 @@ int yd_conn_set_idle_timeout(yd_conn *conn, uint64_t ms)
     conn->idle_timeout_ms = ms;
     conn->last_active_ms = uv_now(&conn->loop->uv);
     if (ms > 0)
-        loop_want_sweep(conn->loop, loop_sweep_period(ms));
+        yd__loop_want_sweep(conn->loop, yd__loop_sweep_period(ms));
     return 0;
 }
 
@@ -644,7 +645,7 @@ int yd_conn_set_idle_timeout(yd_conn *conn, uint64_t ms)
  * closed; while draining, a quiet one is closed after its partial line is echoed, and whatever
  * is still open at the deadline is reset and counted as drain_timeout.
  */
-void conn_sweep(yd_loop *loop, uint64_t now)
+void yd__conn_sweep(yd_loop *loop, uint64_t now)
 {
     int left = 0;
     for (yd_conn *conn = loop->conns; conn != NULL; conn = conn->next) {
@@ -730,7 +731,7 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     free_connect_state(conn);
-    conn_start(conn);
+    yd__conn_start(conn);
 }
 
 /*
@@ -764,7 +765,7 @@ static int connect_tcp(yd_loop *loop, const yd_addr *addr, yd_conn *conn)
     struct connect_state *cs = calloc(1, sizeof *cs);
     if (cs == NULL)
         return -ENOMEM;
-    int err = addr_resolve(addr, SOCK_STREAM, 0, &cs->r);
+    int err = yd__addr_resolve(addr, SOCK_STREAM, 0, &cs->r);
     if (err < 0) {
         free(cs);
         return err;
@@ -791,8 +792,8 @@ static int udp_keep(yd_conn *conn, const char *data, size_t len)
     uint32_t n = (uint32_t)len;
     if (conn->wq.len + sizeof n + len > UDP_KEEP_BYTES)
         return -ENOBUFS;
-    if (bufq_push(&conn->wq, &conn->loop->pool, (const char *)&n, sizeof n) < 0 ||
-        bufq_push(&conn->wq, &conn->loop->pool, data, len) < 0)
+    if (yd__bufq_push(&conn->wq, &conn->loop->pool, (const char *)&n, sizeof n) < 0 ||
+        yd__bufq_push(&conn->wq, &conn->loop->pool, data, len) < 0)
         return -ENOMEM;
     conn->connecting->kept++;
     return 0;
@@ -803,7 +804,7 @@ static void udp_settle(yd_conn *conn)
     if (conn->connecting == NULL)
         return;
     free_connect_state(conn);
-    bufq_clear(&conn->wq, &conn->loop->pool);
+    yd__bufq_clear(&conn->wq, &conn->loop->pool);
 }
 
 /* The kept datagrams, sent again (and kept again) from the loop's read buffer. */
@@ -813,10 +814,10 @@ static void udp_resend(yd_conn *conn)
     conn->connecting->kept = 0;
     for (unsigned i = 0; i < count && conn->connecting != NULL; i++) {
         uint32_t n;
-        bufq_copyout(&conn->wq, &n, sizeof n);
-        bufq_consume(&conn->wq, &conn->loop->pool, sizeof n);
-        bufq_copyout(&conn->wq, conn->loop->read_buf, n);
-        bufq_consume(&conn->wq, &conn->loop->pool, n);
+        yd__bufq_copyout(&conn->wq, &n, sizeof n);
+        yd__bufq_consume(&conn->wq, &conn->loop->pool, sizeof n);
+        yd__bufq_copyout(&conn->wq, conn->loop->read_buf, n);
+        yd__bufq_consume(&conn->wq, &conn->loop->pool, n);
         if (write_datagram(conn, conn->loop->read_buf, n) < 0 || (conn->flags & CF_CLOSING))
             return;
     }
@@ -854,7 +855,7 @@ static void udp_refused(yd_conn *conn)
     if (conn->flags & (CF_SWITCHING | CF_CLOSING))
         return;
     if (cs == NULL || cs->next + 1 >= cs->r.count) {
-        conn_fail(conn, -ECONNREFUSED);
+        yd__conn_fail(conn, -ECONNREFUSED);
         return;
     }
     cs->next++;
@@ -867,7 +868,7 @@ static int connect_udp(yd_loop *loop, const yd_addr *addr, yd_conn *conn)
     struct connect_state *cs = calloc(1, sizeof *cs);
     if (cs == NULL)
         return -ENOMEM;
-    int err = addr_resolve(addr, SOCK_DGRAM, 0, &cs->r);
+    int err = yd__addr_resolve(addr, SOCK_DGRAM, 0, &cs->r);
     if (err < 0) {
         free(cs);
         return err;
@@ -882,7 +883,7 @@ static int connect_udp(yd_loop *loop, const yd_addr *addr, yd_conn *conn)
     if (cs->r.count < 2)
         free_connect_state(conn);   /* one address: nothing to fall back to, nothing to keep */
     conn->flags |= CF_NEED_CONNECT; /* on_connect must not run before *out is set */
-    loop_kick(loop);
+    yd__loop_kick(loop);
     return 0;
 }
 
@@ -895,7 +896,7 @@ int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol
     enum conn_kind kind = addr.transport == YD_UNIX  ? CONN_PIPE
                           : addr.transport == YD_UDP ? CONN_UDP
                                                      : CONN_TCP;
-    yd_conn *conn = conn_new(loop, kind, protocol, data);
+    yd_conn *conn = yd__conn_new(loop, kind, protocol, data);
     if (conn == NULL)
         return -ENOMEM;
     int err = 0;
@@ -911,7 +912,7 @@ int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol
     }
     if (err < 0) {
         if (!(conn->flags & CF_CLOSING))
-            conn_discard(conn);
+            yd__conn_discard(conn);
         return err;
     }
     *out = conn;
@@ -938,7 +939,7 @@ int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *da
     default:
         return -ENOTSUP;
     }
-    yd_conn *conn = conn_new(loop, kind, protocol, data);
+    yd_conn *conn = yd__conn_new(loop, kind, protocol, data);
     if (conn == NULL)
         return -ENOMEM;
     int err;
@@ -951,7 +952,7 @@ int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *da
     } else if (kind == CONN_TTY) {
         err = uv_tty_init(&loop->uv, &conn->h.tty, fd, 0);
         if (err < 0) {
-            conn_discard(conn);
+            yd__conn_discard(conn);
             return err;
         }
     } else {
@@ -964,7 +965,7 @@ int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *da
         return err;
     }
     conn->flags |= CF_NEED_CONNECT;
-    loop_kick(loop);
+    yd__loop_kick(loop);
     *out = conn;
     return 0;
 }
@@ -974,7 +975,7 @@ int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *da
 int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len)
 {
     if (conn->peer.sa.sa_family != 0)
-        return sockaddr_format(&conn->peer.sa, buf, len);
+        return yd__sockaddr_format(&conn->peer.sa, buf, len);
     struct sockaddr_storage ss;
     int n = sizeof ss;
     int err;
@@ -986,7 +987,7 @@ int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len)
         return snprintf(buf, len, "%s", conn->kind == CONN_PIPE ? "unix" : "tty");
     if (err < 0)
         return snprintf(buf, len, "?");
-    return sockaddr_format((struct sockaddr *)&ss, buf, len);
+    return yd__sockaddr_format((struct sockaddr *)&ss, buf, len);
 }
 
 void *yd_conn_data(const yd_conn *conn)
@@ -1011,10 +1012,10 @@ yd_loop *yd_conn_loop(const yd_conn *conn)
 
 /* ---- Accepting (for server.c) ------------------------------------------------------------- */
 
-yd_conn *conn_accept(yd_server *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
+yd_conn *yd__conn_accept(yd_server *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
     enum conn_kind kind = srv->transport == YD_UNIX ? CONN_PIPE : CONN_TCP;
-    yd_conn *conn = conn_new(srv->loop, kind, srv->options.protocol, srv->options.data);
+    yd_conn *conn = yd__conn_new(srv->loop, kind, srv->options.protocol, srv->options.data);
     int err = conn == NULL ? -ENOMEM : 0;
     if (err == 0 && kind == CONN_PIPE) {
         uv_pipe_init(&srv->loop->uv, &conn->h.pipe, 0);
@@ -1043,14 +1044,14 @@ yd_conn *conn_accept(yd_server *srv, int fd, const struct sockaddr *peer, sockle
     return conn;
 }
 
-void conn_serve(yd_conn *conn, yd_stats *stats)
+void yd__conn_serve(yd_conn *conn, yd_stats *stats)
 {
     conn->stats = stats;
     conn->flags |= CF_ACCEPTED;
     STAT_ADD(stats, conns_accepted, 1);
 }
 
-void conn_refuse(yd_conn *conn)
+void yd__conn_refuse(yd_conn *conn)
 {
     conn->server = NULL;
     close_silently(conn);

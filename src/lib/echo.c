@@ -142,7 +142,7 @@ static void reply(yd_conn *conn, const char *data, size_t len)
 {
     int err = yd_conn_write(conn, data, len);
     if (err < 0 && err != -EPIPE)
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
 }
 
 /* ---- Without state: the hot path ---------------------------------------------------------- */
@@ -181,7 +181,7 @@ static void echo_datagram(yd_server *srv, const char *data, size_t len, const vo
         yd_ascii_upper((char *)data, data, len);
     if (ctx->opts.verbose) {
         struct echo_conn ec = {.ctx = ctx};
-        sockaddr_format(peer, ec.peer, sizeof ec.peer);
+        yd__sockaddr_format(peer, ec.peer, sizeof ec.peer);
         log_event(ctx, ec.peer, "datagram", data, len);
     }
     yd_server_send_to(srv, data, len, peer, peer_len); /* a failure is counted there */
@@ -236,21 +236,21 @@ static void on_due(yd_timer *timer, void *data)
     uint64_t now = yd_loop_now_ms(conn->loop);
     ec->timer_armed = 0;
     struct held_record rec;
-    while (bufq_copyout(&ec->held, &rec, sizeof rec) == sizeof rec) {
+    while (yd__bufq_copyout(&ec->held, &rec, sizeof rec) == sizeof rec) {
         if (rec.due_ms > now) {
             yd_timer_start(timer, rec.due_ms - now, 0);
             ec->timer_armed = 1;
             break;
         }
-        bufq_consume(&ec->held, pool, sizeof rec);
+        yd__bufq_consume(&ec->held, pool, sizeof rec);
         conn->held -= sizeof rec + rec.len;
         while (rec.len > 0) {
             uv_buf_t iov;
             size_t bytes;
-            bufq_peek(&ec->held, &iov, 1, &bytes);
+            yd__bufq_peek(&ec->held, &iov, 1, &bytes);
             size_t n = iov.len < rec.len ? iov.len : rec.len;
             send_now(ec, iov.base, n);
-            bufq_consume(&ec->held, pool, n);
+            yd__bufq_consume(&ec->held, pool, n);
             rec.len -= n;
         }
     }
@@ -267,9 +267,9 @@ static void hold(struct echo_conn *ec, const char *data, size_t len)
     yd_conn *conn = ec->conn;
     struct held_record rec = {yd_loop_now_ms(conn->loop) + ec->ctx->opts.delay_ms, len};
     struct block_pool *pool = &conn->loop->pool;
-    if (bufq_push(&ec->held, pool, (const char *)&rec, sizeof rec) < 0 ||
-        bufq_push(&ec->held, pool, data, len) < 0) {
-        conn_fail(conn, -ENOMEM);
+    if (yd__bufq_push(&ec->held, pool, (const char *)&rec, sizeof rec) < 0 ||
+        yd__bufq_push(&ec->held, pool, data, len) < 0) {
+        yd__conn_fail(conn, -ENOMEM);
         return;
     }
     conn->held += sizeof rec + len; /* the record is memory held too: \n lines cost 17 bytes */
@@ -321,7 +321,7 @@ static void state_close(yd_conn *conn, int status)
     if (ec->ctx->opts.verbose || status == -EMSGSIZE)
         log_close(ec->ctx, conn, ec->peer[0] != '\0' ? ec->peer : NULL, status);
     conn->held = 0;
-    bufq_clear(&ec->held, &conn->loop->pool);
+    yd__bufq_clear(&ec->held, &conn->loop->pool);
     yd_timer_free(ec->timer);
     ctx_unref(ec->ctx);
     free(ec);
@@ -373,7 +373,7 @@ static int echo_server(yd_loop *loop, const char *addr, int fd, const yd_echo_op
         free(ctx);
         return err;
     }
-    server_set_on_free(*out, ctx_release);
+    yd__server_set_on_free(*out, ctx_release);
     return 0;
 }
 
@@ -416,7 +416,7 @@ int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo,
         free(ctx);
         return err;
     }
-    conn_serve(conn, so.stats);
+    yd__conn_serve(conn, so.stats);
     yd_conn_set_idle_timeout(conn, so.idle_timeout_ms);
     ctx->refs--; /* the connection's own reference, taken in on_connect, is the only one */
     return 0;

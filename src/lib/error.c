@@ -21,7 +21,7 @@ const char *yd_strerror(int code)
     return uv_strerror(code);
 }
 
-enum yd_error_kind error_kind_of(int status)
+enum yd_error_kind yd__error_kind_of(int status)
 {
     switch (status) {
     case -ECONNRESET:

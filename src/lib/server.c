@@ -84,12 +84,12 @@ void yd_server_close(yd_server *srv)
         close_listener(&srv->sockets[i]);
 }
 
-void server_conn_closed(yd_server *server)
+void yd__server_conn_closed(yd_server *server)
 {
     server->conns--;
 }
 
-void server_set_on_free(yd_server *srv, void (*on_free)(void *data))
+void yd__server_set_on_free(yd_server *srv, void (*on_free)(void *data))
 {
     srv->on_free = on_free;
 }
@@ -127,7 +127,7 @@ static void pause_accepting(struct listener *l)
 static void take_connection(yd_server *srv, int fd, const struct sockaddr *peer, socklen_t len)
 {
     yd_stats *stats = srv->options.stats;
-    yd_conn *conn = conn_accept(srv, fd, peer, len);
+    yd_conn *conn = yd__conn_accept(srv, fd, peer, len);
     if (conn == NULL)
         return;
     STAT_ADD(stats, conns_accepted, 1);
@@ -144,13 +144,13 @@ static void take_connection(yd_server *srv, int fd, const struct sockaddr *peer,
         /* Accept and close at once: a refused client learns now, instead of waiting in the
          * backlog, and the backlog cannot fill up with them. */
         STAT_ADD(stats, conns_refused, 1);
-        conn_refuse(conn);
+        yd__conn_refuse(conn);
         return;
     }
     srv->conns++;
     if (srv->options.idle_timeout_ms > 0)
-        loop_want_sweep(srv->loop, loop_sweep_period(srv->options.idle_timeout_ms));
-    conn_start(conn);
+        yd__loop_want_sweep(srv->loop, yd__loop_sweep_period(srv->options.idle_timeout_ms));
+    yd__conn_start(conn);
 }
 
 /* Exits: the backlog is empty (EAGAIN), the batch is done (the poll fires again), or accept
@@ -216,7 +216,7 @@ static void deliver_datagram(struct listener *l, const char *data, size_t len,
     yd_stats *stats = srv->options.stats;
     /* A datagram "from" port 7 or 19 is how the echo/chargen loop starts (CERT CA-1996-01): a
      * forged source makes two reflectors answer each other forever. No client uses such a port. */
-    if (sockaddr_port(peer) < LOWEST_UDP_SOURCE_PORT) {
+    if (yd__sockaddr_port(peer) < LOWEST_UDP_SOURCE_PORT) {
         STAT_ADD(stats, errors[YD_ERR_UDP_LOW_PORT], 1);
         return;
     }
@@ -416,7 +416,7 @@ static int listen_inet(yd_server *srv, const yd_addr *addr)
 {
     int socktype = addr->transport == YD_UDP ? SOCK_DGRAM : SOCK_STREAM;
     struct resolved r;
-    int err = addr_resolve(addr, socktype, 1, &r);
+    int err = yd__addr_resolve(addr, socktype, 1, &r);
     if (err < 0)
         return err;
     int port = addr->port;
@@ -434,7 +434,7 @@ static int listen_inet(yd_server *srv, const yd_addr *addr)
             struct sockaddr_storage ss;
             socklen_t sl = sizeof ss;
             getsockname(fd, (struct sockaddr *)&ss, &sl);
-            port = sockaddr_port((struct sockaddr *)&ss);
+            port = yd__sockaddr_port((struct sockaddr *)&ss);
         }
         err = serve_fd(srv, fd, sa->sa_family);
         if (err < 0)
@@ -551,7 +551,7 @@ int yd_server_address(const yd_server *srv, unsigned i, char *buf, size_t len)
     if (len <= sn)
         return -ENOBUFS;
     memcpy(buf, scheme, sn);
-    int n = sockaddr_format((struct sockaddr *)&ss, buf + sn, len - sn);
+    int n = yd__sockaddr_format((struct sockaddr *)&ss, buf + sn, len - sn);
     return n < 0 ? n : n + (int)sn;
 }
 
@@ -563,7 +563,7 @@ int yd_server_port(const yd_server *srv)
     socklen_t sl = sizeof ss;
     if (getsockname(srv->sockets[0].fd, (struct sockaddr *)&ss, &sl) < 0)
         return -errno;
-    return sockaddr_port((struct sockaddr *)&ss); /* 0 for a Unix socket */
+    return yd__sockaddr_port((struct sockaddr *)&ss); /* 0 for a Unix socket */
 }
 
 void *yd_server_data(const yd_server *srv)
