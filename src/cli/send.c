@@ -89,6 +89,13 @@ static void stdout_error(struct run *run)
     run->failures++;
 }
 
+/* Frees the loop once: the handles still open close first, their on_close callbacks run. */
+static void free_loop(struct run *run)
+{
+    yd_loop_free(run->loop);
+    run->loop = NULL;
+}
+
 /* Writes to standard output and flushes, so each reply shows as it comes. */
 static void emit(struct run *run, const char *data, size_t len)
 {
@@ -267,7 +274,13 @@ static void finish(struct client *c)
 {
     c->done = 1;
     yd_timer_stop(c->timer);
-    yd_conn_close(c->conn);
+    /* A datagram socket has nothing to flush and no FIN to send: close it at once. (Closing it
+     * "once its queue is sent" waits forever while the library keeps unanswered datagrams to
+     * resend to a name's next address.) */
+    if (c->run->udp)
+        yd_conn_abort(c->conn);
+    else
+        yd_conn_close(c->conn);
 }
 
 /* Writes the next line (or, for --parts, the whole payload in three writes). */
@@ -592,6 +605,7 @@ static int send_messages(struct run *run)
         c->closed = 0;
     }
     yd_loop_run(run->loop);
+    free_loop(run); /* any connection still open closes now, while its client exists */
     print_in_order(run, 1);
     for (int i = 0; i < run->clients; i++) {
         if (clients[i].want != clients[i].payload)
@@ -918,6 +932,7 @@ static int send_stdin(struct run *run)
         return EXIT_RUNTIME;
     }
     yd_loop_run(run->loop);
+    free_loop(run); /* anything still open closes now, while p exists */
     if (fflush(stdout) != 0)
         stdout_error(run);
     return p.failed || run->stdout_failed ? EXIT_RUNTIME : EXIT_OK;
@@ -1062,7 +1077,7 @@ int cmd_send(int argc, char **argv)
         return EXIT_RUNTIME;
     }
     int status = streaming ? send_stdin(&run) : send_messages(&run);
-    yd_loop_free(run.loop);
+    free_loop(&run);
     /* Replies still in stdio's buffer are replies too: a failed last flush is a failure. */
     if (fflush(stdout) != 0)
         stdout_error(&run);
