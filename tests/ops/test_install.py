@@ -1,5 +1,6 @@
 """`make install` (cmake --install): the layout a packager gets, and a program built on it."""
 
+import fcntl
 import glob
 import os
 import re
@@ -8,7 +9,7 @@ import subprocess
 import tempfile
 import unittest
 
-from opslib import SOURCE_DIR, harness
+from opslib import SOURCE_DIR, harness, wait_until
 
 BUILD_DIR = os.environ.get("YODEL_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
 SANITIZE = os.environ.get("YODEL_SANITIZE", "").upper() in ("1", "ON", "TRUE", "YES")
@@ -184,6 +185,77 @@ class ManPageTest(unittest.TestCase):
             missing = sorted(o for o in options if o not in page)
             self.assertEqual(missing, [], "yodel.1 lacks options of yodel %s" % cmd)
 
+
+
+class DepsScriptTest(unittest.TestCase):
+    """scripts/deps.sh, which `make` runs first: with a fake apt-get, so nothing is installed."""
+
+    SCRIPT = os.path.join(SOURCE_DIR, "scripts", "deps.sh")
+    PACKAGE = "yodel-test-no-such-package"
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="yodel-deps-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.apt_log = os.path.join(self.dir, "apt-get.log")
+        bindir = os.path.join(self.dir, "bin")
+        os.mkdir(bindir)
+        fake = os.path.join(bindir, "apt-get")
+        with open(fake, "w") as f:
+            f.write('#!/bin/sh\necho "$*" >> %s\n' % self.apt_log)
+        os.chmod(fake, 0o755)
+        self.env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+
+    def apt_calls(self):
+        if not os.path.exists(self.apt_log):
+            return []
+        return read(self.apt_log).splitlines()
+
+    def test_not_root_names_the_missing_packages_and_the_command_and_exits_1(self):
+        cmd = [self.SCRIPT, "bash", self.PACKAGE]
+        if os.geteuid() == 0:
+            harness.require_tool(self, "setpriv")
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
+        status, out, err = run(cmd, env=self.env)
+        self.assertEqual(status, 1, err)
+        self.assertEqual(err.splitlines(), [
+            "yodel: missing packages: %s" % self.PACKAGE,
+            "yodel: install them with: sudo apt-get install -y %s" % self.PACKAGE])
+        self.assertEqual(self.apt_calls(), [])
+
+    def test_installed_packages_need_nothing(self):
+        status, out, err = run([self.SCRIPT, "bash", "coreutils"], env=self.env)
+        self.assertEqual((status, out, err), (0, "", ""))
+        self.assertEqual(self.apt_calls(), [])
+
+    def test_root_waits_for_a_held_apt_lock_and_says_so(self):
+        if os.geteuid() != 0:
+            self.skipTest("deps.sh runs apt-get only as root")
+        harness.require_tool(self, "lslocks")
+        lock = os.path.join(self.dir, "lock-frontend")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        self.addCleanup(os.close, fd)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as apt and dpkg lock it
+        env = dict(self.env, YODEL_APT_LOCKS=lock)
+        errpath = os.path.join(self.dir, "stderr")
+        with open(errpath, "wb") as errfile:
+            proc = subprocess.Popen([self.SCRIPT, "bash", self.PACKAGE], env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=errfile)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        waiting = "yodel: waiting for %s (pid %d) to release the apt lock (up to 300s)" % (
+            read("/proc/self/comm").strip(), os.getpid())
+        wait_until(lambda: waiting in read(errpath) or proc.poll() is not None,
+                   what="deps.sh saying it waits for the lock")
+        self.assertIn(waiting, read(errpath).splitlines())
+        self.assertIsNone(proc.poll(), "deps.sh did not wait: " + read(errpath))
+        self.assertEqual(self.apt_calls(), [], "apt-get ran while the lock was held")
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        self.assertEqual(proc.wait(timeout=harness.CMD_TIMEOUT), 0, read(errpath))
+        self.assertEqual(self.apt_calls(), [
+            "-o DPkg::Lock::Timeout=300 update -qq",
+            "-o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends " + self.PACKAGE])
+        self.assertEqual(read(errpath).splitlines(),
+                         ["yodel: installing " + self.PACKAGE, waiting])
 
 class CompletionTest(unittest.TestCase):
     SCRIPT = os.path.join(SOURCE_DIR, "contrib", "yodel.bash-completion")
