@@ -20,8 +20,11 @@ all: build
 deps:
 	@scripts/deps.sh $(DEPS)
 
+# $(BUILD) is configured for PREFIX, so GNUInstallDirs chooses the libdir for it (Debian:
+# lib/x86_64-linux-gnu under /usr, lib under /usr/local) and yodel.pc names the same one.
+# Changing PREFIX rebuilds nothing.
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
@@ -54,7 +57,7 @@ soak: build
 	tests/soak/run
 
 install: build
-	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
