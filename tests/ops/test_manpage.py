@@ -32,10 +32,11 @@ def run(cmd, env=None, timeout=120):
 
 
 def header_code():
-    """yodel.h without comments and preprocessor lines."""
+    """yodel.h without comments, preprocessor lines and the YD_EXTERN export marks."""
     text = re.sub(r"/\*.*?\*/", " ", read(HEADER), flags=re.S)
     text = re.sub(r"//[^\n]*", " ", text)
-    return re.sub(r"(?m)^\s*#.*$", "", text)
+    text = re.sub(r"(?m)^\s*#.*$", "", text)
+    return re.sub(r"(?m)^YD_EXTERN\s+", "", text)
 
 
 def normalize(decl):
