@@ -23,8 +23,12 @@ deps:
 # $(BUILD) is configured for PREFIX, so GNUInstallDirs chooses the libdir for it (Debian:
 # lib/x86_64-linux-gnu under /usr, lib under /usr/local) and yodel.pc names the same one.
 # Changing PREFIX rebuilds nothing.
+CONFIGURE = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+# What `make install` installs: the program and the two libraries (not the tests and examples).
+INSTALLED_TARGETS = yodel yodel_static yodel_shared
+
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@$(CONFIGURE) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
@@ -56,7 +60,9 @@ bench: build
 soak: build
 	tests/soak/run
 
-install: build
+install: deps
+	@$(CONFIGURE) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target $(INSTALLED_TARGETS)
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 format:
