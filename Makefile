@@ -20,8 +20,15 @@ all: build
 deps:
 	@scripts/deps.sh $(DEPS)
 
+# $(BUILD) is configured for PREFIX, so GNUInstallDirs chooses the libdir for it (Debian:
+# lib/x86_64-linux-gnu under /usr, lib under /usr/local) and yodel.pc names the same one.
+# Changing PREFIX rebuilds nothing.
+CONFIGURE = cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+# What `make install` installs: the program and the two libraries (not the tests and examples).
+INSTALLED_TARGETS = yodel yodel_static yodel_shared
+
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@$(CONFIGURE) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
@@ -53,8 +60,10 @@ bench: build
 soak: build
 	tests/soak/run
 
-install: build
-	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+install: deps
+	@$(CONFIGURE) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target $(INSTALLED_TARGETS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -15,9 +15,32 @@ install(FILES ${PROJECT_SOURCE_DIR}/contrib/yodel.bash-completion
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
         RENAME yodel)
 
+# `pkg-config --static --libs yodel` must name libuv's static archive for `cc -static`: Debian's
+# is libuv_a.a, which libuv-static.pc names (-luv_a) and libuv.pc does not (-luv finds only the
+# shared library). Use libuv-static where the system has it.
+pkg_check_modules(YODEL_UV_STATIC QUIET libuv-static>=1.44)
+if(YODEL_UV_STATIC_FOUND)
+    set(YODEL_PC_REQUIRES_PRIVATE "libuv-static >= 1.44")
+else()
+    set(YODEL_PC_REQUIRES_PRIVATE "libuv >= 1.44")
+endif()
+
+# The libdir (CMAKE_INSTALL_LIBDIR) is chosen at configure time for CMAKE_INSTALL_PREFIX:
+# GNUInstallDirs gives lib/<multiarch> for /usr on Debian and lib elsewhere. `make install
+# PREFIX=...` configures for its prefix; `cmake --install --prefix` to or from /usr cannot change
+# the libdir, so it says so.
 # CMAKE_INSTALL_PREFIX below is escaped: it is read when the install runs, so --prefix counts.
 install(CODE "
+    if(NOT \"\${CMAKE_INSTALL_PREFIX}\" STREQUAL \"${CMAKE_INSTALL_PREFIX}\" AND
+       (\"\${CMAKE_INSTALL_PREFIX}\" MATCHES \"^/usr/?$\" OR
+        \"${CMAKE_INSTALL_PREFIX}\" MATCHES \"^/usr/?$\"))
+        message(WARNING \"yodel: installing into \${CMAKE_INSTALL_PREFIX} with the libdir \"
+                \"chosen for ${CMAKE_INSTALL_PREFIX} (${CMAKE_INSTALL_LIBDIR}); configure with \"
+                \"-DCMAKE_INSTALL_PREFIX=\${CMAKE_INSTALL_PREFIX} (make install PREFIX=... does) \"
+                \"for the libdir of that prefix\")
+    endif()
     set(PROJECT_VERSION \"${PROJECT_VERSION}\")
+    set(YODEL_PC_REQUIRES_PRIVATE \"${YODEL_PC_REQUIRES_PRIVATE}\")
     set(CMAKE_INSTALL_LIBDIR \"${CMAKE_INSTALL_LIBDIR}\")
     set(CMAKE_INSTALL_INCLUDEDIR \"${CMAKE_INSTALL_INCLUDEDIR}\")
     set(YODEL_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")

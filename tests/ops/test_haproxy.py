@@ -10,7 +10,7 @@ import tempfile
 import time
 import unittest
 
-from opslib import SOURCE_DIR, START_TIMEOUT, harness, ops_serve
+from opslib import SOURCE_DIR, START_TIMEOUT, harness, ops_serve, wait_until
 
 CONFIG = os.path.join(SOURCE_DIR, "contrib", "haproxy.cfg")
 DEPS = os.path.join(SOURCE_DIR, "scripts", "deps.sh")
@@ -96,6 +96,14 @@ class HAProxy:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def summary_errors(stderr):
+    """{"reset": 0, ...} from the summary line's "errors: accept=0 reset=0 ..." part."""
+    m = re.search(r"summary: .* errors:((?: [a-z_]+=\d+)+)\s*$", stderr, re.M)
+    if m is None:
+        raise AssertionError("no summary with errors in %r" % stderr)
+    return {k: int(v) for k, v in re.findall(r"([a-z_]+)=(\d+)", m.group(1))}
+
+
 def summary_counts(stderr):
     m = re.search(r"summary: \S+ accepted=(\d+) .* bytes_in=(\d+) ", stderr)
     if m is None:
@@ -115,16 +123,7 @@ class HAProxyTest(unittest.TestCase):
         servers = [ops_serve("-l", "127.0.0.1:0") for _ in range(BACKENDS)]
         for s in servers:
             self.addCleanup(s.kill)
-        for attempt in range(5):
-            port = free_port()
-            proxy = HAProxy(binary, config_for(port, [s.tcp.port for s in servers]))
-            self.addCleanup(proxy.stop)
-            front = harness.Listener("listening on tcp://127.0.0.1:%d" % port)
-            if self.wait_until_serving(proxy, front):
-                break
-            proxy.stop()
-        else:
-            self.fail("haproxy did not serve: %s" % proxy.output())
+        proxy, front = self.start_proxy(binary, servers)
         payloads = []
         for i in range(12):
             data = (b"through haproxy %02d " % i) * 60 + b"\n"  # 1201 bytes, unlike a check
@@ -143,6 +142,69 @@ class HAProxyTest(unittest.TestCase):
                                     % counts)
         self.assertGreaterEqual(sum(b for _, b in counts), sum(payloads))
         self.assertLess(sum(b for _, b in counts), sum(payloads) + 14 * 50)
+
+    def start_proxy(self, binary, servers, edit=lambda text: text):
+        """haproxy in front of servers, with edit applied to the config; retried when the
+        frontend's port was taken between free_port() and haproxy's bind."""
+        for attempt in range(5):
+            port = free_port()
+            proxy = HAProxy(binary, edit(config_for(port, [s.tcp.port for s in servers])))
+            self.addCleanup(proxy.stop)
+            front = harness.Listener("listening on tcp://127.0.0.1:%d" % port)
+            if self.wait_until_serving(proxy, front):
+                return proxy, front
+            proxy.stop()
+        self.fail("haproxy did not serve: %s" % proxy.output())
+
+    def test_health_checks_of_the_contrib_config_count_no_error(self):
+        # Each tcp-check of contrib/haproxy.cfg connects, sends "haproxy-check\n", reads the
+        # echo and resets the connection: haproxy's normal end of a check, not an error (F6).
+        binary = ensure_haproxy()
+        threads = "2" if (os.cpu_count() or 1) < 2 else str(os.cpu_count())
+        servers = [ops_serve("-l", "127.0.0.1:0", "-v", "--threads", n) for n in ("1", threads)]
+        for s in servers:
+            self.addCleanup(s.kill)
+        checks = 8
+
+        def fast_checks(text):
+            # The shipped inter 2s, at 200 ms: eight check intervals in about two seconds.
+            edited = re.sub(r"(?m)^(\s*default-server .*)\binter \S+", r"\1inter 200ms", text)
+            self.assertNotEqual(edited, text, "no 'default-server ... inter' in haproxy.cfg")
+            return edited
+
+        proxy, front = self.start_proxy(binary, servers, fast_checks)
+        for s in servers:
+            s.wait_stderr(lambda text: text.count('received 14 bytes "haproxy-check') >= checks,
+                          timeout=harness.IO_TIMEOUT, what="%d health checks" % checks)
+        # The servers stop first, so no check is cut short by haproxy's own stop.
+        for s in servers:
+            status, stderr = s.stop()
+            self.assertEqual(status, 0, stderr)
+            accepted, _ = summary_counts(stderr)
+            self.assertGreaterEqual(accepted, checks, stderr)
+            errors = summary_errors(stderr)
+            self.assertIn("reset", errors, stderr)
+            self.assertEqual({k: v for k, v in errors.items() if v}, {},
+                             "health checks counted as errors: %s" % stderr[-2000:])
+        proxy.stop()
+
+    def test_contrib_config_logs_which_instance_each_connection_reached(self):
+        binary = ensure_haproxy()
+        servers = [ops_serve("-l", "127.0.0.1:0") for _ in range(BACKENDS)]
+        for s in servers:
+            self.addCleanup(s.kill)
+        proxy, front = self.start_proxy(binary, servers)
+        for i in range(2 * BACKENDS):
+            data = b"which instance %d\n" % i
+            self.assertEqual(harness.exchange(front, data), data)
+        # One tcplog line per connection: "<6>127.0.0.1:PORT [date] echo yodel/yodel1 ...".
+        line = re.compile(r"^<6>127\.0\.0\.1:\d+ \[[^]]+\] echo yodel/(yodel\d) ", re.M)
+        reached = wait_until(lambda: len(line.findall(proxy.output())) >= 2 * BACKENDS
+                             and line.findall(proxy.output()),
+                             what="a tcplog line per connection")
+        self.assertEqual(sorted(set(reached)), ["yodel%d" % (i + 1) for i in range(BACKENDS)],
+                         proxy.output())
+        proxy.stop()
 
     def wait_until_serving(self, proxy, front):
         """Until an echo goes through (haproxy is up and has seen the instances healthy)."""

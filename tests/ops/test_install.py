@@ -1,5 +1,6 @@
 """`make install` (cmake --install): the layout a packager gets, and a program built on it."""
 
+import fcntl
 import glob
 import os
 import re
@@ -8,7 +9,7 @@ import subprocess
 import tempfile
 import unittest
 
-from opslib import SOURCE_DIR, harness
+from opslib import SOURCE_DIR, harness, wait_until
 
 BUILD_DIR = os.environ.get("YODEL_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
 SANITIZE = os.environ.get("YODEL_SANITIZE", "").upper() in ("1", "ON", "TRUE", "YES")
@@ -160,6 +161,134 @@ class DestdirTest(unittest.TestCase):
             inst.remove()
 
 
+
+def make_env():
+    """The environment for a `make` of our own: no DESTDIR or jobserver of a make above us."""
+    env = dict(os.environ)
+    for name in ("DESTDIR", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PKG_CONFIG_PATH",
+                 "PKG_CONFIG_SYSROOT_DIR", "LD_LIBRARY_PATH"):
+        env.pop(name, None)
+    return env
+
+
+class MakeInstallTest(unittest.TestCase):
+    """`make install PREFIX=... DESTDIR=...` as the README gives it, from a build tree of its own
+    (so the build tree of the tests is never reconfigured), staged: nothing goes into /usr."""
+
+    PREFIXES = ("/usr", "/usr/local")
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require_tool(cls, "make")
+        cls.root = tempfile.mkdtemp(prefix="yodel-make-install-")
+        cls.build = os.path.join(cls.root, "build")
+        cls.stages = {}
+        cls.logs = {}
+        try:
+            for prefix in cls.PREFIXES:
+                stage = os.path.join(cls.root, "stage" + prefix.replace("/", "-"))
+                # -o deps: the packages are the business of DepsScriptTest, not of this one.
+                cmd = ["make", "-C", SOURCE_DIR, "-o", "deps", "install", "BUILD=" + cls.build,
+                       "PREFIX=" + prefix, "DESTDIR=" + stage, "JOBS=2"]
+                status, out, err = run(cmd, env=make_env(), timeout=240)
+                if status != 0:
+                    raise AssertionError("%s: exit %d\n%s%s" % (" ".join(cmd), status, out, err))
+                cls.stages[prefix] = stage
+                cls.logs[prefix] = out + err
+        except BaseException:
+            shutil.rmtree(cls.root, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    @staticmethod
+    def expected_libdir(prefix):
+        """GNUInstallDirs' choice on Debian: lib/<multiarch> for /usr, lib for /usr/local."""
+        if prefix != "/usr":
+            return "lib"
+        status, out, _ = run(["cc", "-print-multiarch"])
+        if not os.path.exists("/etc/debian_version") or status != 0 or not out.strip():
+            raise unittest.SkipTest("the libdir of /usr checked here is Debian's lib/<multiarch>")
+        return "lib/" + out.strip()
+
+    def staged(self, prefix, *parts):
+        return os.path.join(self.stages[prefix] + prefix, *parts)
+
+    def pkg_config_env(self, prefix):
+        stage = self.stages[prefix]
+        libdir = self.staged(prefix, self.expected_libdir(prefix))
+        return dict(make_env(), PKG_CONFIG_SYSROOT_DIR=stage,
+                    PKG_CONFIG_PATH=os.path.join(libdir, "pkgconfig"))
+
+    def check_libdir(self, prefix):
+        libdir = self.expected_libdir(prefix)
+        for name in ("libyodel.a", "libyodel.so.0.1.0", "pkgconfig/yodel.pc"):
+            self.assertTrue(os.path.isfile(self.staged(prefix, libdir, name)),
+                            "%s/%s not installed for PREFIX=%s:\n%s"
+                            % (libdir, name, prefix, self.logs[prefix]))
+        self.assertEqual(os.readlink(self.staged(prefix, libdir, "libyodel.so")), "libyodel.so.0")
+        pc = read(self.staged(prefix, libdir, "pkgconfig/yodel.pc"))
+        self.assertIn("prefix=%s\n" % prefix, pc)
+        self.assertIn("libdir=${prefix}/%s\n" % libdir, pc)
+        self.assertNotIn(self.stages[prefix], pc)
+        # Every file went into the stage.
+        installed = re.findall(r"^-- (?:Installing|Up-to-date): (\S+)$", self.logs[prefix], re.M)
+        self.assertGreaterEqual(len(installed), 10, self.logs[prefix])
+        outside = [f for f in installed if not f.startswith(self.stages[prefix] + prefix + "/")]
+        self.assertEqual(outside, [])
+        return libdir
+
+    def test_prefix_usr_installs_the_libraries_into_the_multiarch_libdir(self):
+        libdir = self.check_libdir("/usr")
+        self.assertNotEqual(libdir, "lib")
+        self.assertEqual(glob.glob(self.staged("/usr", "lib", "libyodel*")), [])
+        self.assertFalse(os.path.exists(self.staged("/usr", "lib", "pkgconfig")))
+        self.assertTrue(os.path.isfile(self.staged("/usr", "lib/systemd/system/yodel.service")))
+
+    def test_prefix_usr_local_installs_the_libraries_into_lib(self):
+        self.check_libdir("/usr/local")
+
+    def build_client(self, prefix, static=False):
+        harness.require_tool(self, "pkg-config")
+        env = self.pkg_config_env(prefix)
+        query = ["pkg-config", "--cflags", "--libs", "yodel"] + (["--static"] if static else [])
+        status, flags, err = run(query, env=env)
+        self.assertEqual(status, 0, err)
+        self.assertIn("-I%s/include" % self.staged(prefix), flags.split())
+        self.assertIn("-L%s" % self.staged(prefix, self.expected_libdir(prefix)), flags.split())
+        exe = os.path.join(self.root, "client%s%s" % (prefix.replace("/", "-"),
+                                                       "-static" if static else ""))
+        cmd = (["cc", "-std=c11", "-Wall", "-Wextra", "-Werror"] + (["-static"] if static else [])
+               + ["-o", exe, os.path.join(HERE, "installed_client.c")] + flags.split())
+        status, out, err = run(cmd, env=env)
+        self.assertEqual(status, 0, "%s\n%s%s" % (" ".join(cmd), out, err))
+        return exe
+
+    def check_staged_program_runs(self, prefix):
+        exe = self.build_client(prefix)
+        libdir = self.staged(prefix, self.expected_libdir(prefix))
+        env = dict(make_env(), LD_LIBRARY_PATH=libdir)
+        status, out, err = run(["ldd", exe], env=env)
+        self.assertIn("libyodel.so.0 => %s/libyodel.so.0 " % libdir, out)
+        status, out, err = run([exe], env=env, timeout=harness.CMD_TIMEOUT)
+        self.assertEqual((status, out), (0, "libyodel 0.1.0 echo: hello\n"), err)
+
+    def test_program_builds_with_the_staged_pkg_config_and_runs_from_the_stage_usr(self):
+        self.check_staged_program_runs("/usr")
+
+    def test_program_builds_with_the_staged_pkg_config_and_runs_from_the_stage_usr_local(self):
+        self.check_staged_program_runs("/usr/local")
+
+    def test_pkg_config_static_links_a_static_program_that_runs(self):
+        exe = self.build_client("/usr", static=True)
+        status, out, err = run(["readelf", "--dynamic", exe])
+        self.assertEqual(status, 0, err)
+        self.assertNotIn("NEEDED", out, "not a static program")
+        status, out, err = run([exe], env=make_env(), timeout=harness.CMD_TIMEOUT)
+        self.assertEqual((status, out), (0, "libyodel 0.1.0 echo: hello\n"), err)
+
 class ManPageTest(unittest.TestCase):
     PAGES = [os.path.join(SOURCE_DIR, "man", p) for p in ("yodel.1", "libyodel.3")]
 
@@ -184,6 +313,77 @@ class ManPageTest(unittest.TestCase):
             missing = sorted(o for o in options if o not in page)
             self.assertEqual(missing, [], "yodel.1 lacks options of yodel %s" % cmd)
 
+
+
+class DepsScriptTest(unittest.TestCase):
+    """scripts/deps.sh, which `make` runs first: with a fake apt-get, so nothing is installed."""
+
+    SCRIPT = os.path.join(SOURCE_DIR, "scripts", "deps.sh")
+    PACKAGE = "yodel-test-no-such-package"
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="yodel-deps-")
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.apt_log = os.path.join(self.dir, "apt-get.log")
+        bindir = os.path.join(self.dir, "bin")
+        os.mkdir(bindir)
+        fake = os.path.join(bindir, "apt-get")
+        with open(fake, "w") as f:
+            f.write('#!/bin/sh\necho "$*" >> %s\n' % self.apt_log)
+        os.chmod(fake, 0o755)
+        self.env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+
+    def apt_calls(self):
+        if not os.path.exists(self.apt_log):
+            return []
+        return read(self.apt_log).splitlines()
+
+    def test_not_root_names_the_missing_packages_and_the_command_and_exits_1(self):
+        cmd = [self.SCRIPT, "bash", self.PACKAGE]
+        if os.geteuid() == 0:
+            harness.require_tool(self, "setpriv")
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
+        status, out, err = run(cmd, env=self.env)
+        self.assertEqual(status, 1, err)
+        self.assertEqual(err.splitlines(), [
+            "yodel: missing packages: %s" % self.PACKAGE,
+            "yodel: install them with: sudo apt-get install -y %s" % self.PACKAGE])
+        self.assertEqual(self.apt_calls(), [])
+
+    def test_installed_packages_need_nothing(self):
+        status, out, err = run([self.SCRIPT, "bash", "coreutils"], env=self.env)
+        self.assertEqual((status, out, err), (0, "", ""))
+        self.assertEqual(self.apt_calls(), [])
+
+    def test_root_waits_for_a_held_apt_lock_and_says_so(self):
+        if os.geteuid() != 0:
+            self.skipTest("deps.sh runs apt-get only as root")
+        harness.require_tool(self, "lslocks")
+        lock = os.path.join(self.dir, "lock-frontend")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        self.addCleanup(os.close, fd)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as apt and dpkg lock it
+        env = dict(self.env, YODEL_APT_LOCKS=lock)
+        errpath = os.path.join(self.dir, "stderr")
+        with open(errpath, "wb") as errfile:
+            proc = subprocess.Popen([self.SCRIPT, "bash", self.PACKAGE], env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=errfile)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        waiting = "yodel: waiting for %s (pid %d) to release the apt lock (up to 300s)" % (
+            read("/proc/self/comm").strip(), os.getpid())
+        wait_until(lambda: waiting in read(errpath) or proc.poll() is not None,
+                   what="deps.sh saying it waits for the lock")
+        self.assertIn(waiting, read(errpath).splitlines())
+        self.assertIsNone(proc.poll(), "deps.sh did not wait: " + read(errpath))
+        self.assertEqual(self.apt_calls(), [], "apt-get ran while the lock was held")
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        self.assertEqual(proc.wait(timeout=harness.CMD_TIMEOUT), 0, read(errpath))
+        self.assertEqual(self.apt_calls(), [
+            "-o DPkg::Lock::Timeout=300 update -qq",
+            "-o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends " + self.PACKAGE])
+        self.assertEqual(read(errpath).splitlines(),
+                         ["yodel: installing " + self.PACKAGE, waiting])
 
 class CompletionTest(unittest.TestCase):
     SCRIPT = os.path.join(SOURCE_DIR, "contrib", "yodel.bash-completion")
