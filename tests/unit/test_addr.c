@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include "guard.h"
+
 #include "yodel.h"
 
 static yd_addr parse_ok(const char *text)
@@ -349,6 +351,87 @@ static void test_addr_format_too_small_is_enobufs(void **state)
     assert_int_equal(yd_addr_format(&a, text, sizeof text), -ENOBUFS);
 }
 
+/* ---- Guard page: no byte past the string's NUL is ever read ----------------------------- */
+
+/* Every prefix of text, as a string ending at a guard page, parses as it does in ordinary
+ * memory: the same result, the same fields; a read past the NUL faults. */
+static void assert_prefixes_stay_within(struct guard *g, const char *text)
+{
+    char copy[512];
+    size_t len = strlen(text);
+    assert_true(len < sizeof copy);
+    for (size_t n = 0; n <= len; n++) {
+        memcpy(copy, text, n);
+        copy[n] = '\0';
+        yd_addr want, got;
+        memset(&want, 0, sizeof want);
+        memset(&got, 0, sizeof got);
+        int rc_want = yd_addr_parse(copy, &want);
+        int rc_got = yd_addr_parse(guard_string(g, text, n), &got);
+        if (rc_got != rc_want)
+            fail_msg("'%s' gave %d at a guard page, %d elsewhere", copy, rc_got, rc_want);
+        if (rc_got == 0) {
+            assert_int_equal(got.transport, want.transport);
+            assert_string_equal(got.host, want.host);
+            assert_int_equal(got.port, want.port);
+            assert_string_equal(got.path, want.path);
+        }
+    }
+}
+
+static void test_addr_parse_never_reads_past_the_end_of_its_string(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "127.0.0.1:8888",
+        "tcp://localhost:7",
+        "udp://127.0.0.1:9999",
+        "[::1]:80",
+        "udp://[::1]:65535",
+        "[fe80::1%eth0]:80",
+        "[127.0.0.1]:80",
+        "[::1]",
+        "[::1]x80",
+        "unix:/tmp/yodel.sock",
+        "unix:",
+        "tcp://unix:/x",
+        "host:65536",
+        "host:00080",
+        ":80",
+        "host:",
+        "tcp:/host:1",
+        "udp://",
+        "[%eth0]:1",
+        "[::1%]:1",
+    };
+    struct guard g;
+    guard_open(&g);
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        assert_prefixes_stay_within(&g, texts[i]);
+    guard_close(&g);
+}
+
+static void test_addr_parse_of_the_longest_host_and_path_never_reads_past_the_end(void **state)
+{
+    (void)state;
+    char text[400];
+    struct guard g;
+    guard_open(&g);
+    /* A host of 255 and 256 bytes (the field holds 255), a path of 107 and 108 (it holds 107). */
+    for (size_t host = 255; host <= 256; host++) {
+        memset(text, 'h', host);
+        memcpy(text + host, ":1", 3);
+        assert_prefixes_stay_within(&g, text);
+    }
+    for (size_t path = 107; path <= 108; path++) {
+        memcpy(text, "unix:", 5);
+        memset(text + 5, 'p', path);
+        text[5 + path] = '\0';
+        assert_prefixes_stay_within(&g, text);
+    }
+    guard_close(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +472,8 @@ int main(void)
         cmocka_unit_test(test_addr_host_of_255_bytes_fits),
         cmocka_unit_test(test_addr_host_of_256_bytes_is_einval),
         cmocka_unit_test(test_addr_failed_parse_leaves_out_untouched),
+        cmocka_unit_test(test_addr_parse_never_reads_past_the_end_of_its_string),
+        cmocka_unit_test(test_addr_parse_of_the_longest_host_and_path_never_reads_past_the_end),
     };
     return cmocka_run_group_tests_name("addr", tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /*
  * Connection behaviours of libyodel over real sockets: one end of a socketpair is a yd_conn,
- * the test drives the other end by hand. Every loop run is bounded by a watchdog timer.
+ * the test drives the other end by hand. Each run lasts until its expectation is met (a
+ * callback stops the loop when the awaited count is reached), then the counts are checked:
+ * no fixed time windows. The watchdog (watchdog.h) only bounds a run that would hang.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,24 +14,50 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "watchdog.h"
 #include "yodel.h"
 
 #define MAX_MSGS 16
+/* How often a run checks a condition no callback reports (bytes left in a socket). */
+#define TICK_MS 1
+
+struct probe;
+typedef int (*probe_pred)(struct probe *p);
+typedef void (*probe_step)(struct probe *p);
 
 struct probe {
     yd_loop *loop;
     yd_conn *conn;
-    int peer; /* the test's end of the socketpair */
-    int nmsgs;
+    int fd;   /* the connection's end of the socketpair (it owns it), for FIONREAD */
+    int peer; /* the test's end */
+    int connected, nmsgs, eof, closed, status, drained;
     char msgs[MAX_MSGS][64];
     size_t lens[MAX_MSGS];
-    int eof, closed, status, drained;
     int pause_after_first;
     int write_back;
+    probe_pred done; /* the expectation of the current run: stops the loop once true */
+    probe_step tick; /* run every TICK_MS during the run, when set */
+    /* back-pressure: the test's end writes `total` bytes, reads them back once `reading` */
+    size_t total, sent, got, max_queued, queued_when_full;
+    int ticks, full_at_tick, reading, unread_while_full, peer_eof;
 };
+
+static void check_done(struct probe *p)
+{
+    if (p->done != NULL && p->done(p))
+        yd_loop_stop(p->loop);
+}
+
+static void on_connect(yd_conn *conn)
+{
+    struct probe *p = yd_conn_data(conn);
+    p->connected++;
+    check_done(p);
+}
 
 static void on_data(yd_conn *conn, const char *data, size_t len)
 {
@@ -42,8 +70,17 @@ static void on_data(yd_conn *conn, const char *data, size_t len)
     p->nmsgs++;
     if (p->pause_after_first && p->nmsgs == 1)
         yd_conn_pause_reading(conn);
-    if (p->write_back)
-        yd_conn_write(conn, data, len);
+    if (p->write_back) {
+        assert_int_equal(yd_conn_write(conn, data, len), 0);
+        size_t queued = yd_conn_write_queued(conn);
+        if (queued > p->max_queued)
+            p->max_queued = queued;
+        if (queued > YD_HIGH_WATERMARK && p->full_at_tick == 0) {
+            p->full_at_tick = p->ticks + 1;
+            p->queued_when_full = queued;
+        }
+    }
+    check_done(p);
 }
 
 static void on_eof(yd_conn *conn)
@@ -51,12 +88,14 @@ static void on_eof(yd_conn *conn)
     struct probe *p = yd_conn_data(conn);
     p->eof = 1;
     yd_conn_close(conn);
+    check_done(p);
 }
 
 static void on_drain(yd_conn *conn)
 {
     struct probe *p = yd_conn_data(conn);
     p->drained++;
+    check_done(p);
 }
 
 static void on_close(yd_conn *conn, int status)
@@ -65,32 +104,89 @@ static void on_close(yd_conn *conn, int status)
     p->closed = 1;
     p->status = status;
     p->conn = NULL;
+    check_done(p);
 }
 
-static const yd_protocol probe_protocol = {
-    .on_data = on_data, .on_eof = on_eof, .on_drain = on_drain, .on_close = on_close};
+static const yd_protocol probe_protocol = {.on_connect = on_connect,
+                                           .on_data = on_data,
+                                           .on_eof = on_eof,
+                                           .on_drain = on_drain,
+                                           .on_close = on_close};
 
-static void on_watchdog(yd_timer *t, void *data)
+static void on_tick(yd_timer *t, void *data)
 {
     (void)t;
-    yd_loop_stop(data);
+    struct probe *p = data;
+    p->ticks++;
+    if (p->tick != NULL)
+        p->tick(p);
+    check_done(p);
 }
 
-/* Runs the loop until it stops by itself or ms pass. */
-static void run_for(struct probe *p, uint64_t ms)
+/*
+ * Runs the loop until done(p) holds, checked by every callback (and every tick when a
+ * condition no callback reports is awaited: pass polled). Fails if the watchdog had to stop it.
+ */
+static void run_until(struct probe *p, probe_pred done, probe_step tick, int polled)
 {
-    yd_timer *watchdog;
-    assert_int_equal(yd_timer_new(p->loop, on_watchdog, p->loop, &watchdog), 0);
-    yd_timer_start(watchdog, ms, 0);
-    yd_loop_run(p->loop);
-    yd_timer_free(watchdog);
+    p->done = done;
+    p->tick = tick;
+    if (!done(p)) {
+        yd_timer *ticker = NULL;
+        if (tick != NULL || polled) {
+            assert_int_equal(yd_timer_new(p->loop, on_tick, p, &ticker), 0);
+            assert_int_equal(yd_timer_start(ticker, TICK_MS, TICK_MS), 0);
+        }
+        RUN_LOOP(p->loop);
+        if (ticker != NULL)
+            yd_timer_free(ticker);
+    }
+    assert_true(done(p));
+    p->done = NULL;
+    p->tick = NULL;
+}
+
+static size_t unread_bytes(int fd)
+{
+    int n = 0;
+    assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+    return (size_t)n;
+}
+
+/* The expectations runs wait for. */
+static int is_connected(struct probe *p)
+{
+    return p->connected == 1;
+}
+
+static int is_closed(struct probe *p)
+{
+    return p->closed;
+}
+
+/* The connection has read every byte the test sent so far (and handled it: reads are handled
+ * before the loop moves on). */
+static int caught_up(struct probe *p)
+{
+    return p->connected == 1 && !p->closed && unread_bytes(p->fd) == 0;
+}
+
+static int has_one_msg_and_caught_up(struct probe *p)
+{
+    return p->nmsgs == 1 && caught_up(p);
+}
+
+static int has_two_msgs(struct probe *p)
+{
+    return p->nmsgs == 2;
 }
 
 static void open_probe(struct probe *p, yd_read_mode mode, size_t arg)
 {
     int sv[2];
     memset(p, 0, sizeof *p);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    p->fd = sv[0];
     p->peer = sv[1];
     assert_int_equal(yd_loop_new(&p->loop), 0);
     assert_int_equal(yd_conn_open_fd(p->loop, sv[0], &probe_protocol, p, &p->conn), 0);
@@ -114,14 +210,16 @@ static void test_lines_split_across_reads_are_delivered_whole(void **state)
     struct probe p;
     open_probe(&p, YD_READ_LINE, 100);
     send_all(p.peer, "hel");
-    run_for(&p, 50);
+    run_until(&p, caught_up, NULL, 1);
     assert_int_equal(p.nmsgs, 0);
     send_all(p.peer, "lo\nwor");
-    run_for(&p, 50);
+    run_until(&p, caught_up, NULL, 1);
+    assert_int_equal(p.nmsgs, 1);
     send_all(p.peer, "ld\n");
-    run_for(&p, 50);
-    assert_int_equal(p.nmsgs, 2);
+    run_until(&p, has_two_msgs, NULL, 0);
+    assert_int_equal(p.lens[0], 6);
     assert_memory_equal(p.msgs[0], "hello\n", 6);
+    assert_int_equal(p.lens[1], 6);
     assert_memory_equal(p.msgs[1], "world\n", 6);
     close_probe(&p);
 }
@@ -133,12 +231,11 @@ static void test_final_line_without_newline_is_delivered_at_eof(void **state)
     open_probe(&p, YD_READ_LINE, 100);
     send_all(p.peer, "one\ntwo");
     shutdown(p.peer, SHUT_WR);
-    run_for(&p, 1000);
+    run_until(&p, is_closed, NULL, 0);
     assert_int_equal(p.nmsgs, 2);
     assert_int_equal(p.lens[1], 3);
     assert_memory_equal(p.msgs[1], "two", 3);
     assert_true(p.eof);
-    assert_true(p.closed);
     assert_int_equal(p.status, 0);
     close_probe(&p);
 }
@@ -149,9 +246,8 @@ static void test_line_longer_than_limit_closes_with_emsgsize(void **state)
     struct probe p;
     open_probe(&p, YD_READ_LINE, 8);
     send_all(p.peer, "short\n0123456789");
-    run_for(&p, 1000);
+    run_until(&p, is_closed, NULL, 0);
     assert_int_equal(p.nmsgs, 1);
-    assert_true(p.closed);
     assert_int_equal(p.status, -EMSGSIZE);
     close_probe(&p);
 }
@@ -162,10 +258,9 @@ static void test_read_exactly_delivers_fixed_size_messages(void **state)
     struct probe p;
     open_probe(&p, YD_READ_EXACTLY, 4);
     send_all(p.peer, "abcdef");
-    run_for(&p, 50);
+    run_until(&p, has_one_msg_and_caught_up, NULL, 1);
     send_all(p.peer, "gh");
-    run_for(&p, 50);
-    assert_int_equal(p.nmsgs, 2);
+    run_until(&p, has_two_msgs, NULL, 0);
     assert_memory_equal(p.msgs[0], "abcd", 4);
     assert_memory_equal(p.msgs[1], "efgh", 4);
     close_probe(&p);
@@ -178,12 +273,53 @@ static void test_pause_holds_lines_already_read_until_resume(void **state)
     open_probe(&p, YD_READ_LINE, 100);
     p.pause_after_first = 1;
     send_all(p.peer, "a\nb\nc\n");
-    run_for(&p, 100);
-    assert_int_equal(p.nmsgs, 1);
+    /* All three lines came in one read: the pause in the first on_data holds the other two. */
+    run_until(&p, has_one_msg_and_caught_up, NULL, 1);
     yd_conn_resume_reading(p.conn);
     assert_int_equal(p.nmsgs, 3);
+    assert_memory_equal(p.msgs[1], "b\n", 2);
     assert_memory_equal(p.msgs[2], "c\n", 2);
     close_probe(&p);
+}
+
+/* Back-pressure. The test's end writes without reading until the connection's queue passed the
+ * high watermark, for a few more ticks (each a loop iteration in which a connection still reading
+ * would read the bytes waiting for it), then reads everything back. */
+#define BP_TOTAL      (1024u * 1024u)
+#define BP_FULL_TICKS 10
+
+static void pump_peer(struct probe *p)
+{
+    static char chunk[16384];
+    memset(chunk, 'x', sizeof chunk);
+    while (p->sent < p->total) {
+        size_t n = p->total - p->sent < sizeof chunk ? p->total - p->sent : sizeof chunk;
+        ssize_t w = write(p->peer, chunk, n);
+        if (w < 0) {
+            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+            break;
+        }
+        p->sent += (size_t)w;
+    }
+    if (!p->reading && p->full_at_tick != 0 && p->ticks >= p->full_at_tick + BP_FULL_TICKS) {
+        p->unread_while_full = (int)unread_bytes(p->fd);
+        p->reading = 1;
+    }
+    while (p->reading) {
+        static char sink[65536];
+        ssize_t r = read(p->peer, sink, sizeof sink);
+        if (r < 0) {
+            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+            break;
+        }
+        assert_true(r > 0);
+        p->got += (size_t)r;
+    }
+}
+
+static int echoed_everything(struct probe *p)
+{
+    return p->got == p->total;
 }
 
 static void test_peer_that_does_not_read_stops_reading_then_drains(void **state)
@@ -192,35 +328,41 @@ static void test_peer_that_does_not_read_stops_reading_then_drains(void **state)
     struct probe p;
     open_probe(&p, YD_READ_CHUNK, 0);
     p.write_back = 1;
-    /* Shrink the kernel buffers so the queue, not the kernel, has to hold the echo. */
-    int small = 4096;
-    setsockopt(p.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    fcntl(p.peer, F_SETFL, O_NONBLOCK);
-    static char chunk[4096];
-    memset(chunk, 'x', sizeof chunk);
-    size_t sent = 0;
-    for (int round = 0; round < 200; round++) {
-        ssize_t n = write(p.peer, chunk, sizeof chunk);
-        if (n > 0)
-            sent += (size_t)n;
-        run_for(&p, 5);
-    }
-    size_t queued = yd_conn_write_queued(p.conn);
-    /* It stopped reading: the queue is bounded near the high watermark, not by what was sent. */
-    assert_true(queued > 0);
-    assert_true(queued <= YD_HIGH_WATERMARK + 64 * 1024);
-    assert_true(sent > queued);
-    size_t got = 0;
-    for (int round = 0; round < 2000 && got < sent; round++) {
-        static char sink[65536];
-        ssize_t n = read(p.peer, sink, sizeof sink);
-        if (n > 0)
-            got += (size_t)n;
-        run_for(&p, 2);
-    }
-    assert_int_equal(got, sent); /* every byte came back once the peer read */
+    p.total = BP_TOTAL;
+    /* Small kernel buffers, so the queue, not the kernel, has to hold the echo. */
+    int small = 16384;
+    assert_int_equal(setsockopt(p.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    assert_int_equal(setsockopt(p.peer, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    assert_int_equal(fcntl(p.peer, F_SETFL, O_NONBLOCK), 0);
+    run_until(&p, echoed_everything, pump_peer, 1);
+    /* It stopped reading with bytes waiting for it, its queue bounded by the high watermark
+     * plus one read, not by what was sent; then it drained and echoed every byte. */
+    assert_true(p.queued_when_full > YD_HIGH_WATERMARK);
+    assert_true(p.unread_while_full > 0);
+    assert_true(p.max_queued <= YD_HIGH_WATERMARK + 64 * 1024);
     assert_true(p.drained > 0);
+    assert_int_equal(p.sent, BP_TOTAL);
+    assert_int_equal(yd_conn_write_queued(p.conn), 0);
     close_probe(&p);
+}
+
+static void read_until_eof(struct probe *p)
+{
+    char buf[8];
+    ssize_t r;
+    while ((r = read(p->peer, buf, sizeof buf)) > 0) {
+        p->got += (size_t)r;
+        assert_memory_equal(buf, "x", 1);
+    }
+    if (r == 0)
+        p->peer_eof = 1;
+    else
+        assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static int peer_saw_eof(struct probe *p)
+{
+    return p->peer_eof;
 }
 
 static void test_write_after_shutdown_is_epipe(void **state)
@@ -228,14 +370,14 @@ static void test_write_after_shutdown_is_epipe(void **state)
     (void)state;
     struct probe p;
     open_probe(&p, YD_READ_CHUNK, 0);
-    run_for(&p, 20); /* on_connect runs from the loop */
+    run_until(&p, is_connected, NULL, 0); /* on_connect runs from the loop */
     assert_int_equal(yd_conn_write(p.conn, "x", 1), 0);
     assert_int_equal(yd_conn_shutdown(p.conn), 0);
     assert_int_equal(yd_conn_write(p.conn, "y", 1), -EPIPE);
-    run_for(&p, 50);
-    char buf[8];
-    assert_int_equal(read(p.peer, buf, sizeof buf), 1);
-    assert_int_equal(read(p.peer, buf, sizeof buf), 0); /* the half-close arrived */
+    assert_int_equal(fcntl(p.peer, F_SETFL, O_NONBLOCK), 0);
+    run_until(&p, peer_saw_eof, read_until_eof, 1);
+    assert_int_equal(p.got, 1); /* "x", then the half-close; never "y" */
+    assert_false(p.closed);     /* half-closed only: it still reads */
     close_probe(&p);
 }
 

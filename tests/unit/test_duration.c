@@ -6,6 +6,9 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <string.h>
+
+#include "guard.h"
 
 #include "yodel.h"
 
@@ -203,6 +206,62 @@ static void test_duration_null_is_einval(void **state)
     assert_int_equal(yd_parse_duration_ms("1s", NULL), -EINVAL);
 }
 
+/* ---- Guard page: no byte past the string's NUL is ever read ----------------------------- */
+
+static void test_duration_parse_never_reads_past_the_end_of_its_string(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "500ms",
+        "2s",
+        "1m",
+        "1h",
+        "0.5",
+        "1.25s",
+        "0.001s",
+        "10",
+        "ms",
+        ".5s",
+        "1.",
+        "1.s",
+        "1e3",
+        "1 s",
+        "-1s",
+        "+1s",
+        "1S",
+        "1mss",
+        "1msx",
+        "1hh",
+        "0.0001s",
+        "1.5.5s",
+        "s",
+        "m",
+        "h",
+        "1d",
+        "18446744073709551616",
+        "99999999999999999999ms",
+        "3153600000.001s",
+        "0x10s",
+    };
+    char copy[64];
+    struct guard g;
+    guard_open(&g);
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        size_t len = strlen(texts[i]);
+        for (size_t n = 0; n <= len; n++) {
+            memcpy(copy, texts[i], n);
+            copy[n] = '\0';
+            uint64_t want = 7, got = 7;
+            int rc_want = yd_parse_duration_ms(copy, &want);
+            int rc_got = yd_parse_duration_ms(guard_string(&g, texts[i], n), &got);
+            if (rc_got != rc_want || got != want)
+                fail_msg("'%s' gave %d (%llu) at a guard page, %d (%llu) elsewhere", copy, rc_got,
+                         (unsigned long long)got, rc_want, (unsigned long long)want);
+        }
+    }
+    guard_close(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_duration_point_needs_digits_on_both_sides),
         cmocka_unit_test(test_duration_exponent_and_hex_are_einval),
         cmocka_unit_test(test_duration_null_is_einval),
+        cmocka_unit_test(test_duration_parse_never_reads_past_the_end_of_its_string),
     };
     return cmocka_run_group_tests_name("duration", tests, NULL, NULL);
 }

@@ -8,6 +8,12 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "guard.h"
 
 #include "yodel.h"
 
@@ -196,6 +202,93 @@ static void test_upper_zero_bytes_writes_nothing(void **state)
     assert_int_equal(out[0], 'q');
 }
 
+/* ---- Guard page: no byte past buf + len is ever read ----------------------------------- */
+
+/* What yd.h promises: the first line's length with its '\n', 0 when there is no '\n' and
+ * len <= max_line, -EMSGSIZE when the line is (or must become) longer than max_line. */
+static long frame_line_model(const char *buf, size_t len, size_t max_line)
+{
+    const char *nl = len > 0 ? memchr(buf, '\n', len) : NULL;
+    if (nl != NULL)
+        return (size_t)(nl - buf) + 1 <= max_line ? (long)(nl - buf) + 1 : -EMSGSIZE;
+    return len <= max_line ? 0 : -EMSGSIZE;
+}
+
+static void test_frame_line_never_reads_past_the_end_of_its_buffer(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "hello\n",
+        "ab\ncd\nef\n",
+        "no newline at all",
+        "\n",
+        "\n\n",
+        "x\r\n",
+        "a\0b\nc",
+        "a line of some length that is longer than sixty-four bytes, to pass the default\n",
+    };
+    static const size_t text_lens[] = {6, 9, 17, 1, 2, 3, 6, 81};
+    struct guard g;
+    guard_open(&g);
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        for (size_t len = 0; len <= text_lens[i]; len++) {
+            const char *buf = guard_place(&g, texts[i], len);
+            assert_ptr_equal(buf + len, guard_end(&g));
+            const size_t maxes[] = {0, 1, len > 0 ? len - 1 : 0, len, len + 1, 64, SIZE_MAX};
+            for (size_t m = 0; m < sizeof maxes / sizeof maxes[0]; m++) {
+                long got = yd_frame_line(buf, len, maxes[m]);
+                long want = frame_line_model(texts[i], len, maxes[m]);
+                if (got != want)
+                    fail_msg("text %zu, len %zu, max %zu: %ld, expected %ld", i, len, maxes[m], got,
+                             want);
+            }
+        }
+    }
+    guard_close(&g);
+}
+
+static void test_frame_line_of_a_full_page_without_newline_never_reads_past_it(void **state)
+{
+    (void)state;
+    struct guard g;
+    guard_open(&g);
+    char *page = malloc(g.page);
+    assert_non_null(page);
+    memset(page, 'x', g.page);
+    const char *buf = guard_place(&g, page, g.page);
+    assert_int_equal(yd_frame_line(buf, g.page, SIZE_MAX), 0);
+    assert_int_equal(yd_frame_line(buf, g.page, g.page), 0);
+    assert_int_equal(yd_frame_line(buf, g.page, g.page - 1), -EMSGSIZE);
+    free(page);
+    guard_close(&g);
+}
+
+/* The guard itself: a read of the byte after a placed buffer faults (else the tests above prove
+ * nothing). In a child, whose death by signal (or ASan's exit) is the expected outcome. */
+static void test_guard_page_faults_a_read_one_byte_past_the_end(void **state)
+{
+    (void)state;
+    struct guard g;
+    guard_open(&g);
+    const char *buf = guard_place(&g, "abc", 3);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL); /* cmocka's handler would catch the fault and carry on */
+        signal(SIGBUS, SIG_DFL);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDERR_FILENO); /* ASan's report of the expected fault */
+        volatile char c = buf[3];
+        (void)c;
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    guard_close(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -222,6 +315,9 @@ int main(void)
         cmocka_unit_test(test_upper_leaves_non_ascii_bytes_alone),
         cmocka_unit_test(test_upper_every_byte_value),
         cmocka_unit_test(test_upper_zero_bytes_writes_nothing),
+        cmocka_unit_test(test_frame_line_never_reads_past_the_end_of_its_buffer),
+        cmocka_unit_test(test_frame_line_of_a_full_page_without_newline_never_reads_past_it),
+        cmocka_unit_test(test_guard_page_faults_a_read_one_byte_past_the_end),
     };
     return cmocka_run_group_tests_name("framing", tests, NULL, NULL);
 }

@@ -6,6 +6,9 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <string.h>
+
+#include "guard.h"
 
 #include "yodel.h"
 
@@ -163,6 +166,56 @@ static void test_size_null_is_einval(void **state)
     assert_int_equal(yd_parse_size("1", NULL), -EINVAL);
 }
 
+/* ---- Guard page: no byte past the string's NUL is ever read ----------------------------- */
+
+static void test_size_parse_never_reads_past_the_end_of_its_string(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "512",
+        "0",
+        "64k",
+        "64K",
+        "1m",
+        "1M",
+        "1g",
+        "1G",
+        "k",
+        "kb",
+        "64kb",
+        "1.5k",
+        "-1",
+        "+1",
+        " 1",
+        "1 ",
+        "1t",
+        "0x10",
+        "1kk",
+        "00064k",
+        "18446744073709551615",
+        "18446744073709551616",
+        "17179869184g",
+        "99999999999999999999k",
+    };
+    char copy[64];
+    struct guard g;
+    guard_open(&g);
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        size_t len = strlen(texts[i]);
+        for (size_t n = 0; n <= len; n++) {
+            memcpy(copy, texts[i], n);
+            copy[n] = '\0';
+            uint64_t want = 7, got = 7;
+            int rc_want = yd_parse_size(copy, &want);
+            int rc_got = yd_parse_size(guard_string(&g, texts[i], n), &got);
+            if (rc_got != rc_want || got != want)
+                fail_msg("'%s' gave %d (%llu) at a guard page, %d (%llu) elsewhere", copy, rc_got,
+                         (unsigned long long)got, rc_want, (unsigned long long)want);
+        }
+    }
+    guard_close(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_size_decimal_is_einval),
         cmocka_unit_test(test_size_unknown_suffix_is_einval),
         cmocka_unit_test(test_size_null_is_einval),
+        cmocka_unit_test(test_size_parse_never_reads_past_the_end_of_its_string),
     };
     return cmocka_run_group_tests_name("size", tests, NULL, NULL);
 }
