@@ -1,0 +1,135 @@
+/*
+ * yodel bench, inside: what its files share. A struct bench is shared by every thread; each
+ * struct worker belongs to its thread (its loop, its clients), except progress, which main
+ * reads while the run goes on, and the counts main reads once the thread has ended.
+ */
+#ifndef YODEL_BENCH_H
+#define YODEL_BENCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "histogram.h"
+#include "yodel.h"
+
+#define CONNECT_BATCH    64
+#define MAX_WINDOW_BYTES (1024u * 1024u)
+#define NO_SEQ           UINT64_MAX
+#define LOST_RECORD_MIN  16
+/* --rate: offering less than this share of the target fails the run. */
+#define TARGET_SHARE 0.9
+
+typedef struct config {
+    const char *addr;
+    int udp;
+    size_t conns;
+    size_t size;
+    size_t depth;
+    uint64_t duration_ms;
+    uint64_t warmup_ms;
+    uint64_t timeout_ms;
+    uint64_t rate; /* 0: closed loop */
+    unsigned threads;
+    int json;
+} config;
+
+typedef struct counters {
+    uint64_t round_trips; /* verified and measured */
+    uint64_t connect;     /* connections that never came up */
+    uint64_t mismatch;    /* echoes that differ from what was sent */
+    uint64_t reset;
+    uint64_t closed; /* the server closed while we were still talking */
+    uint64_t io;
+    uint64_t timeout;   /* a TCP reply later than --timeout: the connection is dropped */
+    uint64_t lost;      /* a datagram without a reply within --timeout */
+    uint64_t duplicate; /* a datagram answered again, or lost longer ago than we remember */
+    uint64_t reordered;
+    uint64_t late; /* a datagram that came back after being counted lost */
+    uint64_t sent; /* messages sent while measuring: the offered load */
+} counters;
+
+enum client_state { CLIENT_IDLE, CLIENT_CONNECTING, CLIENT_OPEN, CLIENT_CLOSING, CLIENT_DEAD };
+
+struct worker;
+
+typedef struct client {
+    struct worker *w;
+    yd_conn *conn;
+    enum client_state state;
+    uint32_t index;
+    size_t inflight;
+    uint64_t next_seq; /* of the next message to send */
+    uint64_t acked;    /* TCP: the sequence number the next echo must carry; UDP: one past
+                          the highest that came back */
+    uint64_t next_due_ns;
+    size_t rx_off;      /* stream: bytes of the next echo received so far */
+    int rx_bad;         /* stream: those bytes differ from what was sent */
+    size_t lost_next;   /* UDP: where the next lost sequence number goes in lost[] */
+    char *msg;          /* the message template; its header is rewritten per send */
+    uint64_t *start_ns; /* DEPTH slots: when each message in flight started */
+    uint64_t *slot_seq; /* UDP only: which message each slot holds, or NO_SEQ */
+    uint64_t *lost;     /* UDP only: the last lost_record() sequence numbers counted lost */
+} client;
+
+struct bench;
+
+typedef struct worker {
+    struct bench *b;
+    unsigned id;
+    pthread_t thread;
+    yd_loop *loop;
+    yd_timer *tick;
+    yd_timer *phase;
+    yd_signal *sigint;
+    yd_signal *sigterm;
+    client *clients;
+    size_t nclients;
+    char *arena;
+    size_t next_connect;
+    size_t connecting;
+    size_t open;      /* connections whose on_close has not run yet */
+    size_t connected; /* connections that came up */
+    size_t inflight;
+    int first_connect_error;
+    int setup_error;
+    int ready;
+    int started;
+    int recording;
+    int stopping;
+    int finishing;
+    int all_dead; /* every connection of this thread ended before the run did */
+    uint64_t connect_start_ns;
+    uint64_t record_start_ns;
+    uint64_t record_end_ns;
+    uint64_t interval_ns; /* --rate: between two sends of one connection */
+    counters cnt;
+    histogram send_lag;        /* --rate: how late each send went out against its schedule */
+    uint64_t verified;         /* round trips so far, warmup included */
+    _Atomic uint64_t progress; /* the same, for the main thread's progress line */
+    histogram hist;
+} worker;
+
+typedef struct bench {
+    config cfg;
+    char addr[300];
+    worker *workers;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned ready;
+    unsigned done;
+    _Atomic int interrupted;
+    _Atomic int abort_run;
+} bench;
+
+/* Inline: the receive path reads the clock once per read. */
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#endif
