@@ -124,6 +124,18 @@ typedef struct bench {
     _Atomic int abort_run;
 } bench;
 
+typedef struct result {
+    counters cnt;
+    histogram hist;
+    histogram send_lag;
+    double rate;       /* verified round trips/s while measuring */
+    double offered;    /* messages sent/s while measuring */
+    double duration_s; /* how long the measurement ran: less than -t if every connection died */
+    size_t connected;
+    int target_missed; /* --rate: offered less than TARGET_SHARE of it */
+    int all_dead;      /* every connection ended before the run did */
+} result;
+
 /* Inline: the receive path reads the clock once per read. */
 static inline uint64_t now_ns(void)
 {
@@ -131,5 +143,11 @@ static inline uint64_t now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* bench_report.c: once every thread has ended. */
+void report_merge(const bench *b, result *r);
+int report_failed(const result *r);
+/* Warnings on stderr, then the text or JSON report on stdout. */
+void report_print(const bench *b, const result *r);
 
 #endif
