@@ -69,228 +69,6 @@ static const char usage[] =
     "The report goes to stdout; a progress line goes to stderr when it is a terminal.\n"
     "Latency percentiles come from a log-linear histogram (within 0.8 %).\n";
 
-/* Whether data is bytes off .. off+len of this connection's message seq. */
-static int piece_matches(const client *c, uint64_t seq, size_t off, const char *data, size_t len)
-{
-    return codec_piece_matches(c->msg, c->w->b->cfg.size, seq, off, data, len);
-}
-
-/* Whether a datagram is the whole message with sequence number seq. */
-static int echo_matches(const client *c, const char *data, size_t len, uint64_t seq)
-{
-    return len == c->w->b->cfg.size && piece_matches(c, seq, 0, data, len);
-}
-
-static void drop_client(client *c)
-{
-    c->state = CLIENT_CLOSING;
-    yd_conn_abort(c->conn);
-}
-
-static void count_close_status(counters *cnt, int status)
-{
-    if (status == 0)
-        cnt->closed++;
-    else if (status == -ECONNRESET || status == -EPIPE)
-        cnt->reset++;
-    else if (status == -ETIMEDOUT)
-        cnt->timeout++;
-    else
-        cnt->io++;
-}
-
-/*
- * Sends the next message at now, its latency counted from start_ns. With --rate, how late it
- * went out against its schedule (next_due_ns) is the client's send lag.
- */
-static void send_one(client *c, uint64_t now, uint64_t start_ns)
-{
-    worker *w = c->w;
-    const config *cfg = &w->b->cfg;
-    uint64_t seq = c->next_seq;
-    size_t slot = seq % cfg->depth;
-    if (cfg->udp) {
-        /* Replies may come back out of order, so the slot of seq may still be taken. */
-        for (size_t i = 0; c->slot_seq[slot] != NO_SEQ && i < cfg->depth; i++)
-            slot = (slot + 1) % cfg->depth;
-        if (c->slot_seq[slot] != NO_SEQ)
-            return;
-    }
-    codec_put_seq(c->msg, cfg->size, seq);
-    int rc = yd_conn_write(c->conn, c->msg, cfg->size);
-    if (rc < 0) {
-        count_close_status(&w->cnt, rc);
-        drop_client(c);
-        return;
-    }
-    c->next_seq++;
-    if (w->recording) {
-        w->cnt.sent++;
-        if (w->interval_ns != 0)
-            hist_record(&w->send_lag, now > c->next_due_ns ? now - c->next_due_ns : 0);
-    }
-    c->start_ns[slot] = start_ns;
-    if (cfg->udp)
-        c->slot_seq[slot] = seq;
-    c->inflight++;
-    w->inflight++;
-}
-
-/*
- * Tops the connection up: to DEPTH in flight in a closed loop; with --rate, every
- * message already due while the connection was full is sent now, its latency counted
- * from when it was due.
- */
-static void refill(client *c, uint64_t now)
-{
-    worker *w = c->w;
-    size_t depth = w->b->cfg.depth;
-    while (c->state == CLIENT_OPEN && c->inflight < depth) {
-        if (w->interval_ns == 0) {
-            send_one(c, now, now);
-            continue;
-        }
-        if (c->next_due_ns > now)
-            return;
-        send_one(c, now, c->next_due_ns);
-        c->next_due_ns += w->interval_ns;
-    }
-}
-
-static void finish(worker *w);
-
-static void complete(client *c, uint64_t now, uint64_t start_ns, int ok)
-{
-    worker *w = c->w;
-    c->inflight--;
-    w->inflight--;
-    if (!ok) {
-        w->cnt.mismatch++;
-    } else {
-        w->verified++;
-        atomic_store_explicit(&w->progress, w->verified, memory_order_relaxed);
-        if (w->recording) {
-            hist_record(&w->hist, now - start_ns);
-            w->cnt.round_trips++;
-        }
-    }
-    if (!w->stopping)
-        refill(c, now);
-    else if (w->inflight == 0)
-        finish(w);
-}
-
-/*
- * Stream echoes arrive in whatever pieces the reads return: each piece is compared where it
- * landed with the bytes expected at that offset of the echo due next (acked), so a server
- * that answers with something else (a banner, an error page) is a mismatch even when it
- * closes before a whole message came back.
- */
-static void on_data_stream(yd_conn *conn, const char *data, size_t len)
-{
-    client *c = yd_conn_data(conn);
-    worker *w = c->w;
-    size_t size = w->b->cfg.size;
-    uint64_t now = now_ns();
-    while (len > 0 && c->state == CLIENT_OPEN) {
-        if (c->inflight == 0) {
-            /* Bytes nobody asked for: the stream cannot be trusted from here on. */
-            w->cnt.mismatch++;
-            drop_client(c);
-            return;
-        }
-        size_t n = size - c->rx_off < len ? size - c->rx_off : len;
-        if (!c->rx_bad && !piece_matches(c, c->acked, c->rx_off, data, n))
-            c->rx_bad = 1;
-        c->rx_off += n;
-        data += n;
-        len -= n;
-        if (c->rx_off < size)
-            return;
-        uint64_t seq = c->acked++;
-        int ok = !c->rx_bad;
-        c->rx_off = 0;
-        c->rx_bad = 0;
-        /* May send more, or end the run and close this connection. */
-        complete(c, now, c->start_ns[seq % w->b->cfg.depth], ok);
-    }
-}
-
-/* How many lost sequence numbers a UDP connection remembers, to tell late from duplicate. */
-static size_t lost_record(const config *cfg)
-{
-    return cfg->depth * 2 > LOST_RECORD_MIN ? cfg->depth * 2 : LOST_RECORD_MIN;
-}
-
-static void remember_lost(client *c, uint64_t seq)
-{
-    const config *cfg = &c->w->b->cfg;
-    c->lost[c->lost_next] = seq;
-    c->lost_next = (c->lost_next + 1) % lost_record(cfg);
-}
-
-/* Whether seq (its low digits: mask) is one of the remembered lost ones; forgets it if so. */
-static int forget_lost(client *c, uint64_t got, uint64_t mask)
-{
-    size_t n = lost_record(&c->w->b->cfg);
-    for (size_t i = 0; i < n; i++) {
-        if (c->lost[i] != NO_SEQ && (c->lost[i] & mask) == got) {
-            c->lost[i] = NO_SEQ;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/*
- * A datagram that no message in flight waits for: late if it was counted lost not long ago
- * (not an error: the loss was), else a duplicate of one already answered (the server, or
- * the network, sent it twice) or, if it is not a message this connection sent, a mismatch.
- */
-static void unexpected_datagram(client *c, const char *data, size_t len, uint64_t got,
-                                uint64_t mask)
-{
-    counters *cnt = &c->w->cnt;
-    int sent = c->next_seq > mask || got < c->next_seq;
-    if (!sent || !echo_matches(c, data, len, got))
-        cnt->mismatch++;
-    else if (forget_lost(c, got, mask))
-        cnt->late++;
-    else
-        cnt->duplicate++;
-}
-
-static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
-{
-    client *c = yd_conn_data(conn);
-    worker *w = c->w;
-    const config *cfg = &w->b->cfg;
-    if (c->state != CLIENT_OPEN)
-        return;
-    uint64_t mask = codec_seq_mask(cfg->size);
-    uint64_t got;
-    if (len != cfg->size || codec_get_seq(data, len, &got) < 0) {
-        w->cnt.mismatch++;
-        return;
-    }
-    size_t slot = cfg->depth;
-    for (size_t i = 0; i < cfg->depth && slot == cfg->depth; i++)
-        if (c->slot_seq[i] != NO_SEQ && (c->slot_seq[i] & mask) == got)
-            slot = i;
-    if (slot == cfg->depth) {
-        unexpected_datagram(c, data, len, got, mask);
-        return;
-    }
-    uint64_t seq = c->slot_seq[slot];
-    /* Reordered: it came back after a message sent later than it did. */
-    if (seq < c->acked)
-        w->cnt.reordered++;
-    else
-        c->acked = seq + 1;
-    c->slot_seq[slot] = NO_SEQ;
-    complete(c, now_ns(), c->start_ns[slot], echo_matches(c, data, len, seq));
-}
-
 static void mark(worker *w, int *flag, unsigned *count)
 {
     bench *b = w->b;
@@ -305,21 +83,11 @@ static void mark(worker *w, int *flag, unsigned *count)
 
 static void connect_next(worker *w);
 
-static void connect_done(worker *w)
+/* A connect ended, up or not: room for the next one. */
+void worker_connect_done(worker *w)
 {
     w->connecting--;
     connect_next(w);
-}
-
-static void on_connect(yd_conn *conn)
-{
-    client *c = yd_conn_data(conn);
-    worker *w = c->w;
-    c->state = CLIENT_OPEN;
-    w->connected++;
-    connect_done(w);
-    if (w->started && !w->stopping)
-        refill(c, now_ns());
 }
 
 static void end_recording(worker *w);
@@ -331,29 +99,12 @@ static void end_dead(worker *w)
     end_recording(w);
 }
 
-static void on_close(yd_conn *conn, int status)
+/*
+ * A connection that was up has closed: the loop stops after the last one once finishing; the
+ * run ends when none is left, or finishes when stopping and nothing is in flight.
+ */
+void worker_conn_closed(worker *w)
 {
-    client *c = yd_conn_data(conn);
-    worker *w = c->w;
-    enum client_state was = c->state;
-    c->state = CLIENT_DEAD;
-    c->conn = NULL;
-    if (was == CLIENT_CONNECTING) {
-        w->cnt.connect++;
-        if (w->first_connect_error == 0)
-            w->first_connect_error = status < 0 ? status : -ECONNREFUSED;
-        w->open--;
-        connect_done(w);
-        return;
-    }
-    w->open--;
-    /* A server that sent something else and closed: the wrong bytes are the error. */
-    if (was == CLIENT_OPEN && !w->finishing && c->rx_bad)
-        w->cnt.mismatch++;
-    else if (was == CLIENT_OPEN && !w->finishing)
-        count_close_status(&w->cnt, status);
-    w->inflight -= c->inflight;
-    c->inflight = 0;
     if (w->finishing) {
         if (w->open == 0)
             yd_loop_stop(w->loop);
@@ -362,37 +113,22 @@ static void on_close(yd_conn *conn, int status)
     if (w->started && !w->stopping && w->open == 0)
         end_dead(w);
     else if (w->stopping && w->inflight == 0)
-        finish(w);
+        worker_finish(w);
 }
-
-static const yd_protocol stream_protocol = {
-    .on_connect = on_connect,
-    .on_data = on_data_stream,
-    .on_close = on_close,
-};
-
-static const yd_protocol datagram_protocol = {
-    .on_connect = on_connect,
-    .on_data = on_data_datagram,
-    .on_close = on_close,
-};
 
 /* Keeps at most CONNECT_BATCH connects outstanding; tells main when all are done. */
 static void connect_next(worker *w)
 {
-    const yd_protocol *proto = w->b->cfg.udp ? &datagram_protocol : &stream_protocol;
     while (w->connecting < CONNECT_BATCH && w->next_connect < w->nclients &&
            !atomic_load(&w->b->interrupted)) {
         client *c = &w->clients[w->next_connect++];
-        c->state = CLIENT_CONNECTING;
         w->connecting++;
         w->open++;
-        int rc = yd_conn_connect(w->loop, w->b->addr, proto, c, &c->conn);
+        int rc = client_connect(c);
         if (rc < 0) {
             /* The name is resolved before connecting: a failure here (no such host, ...)
              * would be the same for every connection, each after its own wait on the
              * resolver. The rest of this thread's connections fail with it. */
-            c->state = CLIENT_DEAD;
             w->connecting--;
             w->open--;
             w->cnt.connect += 1 + (w->nclients - w->next_connect);
@@ -424,7 +160,7 @@ static void end_recording(worker *w)
     w->stopping = 1;
     yd_timer_stop(w->phase);
     if (w->inflight == 0)
-        finish(w);
+        worker_finish(w);
 }
 
 static void on_phase(yd_timer *timer, void *data)
@@ -438,7 +174,7 @@ static void on_phase(yd_timer *timer, void *data)
 }
 
 /* Closes every connection; the loop stops when the last on_close has run. */
-static void finish(worker *w)
+void worker_finish(worker *w)
 {
     if (w->finishing)
         return;
@@ -451,43 +187,10 @@ static void finish(worker *w)
         yd_signal_free(w->sigterm);
         w->sigint = w->sigterm = NULL;
     }
-    for (size_t i = 0; i < w->nclients; i++) {
-        client *c = &w->clients[i];
-        if (c->state == CLIENT_OPEN || c->state == CLIENT_CONNECTING) {
-            c->state = CLIENT_CLOSING;
-            yd_conn_close(c->conn);
-        }
-    }
+    for (size_t i = 0; i < w->nclients; i++)
+        client_close(&w->clients[i]);
     if (w->open == 0)
         yd_loop_stop(w->loop);
-}
-
-/* Drops what waited too long: a TCP connection with an old reply, a lost datagram. */
-static void check_timeouts(worker *w, uint64_t now)
-{
-    const config *cfg = &w->b->cfg;
-    uint64_t limit = cfg->timeout_ms * 1000000u;
-    for (size_t i = 0; i < w->nclients; i++) {
-        client *c = &w->clients[i];
-        if (c->state != CLIENT_OPEN || c->inflight == 0)
-            continue;
-        if (!cfg->udp) {
-            if (now - c->start_ns[c->acked % cfg->depth] > limit) {
-                w->cnt.timeout++;
-                drop_client(c);
-            }
-            continue;
-        }
-        for (size_t s = 0; s < cfg->depth; s++) {
-            if (c->slot_seq[s] == NO_SEQ || now - c->start_ns[s] <= limit)
-                continue;
-            remember_lost(c, c->slot_seq[s]);
-            c->slot_seq[s] = NO_SEQ;
-            w->cnt.lost++;
-            c->inflight--;
-            w->inflight--;
-        }
-    }
 }
 
 static void on_tick(yd_timer *timer, void *data)
@@ -500,31 +203,21 @@ static void on_tick(yd_timer *timer, void *data)
         uint64_t limit = (w->b->cfg.timeout_ms > 10000 ? w->b->cfg.timeout_ms : 10000) * 1000000u;
         if (now - w->connect_start_ns > limit || atomic_load(&w->b->interrupted)) {
             for (size_t i = 0; i < w->nclients; i++)
-                if (w->clients[i].state == CLIENT_CONNECTING)
-                    yd_conn_abort(w->clients[i].conn);
+                client_abort_connect(&w->clients[i]);
         }
         return;
     }
     if (atomic_load(&w->b->interrupted))
         end_recording(w);
-    check_timeouts(w, now);
+    for (size_t i = 0; i < w->nclients; i++)
+        client_check_timeouts(&w->clients[i], now);
     if (w->stopping) {
         if (w->inflight == 0)
-            finish(w);
+            worker_finish(w);
         return;
     }
-    for (size_t i = 0; i < w->nclients; i++) {
-        client *c = &w->clients[i];
-        if (w->interval_ns == 0) {
-            refill(c, now);
-            continue;
-        }
-        /* A send late only because of this timer's resolution counts from now. */
-        while (c->state == CLIENT_OPEN && c->inflight < w->b->cfg.depth && c->next_due_ns <= now) {
-            send_one(c, now, now);
-            c->next_due_ns += w->interval_ns;
-        }
-    }
+    for (size_t i = 0; i < w->nclients; i++)
+        client_on_tick(&w->clients[i], now);
 }
 
 static void on_start(yd_loop *loop, void *data)
@@ -536,7 +229,7 @@ static void on_start(yd_loop *loop, void *data)
     w->started = 1;
     if (atomic_load(&w->b->abort_run) || atomic_load(&w->b->interrupted)) {
         w->stopping = 1;
-        finish(w);
+        worker_finish(w);
         return;
     }
     if (w->open == 0) {
@@ -558,12 +251,8 @@ static void on_start(yd_loop *loop, void *data)
         begin_recording(w);
     else
         yd_timer_start(w->phase, cfg->warmup_ms, 0);
-    for (size_t i = 0; i < w->nclients; i++) {
-        client *c = &w->clients[i];
-        /* Spread the first sends over one interval so the rate is even from the start. */
-        c->next_due_ns = now + w->interval_ns * c->index / cfg->conns;
-        refill(c, now);
-    }
+    for (size_t i = 0; i < w->nclients; i++)
+        client_start(&w->clients[i], now);
 }
 
 /* The first Ctrl-C ends the run early, with a report; each loop's tick notices it. */
@@ -582,27 +271,13 @@ static int worker_setup(worker *w)
     size_t first = cfg->conns * w->id / cfg->threads;
     size_t last = cfg->conns * (w->id + 1) / cfg->threads;
     w->nclients = last - first;
-    /* Per connection: start_ns[depth], for UDP slot_seq[depth] and lost[], then the message. */
-    size_t words = cfg->depth + (cfg->udp ? cfg->depth + lost_record(cfg) : 0);
-    size_t per = (words * sizeof(uint64_t) + cfg->size + 15) & ~(size_t)15;
+    size_t per = client_mem_size(cfg);
     w->clients = calloc(w->nclients, sizeof *w->clients);
     w->arena = malloc(w->nclients * per + 16);
     if (w->clients == NULL || w->arena == NULL)
         return -ENOMEM;
-    for (size_t i = 0; i < w->nclients; i++) {
-        client *c = &w->clients[i];
-        char *mem = w->arena + i * per;
-        c->w = w;
-        c->index = (uint32_t)(first + i);
-        c->start_ns = (uint64_t *)mem;
-        c->slot_seq = cfg->udp ? c->start_ns + cfg->depth : NULL;
-        c->lost = cfg->udp ? c->slot_seq + cfg->depth : NULL;
-        c->msg = mem + words * sizeof(uint64_t);
-        codec_fill_template(c->msg, cfg->size, c->index);
-        /* slot_seq and lost follow each other: NO_SEQ in both. */
-        for (size_t s = 0; cfg->udp && s < cfg->depth + lost_record(cfg); s++)
-            c->slot_seq[s] = NO_SEQ;
-    }
+    for (size_t i = 0; i < w->nclients; i++)
+        client_init(&w->clients[i], w, (uint32_t)(first + i), w->arena + i * per);
     hist_reset(&w->hist);
     hist_reset(&w->send_lag);
     int rc = yd_loop_new(&w->loop);

@@ -144,6 +144,30 @@ static inline uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* bench_conn.c: one connection, on its worker's loop. */
+/* Bytes of the worker's arena each client takes (its slots and message), and its setup there. */
+size_t client_mem_size(const config *cfg);
+void client_init(client *c, worker *w, uint32_t index, char *mem);
+/* Starts connecting (the client's callbacks follow); a negative errno if it cannot start. */
+int client_connect(client *c);
+/* The run starts: the client's first sends. */
+void client_start(client *c, uint64_t now);
+/* On the worker's tick: drop what timed out, then send what is due. */
+void client_check_timeouts(client *c, uint64_t now);
+void client_on_tick(client *c, uint64_t now);
+/* Gives up a connect still under way (the connect deadline, Ctrl-C). */
+void client_abort_connect(client *c);
+/* Closes an open or connecting client: the end of the run. */
+void client_close(client *c);
+
+/* bench.c, the worker's side of a connection's events. */
+/* A connect ended, up or not. */
+void worker_connect_done(worker *w);
+/* A connection closed (it had been up). */
+void worker_conn_closed(worker *w);
+/* Closes every connection; the worker's loop ends after the last one. */
+void worker_finish(worker *w);
+
 /* bench_report.c: once every thread has ended. */
 void report_merge(const bench *b, result *r);
 int report_failed(const result *r);
