@@ -160,7 +160,16 @@ void client_abort_connect(client *c);
 /* Closes an open or connecting client: the end of the run. */
 void client_close(client *c);
 
-/* bench.c, the worker's side of a connection's events. */
+/* bench_run.c, for main: the threads' life (any failure there exits at once, status 1). */
+/* Starts one worker per --threads; -ENOMEM. */
+int run_start_threads(bench *b);
+/* Waits for every worker's connects; returns how many came up, and the first error. */
+size_t run_wait_connected(bench *b, int *first_error);
+/* Starts the load (or, with no connection up, ends at once) and waits for every worker. */
+void run_measure(bench *b, size_t connected);
+void run_free(bench *b);
+
+/* bench_run.c, the worker's side of a connection's events. */
 /* A connect ended, up or not. */
 void worker_connect_done(worker *w);
 /* A connection closed (it had been up). */
