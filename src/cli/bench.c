@@ -58,78 +58,72 @@ static const char usage[] =
     "The report goes to stdout; a progress line goes to stderr when it is a terminal.\n"
     "Latency percentiles come from a log-linear histogram (within 0.8 %).\n";
 
-static void parse_options(int argc, char **argv, config *cfg)
+static const struct option longopts[] = {
+    {"connect", required_argument, NULL, 'c'},
+    {"connections", required_argument, NULL, 'n'},
+    {"size", required_argument, NULL, 's'},
+    {"depth", required_argument, NULL, 'p'},
+    {"duration", required_argument, NULL, 't'},
+    {"warmup", required_argument, NULL, 'W'},
+    {"rate", required_argument, NULL, 'R'},
+    {"udp", no_argument, NULL, 'U'},
+    {"threads", required_argument, NULL, 'T'},
+    {"timeout", required_argument, NULL, 'O'},
+    {"json", no_argument, NULL, 'J'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* One option from cli_getopt into cfg; a bad value exits 2 naming it. */
+static void take_option(int c, config *cfg)
 {
-    static const struct option longopts[] = {
-        {"connect", required_argument, NULL, 'c'},
-        {"connections", required_argument, NULL, 'n'},
-        {"size", required_argument, NULL, 's'},
-        {"depth", required_argument, NULL, 'p'},
-        {"duration", required_argument, NULL, 't'},
-        {"warmup", required_argument, NULL, 'W'},
-        {"rate", required_argument, NULL, 'R'},
-        {"udp", no_argument, NULL, 'U'},
-        {"threads", required_argument, NULL, 'T'},
-        {"timeout", required_argument, NULL, 'O'},
-        {"json", no_argument, NULL, 'J'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    *cfg = (config){.addr = "127.0.0.1:8888",
-                    .conns = 50,
-                    .size = 64,
-                    .depth = 1,
-                    .duration_ms = 10000,
-                    .warmup_ms = 1000,
-                    .timeout_ms = 2000,
-                    .threads = 1};
-    int c;
-    while ((c = cli_getopt("bench", argc, argv, "c:n:s:p:t:h", longopts)) != -1) {
-        switch (c) {
-        case 'h':
-            fputs(usage, stdout);
-            exit(EXIT_OK);
-        case 'c':
-            cfg->addr = opt_addr("bench", "-c", optarg);
-            break;
-        case 'n':
-            cfg->conns = (size_t)opt_long("bench", "-n", optarg, 1, 1000000);
-            break;
-        case 's':
-            cfg->size = (size_t)opt_size("bench", "-s", optarg, CODEC_MIN_SIZE, MAX_WINDOW_BYTES);
-            break;
-        case 'p':
-            cfg->depth = (size_t)opt_long("bench", "-p", optarg, 1, 4096);
-            break;
-        case 't':
-            cfg->duration_ms = opt_duration_ms("bench", "-t", optarg);
-            if (cfg->duration_ms == 0)
-                usage_error("bench", "-t: the duration must be more than 0");
-            break;
-        case 'W':
-            cfg->warmup_ms = opt_duration_ms("bench", "--warmup", optarg);
-            break;
-        case 'R':
-            cfg->rate = (uint64_t)opt_long("bench", "--rate", optarg, 1, 1000000000);
-            break;
-        case 'U':
-            cfg->udp = 1;
-            break;
-        case 'T':
-            cfg->threads = (unsigned)opt_long("bench", "--threads", optarg, 1, 256);
-            break;
-        case 'O':
-            cfg->timeout_ms = opt_duration_ms("bench", "--timeout", optarg);
-            if (cfg->timeout_ms == 0)
-                usage_error("bench", "--timeout: the duration must be more than 0");
-            break;
-        case 'J':
-            cfg->json = 1;
-            break;
-        }
+    switch (c) {
+    case 'h':
+        fputs(usage, stdout);
+        exit(EXIT_OK);
+    case 'c':
+        cfg->addr = opt_addr("bench", "-c", optarg);
+        break;
+    case 'n':
+        cfg->conns = (size_t)opt_long("bench", "-n", optarg, 1, 1000000);
+        break;
+    case 's':
+        cfg->size = (size_t)opt_size("bench", "-s", optarg, CODEC_MIN_SIZE, MAX_WINDOW_BYTES);
+        break;
+    case 'p':
+        cfg->depth = (size_t)opt_long("bench", "-p", optarg, 1, 4096);
+        break;
+    case 't':
+        cfg->duration_ms = opt_duration_ms("bench", "-t", optarg);
+        if (cfg->duration_ms == 0)
+            usage_error("bench", "-t: the duration must be more than 0");
+        break;
+    case 'W':
+        cfg->warmup_ms = opt_duration_ms("bench", "--warmup", optarg);
+        break;
+    case 'R':
+        cfg->rate = (uint64_t)opt_long("bench", "--rate", optarg, 1, 1000000000);
+        break;
+    case 'U':
+        cfg->udp = 1;
+        break;
+    case 'T':
+        cfg->threads = (unsigned)opt_long("bench", "--threads", optarg, 1, 256);
+        break;
+    case 'O':
+        cfg->timeout_ms = opt_duration_ms("bench", "--timeout", optarg);
+        if (cfg->timeout_ms == 0)
+            usage_error("bench", "--timeout: the duration must be more than 0");
+        break;
+    case 'J':
+        cfg->json = 1;
+        break;
     }
-    if (optind < argc)
-        usage_error("bench", "unexpected argument '%s'", argv[optind]);
+}
+
+/* The checks that take several options together; exits 2 naming the problem. */
+static void check_options(config *cfg)
+{
     yd_addr addr;
     yd_addr_parse(cfg->addr, &addr);
     if (addr.transport == YD_UDP)
@@ -145,6 +139,34 @@ static void parse_options(int argc, char **argv, config *cfg)
         cfg->threads = (unsigned)cfg->conns;
 }
 
+static void parse_options(int argc, char **argv, config *cfg)
+{
+    *cfg = (config){.addr = "127.0.0.1:8888",
+                    .conns = 50,
+                    .size = 64,
+                    .depth = 1,
+                    .duration_ms = 10000,
+                    .warmup_ms = 1000,
+                    .timeout_ms = 2000,
+                    .threads = 1};
+    int c;
+    while ((c = cli_getopt("bench", argc, argv, "c:n:s:p:t:h", longopts)) != -1)
+        take_option(c, cfg);
+    if (optind < argc)
+        usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    check_options(cfg);
+}
+
+/* The address as the reports name it: formatted, udp:// with --udp. */
+static void format_address(bench *b)
+{
+    yd_addr addr;
+    yd_addr_parse(b->cfg.addr, &addr); /* checked by opt_addr */
+    if (b->cfg.udp)
+        addr.transport = YD_UDP;
+    yd_addr_format(&addr, b->addr, sizeof b->addr);
+}
+
 /* Each connection takes a descriptor: lift the soft limit as far as allowed. */
 static void raise_fd_limit(size_t conns)
 {
@@ -155,6 +177,31 @@ static void raise_fd_limit(size_t conns)
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* Reports the run, or why there is none; returns the exit status. */
+static int report(const bench *b, size_t connected, int first_error)
+{
+    const config *cfg = &b->cfg;
+    if (connected == 0) {
+        fprintf(stderr, "yodel bench: cannot connect to %s: %s\n", cfg->addr,
+                yd_strerror(first_error));
+        return EXIT_RUNTIME;
+    }
+    result *r = malloc(sizeof *r);
+    if (r == NULL) {
+        fprintf(stderr, "yodel bench: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    if (first_error < 0)
+        fprintf(stderr, "yodel bench: %zu of %zu connections failed: %s\n", cfg->conns - connected,
+                cfg->conns, yd_strerror(first_error));
+    report_merge(b, r);
+    report_print(b, r);
+    int status = report_failed(r) ? EXIT_RUNTIME : EXIT_OK;
+    free(r);
+    return status;
+}
+
+/* Options -> connect on every thread -> warmup and measure -> report. */
 int cmd_bench(int argc, char **argv)
 {
     bench *b = calloc(1, sizeof *b);
@@ -163,14 +210,9 @@ int cmd_bench(int argc, char **argv)
         return EXIT_RUNTIME;
     }
     parse_options(argc, argv, &b->cfg);
-    const config *cfg = &b->cfg;
-    yd_addr addr;
-    yd_addr_parse(cfg->addr, &addr); /* checked by opt_addr */
-    if (cfg->udp)
-        addr.transport = YD_UDP;
-    yd_addr_format(&addr, b->addr, sizeof b->addr);
+    format_address(b);
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit(cfg->conns);
+    raise_fd_limit(b->cfg.conns);
     if (run_start_threads(b) < 0) {
         fprintf(stderr, "yodel bench: out of memory\n");
         return EXIT_RUNTIME;
@@ -178,23 +220,8 @@ int cmd_bench(int argc, char **argv)
     int first_error;
     size_t connected = run_wait_connected(b, &first_error);
     run_measure(b, connected);
-    int status = EXIT_RUNTIME;
-    result *r = malloc(sizeof *r);
-    if (connected == 0) {
-        fprintf(stderr, "yodel bench: cannot connect to %s: %s\n", cfg->addr,
-                yd_strerror(first_error));
-    } else if (r == NULL) {
-        fprintf(stderr, "yodel bench: out of memory\n");
-    } else {
-        if (first_error < 0)
-            fprintf(stderr, "yodel bench: %zu of %zu connections failed: %s\n",
-                    cfg->conns - connected, cfg->conns, yd_strerror(first_error));
-        report_merge(b, r);
-        report_print(b, r);
-        status = report_failed(r) ? EXIT_RUNTIME : EXIT_OK;
-    }
+    int status = report(b, connected, first_error);
     run_free(b);
-    free(r);
     free(b);
     return status;
 }
