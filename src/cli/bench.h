@@ -1,7 +1,17 @@
 /*
- * yodel bench, inside: what its files share. A struct bench is shared by every thread; each
- * struct worker belongs to its thread (its loop, its clients), except progress, which main
- * reads while the run goes on, and the counts main reads once the thread has ended.
+ * yodel bench, inside: what its files share. Where a change belongs:
+ *
+ *   bench.c         options, their checks, and cmd_bench: the main flow of a run
+ *   bench_run.c     the threads: connect batching, warmup and measuring, the tick (sends on
+ *                   --rate's schedule, timeouts), Ctrl-C, and main waiting for them all
+ *   bench_conn.c    one connection: connect, send, receive, verify, time out (the life of one
+ *                   round trip is drawn at its top)
+ *   bench_report.c  the threads' counts merged, and the text and JSON reports
+ *   bench_codec.c   the messages; bench_json.c the JSON string writer; histogram.c latency
+ *
+ * A struct bench is shared by every thread; each struct worker belongs to its thread (its
+ * loop, its clients), except progress, which main reads while the run goes on, its connect
+ * results, which main reads once it is ready, and its counts, read once it has ended.
  */
 #ifndef YODEL_BENCH_H
 #define YODEL_BENCH_H
@@ -77,14 +87,17 @@ typedef struct client {
 struct bench;
 
 typedef struct worker {
+    /* Set by main before the thread starts. */
     struct bench *b;
     unsigned id;
     pthread_t thread;
+    /* The thread's loop, its timers, and on thread 0 the signals (bench_run.c). */
     yd_loop *loop;
     yd_timer *tick;
     yd_timer *phase;
     yd_signal *sigint;
     yd_signal *sigterm;
+    /* Its connections (clients), and their slots and messages in one arena (bench_conn.c). */
     client *clients;
     size_t nclients;
     char *arena;
@@ -95,12 +108,15 @@ typedef struct worker {
     size_t inflight;
     int first_connect_error;
     int setup_error;
+    /* Phases, in this order (a run that ends early skips some): ready, started, recording
+     * (cleared again at stopping), stopping, finishing (bench_run.c). */
     int ready;
     int started;
     int recording;
     int stopping;
     int finishing;
     int all_dead; /* every connection of this thread ended before the run did */
+    /* Times, the --rate interval, and what the reports read (bench_report.c). */
     uint64_t connect_start_ns;
     uint64_t record_start_ns;
     uint64_t record_end_ns;
@@ -136,7 +152,7 @@ typedef struct result {
     int all_dead;      /* every connection ended before the run did */
 } result;
 
-/* Inline: the receive path reads the clock once per read. */
+/* Inline: the receive path reads it once per read. */
 static inline uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -160,8 +176,9 @@ void client_abort_connect(client *c);
 /* Closes an open or connecting client: the end of the run. */
 void client_close(client *c);
 
-/* bench_run.c, for main: the threads' life (any failure there exits at once, status 1). */
-/* Starts one worker per --threads; -ENOMEM. */
+/* bench_run.c, for main: the threads' life. A failure other than -ENOMEM exits at once, with
+ * one line on stderr and status 1. */
+/* Starts one worker per --threads: 0, or -ENOMEM. */
 int run_start_threads(bench *b);
 /* Waits for every worker's connects; returns how many came up, and the first error. */
 size_t run_wait_connected(bench *b, int *first_error);
