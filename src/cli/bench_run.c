@@ -16,8 +16,8 @@
  *      out or went with its connection): timers and signals freed, every connection closed.
  *      The loop stops after the last on_close(), and worker_main() tells main it is `done`.
  *
- * A run ends early on Ctrl-C (on_signal(); each tick notices), or when every connection of a
- * worker has ended (end_dead()): the worker's rates then count over the time it was live.
+ * A worker's run ends early on Ctrl-C (on_signal(); each tick notices), or when all its
+ * connections have ended (end_dead()): its rates then count over the time it was live.
  */
 #include <errno.h>
 #include <signal.h>
