@@ -1,0 +1,203 @@
+/*
+ * yodel bench, inside: what its files share. Where a change belongs:
+ *
+ *   bench.c         options, their checks, and cmd_bench: the main flow of a run
+ *   bench_run.c     the threads: connect batching, warmup and measuring, the tick (sends on
+ *                   --rate's schedule, timeouts), Ctrl-C, and main waiting for them all
+ *   bench_conn.c    one connection: connect, send, receive, verify, time out (the life of one
+ *                   round trip is drawn at its top)
+ *   bench_report.c  the threads' counts merged, and the text and JSON reports
+ *   bench_codec.c   the messages; bench_json.c the JSON string writer; histogram.c latency
+ *
+ * A struct bench is shared by every thread; each struct worker belongs to its thread (its
+ * loop, its clients), except progress, which main reads while the run goes on, its connect
+ * results, which main reads once it is ready, and its counts, read once it has ended.
+ */
+#ifndef YODEL_BENCH_H
+#define YODEL_BENCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "histogram.h"
+#include "yodel.h"
+
+#define CONNECT_BATCH    64
+#define MAX_WINDOW_BYTES (1024u * 1024u)
+#define NO_SEQ           UINT64_MAX
+#define LOST_RECORD_MIN  16
+/* --rate: offering less than this share of the target fails the run. */
+#define TARGET_SHARE 0.9
+
+typedef struct config {
+    const char *addr;
+    int udp;
+    size_t conns;
+    size_t size;
+    size_t depth;
+    uint64_t duration_ms;
+    uint64_t warmup_ms;
+    uint64_t timeout_ms;
+    uint64_t rate; /* 0: closed loop */
+    unsigned threads;
+    int json;
+} config;
+
+typedef struct counters {
+    uint64_t round_trips; /* verified and measured */
+    uint64_t connect;     /* connections that never came up */
+    uint64_t mismatch;    /* echoes that differ from what was sent */
+    uint64_t reset;
+    uint64_t closed; /* the server closed while we were still talking */
+    uint64_t io;
+    uint64_t timeout;   /* a TCP reply later than --timeout: the connection is dropped */
+    uint64_t lost;      /* a datagram without a reply within --timeout */
+    uint64_t duplicate; /* a datagram answered again, or lost longer ago than we remember */
+    uint64_t reordered;
+    uint64_t late; /* a datagram that came back after being counted lost */
+    uint64_t sent; /* messages sent while measuring: the offered load */
+} counters;
+
+enum client_state { CLIENT_IDLE, CLIENT_CONNECTING, CLIENT_OPEN, CLIENT_CLOSING, CLIENT_DEAD };
+
+struct worker;
+
+typedef struct client {
+    struct worker *w;
+    yd_conn *conn;
+    enum client_state state;
+    uint32_t index;
+    size_t inflight;
+    uint64_t next_seq; /* of the next message to send */
+    uint64_t acked;    /* TCP: the sequence number the next echo must carry; UDP: one past
+                          the highest that came back */
+    uint64_t next_due_ns;
+    size_t rx_off;      /* stream: bytes of the next echo received so far */
+    int rx_bad;         /* stream: those bytes differ from what was sent */
+    size_t lost_next;   /* UDP: where the next lost sequence number goes in lost[] */
+    char *msg;          /* the message template; its header is rewritten per send */
+    uint64_t *start_ns; /* DEPTH slots: when each message in flight started */
+    uint64_t *slot_seq; /* UDP only: which message each slot holds, or NO_SEQ */
+    uint64_t *lost;     /* UDP only: the last lost_record() sequence numbers counted lost */
+} client;
+
+struct bench;
+
+typedef struct worker {
+    /* Set by main before the thread starts. */
+    struct bench *b;
+    unsigned id;
+    pthread_t thread;
+    /* The thread's loop, its timers, and on thread 0 the signals (bench_run.c). */
+    yd_loop *loop;
+    yd_timer *tick;
+    yd_timer *phase;
+    yd_signal *sigint;
+    yd_signal *sigterm;
+    /* Its connections (clients), and their slots and messages in one arena (bench_conn.c). */
+    client *clients;
+    size_t nclients;
+    char *arena;
+    size_t next_connect;
+    size_t connecting;
+    size_t open;      /* connections whose on_close has not run yet */
+    size_t connected; /* connections that came up */
+    size_t inflight;
+    int first_connect_error;
+    int setup_error;
+    /* Phases, in this order (a run that ends early skips some): ready, started, recording
+     * (cleared again at stopping), stopping, finishing (bench_run.c). */
+    int ready;
+    int started;
+    int recording;
+    int stopping;
+    int finishing;
+    int all_dead; /* every connection of this thread ended before the run did */
+    /* Times, the --rate interval, and what the reports read (bench_report.c). */
+    uint64_t connect_start_ns;
+    uint64_t record_start_ns;
+    uint64_t record_end_ns;
+    uint64_t interval_ns; /* --rate: between two sends of one connection */
+    counters cnt;
+    histogram send_lag;        /* --rate: how late each send went out against its schedule */
+    uint64_t verified;         /* round trips so far, warmup included */
+    _Atomic uint64_t progress; /* the same, for the main thread's progress line */
+    histogram hist;
+} worker;
+
+typedef struct bench {
+    config cfg;
+    char addr[300];
+    worker *workers;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned ready;
+    unsigned done;
+    _Atomic int interrupted;
+    _Atomic int abort_run;
+} bench;
+
+typedef struct result {
+    counters cnt;
+    histogram hist;
+    histogram send_lag;
+    double rate;       /* verified round trips/s while measuring */
+    double offered;    /* messages sent/s while measuring */
+    double duration_s; /* how long the measurement ran: less than -t if every connection died */
+    size_t connected;
+    int target_missed; /* --rate: offered less than TARGET_SHARE of it */
+    int all_dead;      /* every connection ended before the run did */
+} result;
+
+/* Inline: the receive path reads it once per read. */
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* bench_conn.c: one connection, on its worker's loop. */
+/* Bytes of the worker's arena each client takes (its slots and message), and its setup there. */
+size_t client_mem_size(const config *cfg);
+void client_init(client *c, worker *w, uint32_t index, char *mem);
+/* Starts connecting (the client's callbacks follow); a negative errno if it cannot start. */
+int client_connect(client *c);
+/* The run starts: the client's first sends. */
+void client_start(client *c, uint64_t now);
+/* On the worker's tick: drop what timed out, then send what is due. */
+void client_check_timeouts(client *c, uint64_t now);
+void client_on_tick(client *c, uint64_t now);
+/* Gives up a connect still under way (the connect deadline, Ctrl-C). */
+void client_abort_connect(client *c);
+/* Closes an open or connecting client: the end of the run. */
+void client_close(client *c);
+
+/* bench_run.c, for main: the threads' life. A failure other than -ENOMEM exits at once, with
+ * one line on stderr and status 1. */
+/* Starts one worker per --threads: 0, or -ENOMEM. */
+int run_start_threads(bench *b);
+/* Waits for every worker's connects; returns how many came up, and the first error. */
+size_t run_wait_connected(bench *b, int *first_error);
+/* Starts the load (or, with no connection up, ends at once) and waits for every worker. */
+void run_measure(bench *b, size_t connected);
+void run_free(bench *b);
+
+/* bench_run.c, the worker's side of a connection's events. */
+/* A connect ended, up or not. */
+void worker_connect_done(worker *w);
+/* A connection closed (it had been up). */
+void worker_conn_closed(worker *w);
+/* Closes every connection; the worker's loop ends after the last one. */
+void worker_finish(worker *w);
+
+/* bench_report.c: once every thread has ended. */
+void report_merge(const bench *b, result *r);
+int report_failed(const result *r);
+/* Warnings on stderr, then the text or JSON report on stdout. */
+void report_print(const bench *b, const result *r);
+
+#endif

@@ -1,0 +1,443 @@
+/*
+ * yodel bench: one connection (a client), from connect to close. All of it runs on its
+ * worker's loop; nothing is allocated after client_init(): a client's slots and message
+ * template are in its worker's arena.
+ *
+ * The life of one round trip:
+ *   1. send_one(): the message takes slot seq % DEPTH (UDP: the next free slot, as replies
+ *      may come back out of order), seq's digits are written into the connection's template
+ *      (codec_put_seq) and yd_conn_write() sends it. start_ns[slot] is now, or with --rate
+ *      when the message was due; the client and its worker count it in flight.
+ *   2. The echo comes back. Stream: on_data_stream() compares each piece where it landed with
+ *      the bytes expected at offset rx_off of message `acked` (the one due next), and keeps a
+ *      difference in rx_bad until the whole message is in. Datagram: on_data_datagram() finds
+ *      the slot holding the datagram's sequence number and compares the datagram whole.
+ *   3. complete(): no longer in flight; a verified echo's latency (now - start_ns[slot]) is
+ *      recorded while measuring, a different one is a mismatch.
+ *   4. refill() sends the next message in its place (back to 1) or, with --rate, whatever
+ *      has come due; client_on_tick() sends what comes due between echoes. Once the run is
+ *      stopping, the worker's last echo in flight finishes the worker (worker_finish()).
+ *
+ * How a round trip ends otherwise:
+ *   - no echo within --timeout (client_check_timeouts(), on each tick): a stream connection
+ *     is dropped (timeout); a datagram is counted lost, its slot freed and its number
+ *     remembered, so that an echo that comes after all is late, not a duplicate;
+ *   - bytes no message in flight waits for: a stream connection is dropped (mismatch); a
+ *     datagram is late, a duplicate or a mismatch (unexpected_datagram());
+ *   - the connection closes (on_close()): counted by its status, or as a mismatch when the
+ *     bytes received so far were wrong.
+ *
+ * A client's states: IDLE -> CONNECTING (client_connect) -> OPEN (on_connect) -> CLOSING (we
+ * drop or close it) -> DEAD (on_close, from any state). A connect that does not come up
+ * (refused, or aborted at the connect deadline) goes from CONNECTING to DEAD and is counted
+ * as a connect error.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+
+#include "bench.h"
+#include "bench_codec.h"
+#include "histogram.h"
+#include "yodel.h"
+
+static void on_connect(yd_conn *conn);
+static void on_data_stream(yd_conn *conn, const char *data, size_t len);
+static void on_data_datagram(yd_conn *conn, const char *data, size_t len);
+static void on_close(yd_conn *conn, int status);
+
+static const yd_protocol stream_protocol = {
+    .on_connect = on_connect,
+    .on_data = on_data_stream,
+    .on_close = on_close,
+};
+
+static const yd_protocol datagram_protocol = {
+    .on_connect = on_connect,
+    .on_data = on_data_datagram,
+    .on_close = on_close,
+};
+
+/* How many lost sequence numbers a UDP connection remembers, to tell late from duplicate. */
+static size_t lost_record(const config *cfg)
+{
+    return cfg->depth * 2 > LOST_RECORD_MIN ? cfg->depth * 2 : LOST_RECORD_MIN;
+}
+
+/* Per connection: start_ns[depth], for UDP slot_seq[depth] and lost[], then the message. */
+static size_t slot_words(const config *cfg)
+{
+    return cfg->depth + (cfg->udp ? cfg->depth + lost_record(cfg) : 0);
+}
+
+size_t client_mem_size(const config *cfg)
+{
+    return (slot_words(cfg) * sizeof(uint64_t) + cfg->size + 15) & ~(size_t)15;
+}
+
+void client_init(client *c, worker *w, uint32_t index, char *mem)
+{
+    const config *cfg = &w->b->cfg;
+    c->w = w;
+    c->index = index;
+    c->start_ns = (uint64_t *)mem;
+    c->slot_seq = cfg->udp ? c->start_ns + cfg->depth : NULL;
+    c->lost = cfg->udp ? c->slot_seq + cfg->depth : NULL;
+    c->msg = mem + slot_words(cfg) * sizeof(uint64_t);
+    codec_fill_template(c->msg, cfg->size, c->index);
+    /* slot_seq and lost follow each other: NO_SEQ in both. */
+    for (size_t s = 0; cfg->udp && s < cfg->depth + lost_record(cfg); s++)
+        c->slot_seq[s] = NO_SEQ;
+}
+
+int client_connect(client *c)
+{
+    worker *w = c->w;
+    const yd_protocol *proto = w->b->cfg.udp ? &datagram_protocol : &stream_protocol;
+    c->state = CLIENT_CONNECTING;
+    int rc = yd_conn_connect(w->loop, w->b->addr, proto, c, &c->conn);
+    if (rc < 0)
+        c->state = CLIENT_DEAD;
+    return rc;
+}
+
+/* Whether data is bytes off .. off+len of this connection's message seq. */
+static int piece_matches(const client *c, uint64_t seq, size_t off, const char *data, size_t len)
+{
+    return codec_piece_matches(c->msg, c->w->b->cfg.size, seq, off, data, len);
+}
+
+/* Whether a datagram is the whole message with sequence number seq. */
+static int echo_matches(const client *c, const char *data, size_t len, uint64_t seq)
+{
+    return len == c->w->b->cfg.size && piece_matches(c, seq, 0, data, len);
+}
+
+static void drop_client(client *c)
+{
+    c->state = CLIENT_CLOSING;
+    yd_conn_abort(c->conn);
+}
+
+static void count_close_status(counters *cnt, int status)
+{
+    if (status == 0)
+        cnt->closed++;
+    else if (status == -ECONNRESET || status == -EPIPE)
+        cnt->reset++;
+    else if (status == -ETIMEDOUT)
+        cnt->timeout++;
+    else
+        cnt->io++;
+}
+
+/*
+ * Sends the next message at now, its latency counted from start_ns. With --rate, how late it
+ * went out against its schedule (next_due_ns) is the client's send lag.
+ */
+static void send_one(client *c, uint64_t now, uint64_t start_ns)
+{
+    worker *w = c->w;
+    const config *cfg = &w->b->cfg;
+    uint64_t seq = c->next_seq;
+    size_t slot = seq % cfg->depth;
+    if (cfg->udp) {
+        /* Replies may come back out of order, so the slot of seq may still be taken. */
+        for (size_t i = 0; c->slot_seq[slot] != NO_SEQ && i < cfg->depth; i++)
+            slot = (slot + 1) % cfg->depth;
+        if (c->slot_seq[slot] != NO_SEQ)
+            return;
+    }
+    codec_put_seq(c->msg, cfg->size, seq);
+    int rc = yd_conn_write(c->conn, c->msg, cfg->size);
+    if (rc < 0) {
+        count_close_status(&w->cnt, rc);
+        drop_client(c);
+        return;
+    }
+    c->next_seq++;
+    if (w->recording) {
+        w->cnt.sent++;
+        if (w->interval_ns != 0)
+            hist_record(&w->send_lag, now > c->next_due_ns ? now - c->next_due_ns : 0);
+    }
+    c->start_ns[slot] = start_ns;
+    if (cfg->udp)
+        c->slot_seq[slot] = seq;
+    c->inflight++;
+    w->inflight++;
+}
+
+/*
+ * Tops the connection up: to DEPTH in flight in a closed loop; with --rate, every
+ * message already due while the connection was full is sent now, its latency counted
+ * from when it was due.
+ */
+static void refill(client *c, uint64_t now)
+{
+    worker *w = c->w;
+    size_t depth = w->b->cfg.depth;
+    while (c->state == CLIENT_OPEN && c->inflight < depth) {
+        if (w->interval_ns == 0) {
+            send_one(c, now, now);
+            continue;
+        }
+        if (c->next_due_ns > now)
+            return;
+        send_one(c, now, c->next_due_ns);
+        c->next_due_ns += w->interval_ns;
+    }
+}
+
+static void on_connect(yd_conn *conn)
+{
+    client *c = yd_conn_data(conn);
+    worker *w = c->w;
+    c->state = CLIENT_OPEN;
+    w->connected++;
+    worker_connect_done(w);
+    if (w->started && !w->stopping)
+        refill(c, now_ns());
+}
+
+/* The run starts: spread the first sends over one interval so the rate is even from the start. */
+void client_start(client *c, uint64_t now)
+{
+    worker *w = c->w;
+    c->next_due_ns = now + w->interval_ns * c->index / w->b->cfg.conns;
+    refill(c, now);
+}
+
+/* Sends what is due: closed loop, tops up; with --rate, what came due since the last tick. */
+void client_on_tick(client *c, uint64_t now)
+{
+    worker *w = c->w;
+    if (w->interval_ns == 0) {
+        refill(c, now);
+        return;
+    }
+    /* A send late only because of this timer's resolution counts from now. */
+    while (c->state == CLIENT_OPEN && c->inflight < w->b->cfg.depth && c->next_due_ns <= now) {
+        send_one(c, now, now);
+        c->next_due_ns += w->interval_ns;
+    }
+}
+
+/* A message came back: as it was sent if ok, else a mismatch. Sends the next, or ends. */
+static void complete(client *c, uint64_t now, uint64_t start_ns, int ok)
+{
+    worker *w = c->w;
+    c->inflight--;
+    w->inflight--;
+    if (!ok) {
+        w->cnt.mismatch++;
+    } else {
+        w->verified++;
+        atomic_store_explicit(&w->progress, w->verified, memory_order_relaxed);
+        if (w->recording) {
+            hist_record(&w->hist, now - start_ns);
+            w->cnt.round_trips++;
+        }
+    }
+    if (!w->stopping)
+        refill(c, now);
+    else if (w->inflight == 0)
+        worker_finish(w);
+}
+
+/*
+ * Stream echoes arrive in whatever pieces the reads return: each piece is compared where it
+ * landed with the bytes expected at that offset of the echo due next (acked), so a server
+ * that answers with something else (a banner, an error page) is a mismatch even when it
+ * closes before a whole message came back.
+ */
+static void on_data_stream(yd_conn *conn, const char *data, size_t len)
+{
+    client *c = yd_conn_data(conn);
+    worker *w = c->w;
+    size_t size = w->b->cfg.size;
+    uint64_t now = now_ns();
+    while (len > 0 && c->state == CLIENT_OPEN) {
+        if (c->inflight == 0) {
+            /* Bytes nobody asked for: the stream cannot be trusted from here on. */
+            w->cnt.mismatch++;
+            drop_client(c);
+            return;
+        }
+        size_t n = size - c->rx_off < len ? size - c->rx_off : len;
+        if (!c->rx_bad && !piece_matches(c, c->acked, c->rx_off, data, n))
+            c->rx_bad = 1;
+        c->rx_off += n;
+        data += n;
+        len -= n;
+        if (c->rx_off < size)
+            return;
+        uint64_t seq = c->acked++;
+        int ok = !c->rx_bad;
+        c->rx_off = 0;
+        c->rx_bad = 0;
+        /* May send more, or end the run and close this connection. */
+        complete(c, now, c->start_ns[seq % w->b->cfg.depth], ok);
+    }
+}
+
+static void remember_lost(client *c, uint64_t seq)
+{
+    const config *cfg = &c->w->b->cfg;
+    c->lost[c->lost_next] = seq;
+    c->lost_next = (c->lost_next + 1) % lost_record(cfg);
+}
+
+/* Whether seq (its low digits: mask) is one of the remembered lost ones; forgets it if so. */
+static int forget_lost(client *c, uint64_t got, uint64_t mask)
+{
+    size_t n = lost_record(&c->w->b->cfg);
+    for (size_t i = 0; i < n; i++) {
+        if (c->lost[i] != NO_SEQ && (c->lost[i] & mask) == got) {
+            c->lost[i] = NO_SEQ;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A datagram that no message in flight waits for: late if it was counted lost not long ago
+ * (not an error: the loss was), else a duplicate of one already answered (the server, or
+ * the network, sent it twice) or, if it is not a message this connection sent, a mismatch.
+ */
+static void unexpected_datagram(client *c, const char *data, size_t len, uint64_t got,
+                                uint64_t mask)
+{
+    counters *cnt = &c->w->cnt;
+    int sent = c->next_seq > mask || got < c->next_seq;
+    if (!sent || !echo_matches(c, data, len, got))
+        cnt->mismatch++;
+    else if (forget_lost(c, got, mask))
+        cnt->late++;
+    else
+        cnt->duplicate++;
+}
+
+static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
+{
+    client *c = yd_conn_data(conn);
+    worker *w = c->w;
+    const config *cfg = &w->b->cfg;
+    if (c->state != CLIENT_OPEN)
+        return;
+    uint64_t mask = codec_seq_mask(cfg->size);
+    uint64_t got;
+    if (len != cfg->size || codec_get_seq(data, len, &got) < 0) {
+        w->cnt.mismatch++;
+        return;
+    }
+    size_t slot = cfg->depth;
+    for (size_t i = 0; i < cfg->depth && slot == cfg->depth; i++)
+        if (c->slot_seq[i] != NO_SEQ && (c->slot_seq[i] & mask) == got)
+            slot = i;
+    if (slot == cfg->depth) {
+        unexpected_datagram(c, data, len, got, mask);
+        return;
+    }
+    uint64_t seq = c->slot_seq[slot];
+    /* Reordered: it came back after a message sent later than it did. */
+    if (seq < c->acked)
+        w->cnt.reordered++;
+    else
+        c->acked = seq + 1;
+    c->slot_seq[slot] = NO_SEQ;
+    complete(c, now_ns(), c->start_ns[slot], echo_matches(c, data, len, seq));
+}
+
+/* Stream: the oldest echo in flight waited more than limit: the connection is dropped. */
+static void check_stream_timeout(client *c, uint64_t now, uint64_t limit)
+{
+    worker *w = c->w;
+    if (now - c->start_ns[c->acked % w->b->cfg.depth] > limit) {
+        w->cnt.timeout++;
+        drop_client(c);
+    }
+}
+
+/* Datagram: each one in flight for more than limit is lost; its slot takes the next. */
+static void check_datagram_timeouts(client *c, uint64_t now, uint64_t limit)
+{
+    worker *w = c->w;
+    for (size_t s = 0; s < w->b->cfg.depth; s++) {
+        if (c->slot_seq[s] == NO_SEQ || now - c->start_ns[s] <= limit)
+            continue;
+        remember_lost(c, c->slot_seq[s]);
+        c->slot_seq[s] = NO_SEQ;
+        w->cnt.lost++;
+        c->inflight--;
+        w->inflight--;
+    }
+}
+
+/* Drops what waited more than --timeout: a TCP connection with an old reply, a lost datagram. */
+void client_check_timeouts(client *c, uint64_t now)
+{
+    const config *cfg = &c->w->b->cfg;
+    uint64_t limit = cfg->timeout_ms * 1000000u;
+    if (c->state != CLIENT_OPEN || c->inflight == 0)
+        return;
+    if (!cfg->udp)
+        check_stream_timeout(c, now, limit);
+    else
+        check_datagram_timeouts(c, now, limit);
+}
+
+/* At the connect deadline: a connect the kernel does not answer is a connect error. */
+void client_abort_connect(client *c)
+{
+    if (c->state == CLIENT_CONNECTING)
+        yd_conn_abort(c->conn);
+}
+
+/* The run is over: closes the connection, or gives up its connect; on_close follows. */
+void client_close(client *c)
+{
+    if (c->state == CLIENT_OPEN || c->state == CLIENT_CONNECTING) {
+        c->state = CLIENT_CLOSING;
+        yd_conn_close(c->conn);
+    }
+}
+
+/* A connect that did not come up: a connect error, and room for the next connect. */
+static void on_connect_failed(client *c, int status)
+{
+    worker *w = c->w;
+    w->cnt.connect++;
+    if (w->first_connect_error == 0)
+        w->first_connect_error = status < 0 ? status : -ECONNREFUSED;
+    w->open--;
+    worker_connect_done(w);
+}
+
+/*
+ * Every connection ends here, once. Connecting: a connect error. Open: the server closed, reset
+ * or failed it (counted unless the run was finishing anyway). Closing: we dropped it, having
+ * counted why, or closed it at the end. Its messages in flight are given up; the worker then
+ * sees whether its run goes on.
+ */
+static void on_close(yd_conn *conn, int status)
+{
+    client *c = yd_conn_data(conn);
+    worker *w = c->w;
+    enum client_state was = c->state;
+    c->state = CLIENT_DEAD;
+    c->conn = NULL;
+    if (was == CLIENT_CONNECTING) {
+        on_connect_failed(c, status);
+        return;
+    }
+    w->open--;
+    /* A server that sent something else and closed: the wrong bytes are the error. */
+    if (was == CLIENT_OPEN && !w->finishing && c->rx_bad)
+        w->cnt.mismatch++;
+    else if (was == CLIENT_OPEN && !w->finishing)
+        count_close_status(&w->cnt, status);
+    w->inflight -= c->inflight;
+    c->inflight = 0;
+    worker_conn_closed(w);
+}
