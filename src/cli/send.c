@@ -1,11 +1,13 @@
 /*
  * yodel send: the tutorials' echo client. Sends each message as a line and checks that the same
- * line comes back; many clients at once; a message in parts with a half-close; UDP with
- * retries; or stdin to the server and the echo to stdout, like netcat.
+ * line (or --expect's) comes back; many clients at once; a message in parts with a half-close;
+ * UDP with retries; or stdin to the server and the echo to stdout, like netcat.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,21 +22,41 @@ static const char usage[] =
     "       yodel send [OPTIONS] -\n"
     "\n"
     "Echo client: sends each MESSAGE as a line ('\\n' appended), prints each reply\n"
-    "and checks it is the line that was sent. With '-', streams standard input to\n"
-    "the server and the echo to standard output, half-closing at end of input.\n"
+    "and checks it is the line that was sent (or --expect's). With '-', streams\n"
+    "standard input to the server and the echo to standard output, half-closing at\n"
+    "end of input, and checks that as many bytes came back as were sent.\n"
     "\n"
     "  -c, --connect ADDR     server: HOST:PORT (default 127.0.0.1:8888), [::1]:PORT,\n"
     "                         unix:PATH, udp://HOST:PORT\n"
-    "  -n, --clients N        N concurrent clients; client i sends 'MESSAGE from i'\n"
+    "  -n, --clients N        N concurrent clients; client i sends 'MESSAGE from i';\n"
+    "                         the replies are printed in client order\n"
     "      --parts            send everything in three writes, half-close, read to EOF\n"
-    "      --udp              one datagram per message (same as a udp:// address)\n"
-    "      --timeout DURATION how long to wait for each reply (default 5s)\n"
+    "      --udp              one datagram per message (same as a udp:// address); a\n"
+    "                         MESSAGE must fit in one (65507 bytes over IPv4); a late\n"
+    "                         or repeated echo of an earlier message is ignored\n"
+    "      --timeout DURATION how long to wait for each reply (default 5s); with '-',\n"
+    "                         how long the stream may go without progress either way\n"
     "      --retries N        UDP: send a datagram up to N times (default 3)\n"
+    "      --expect TEXT      the reply every message must get: TEXT and a newline\n"
+    "                         (e.g. the upper-cased line from 'yodel serve -m upper')\n"
+    "      --no-check         print what comes back without comparing it\n"
     "  -q, --quiet            do not print the replies\n"
     "  -h, --help             this help\n"
     "\n"
-    "Exit status: 0 when every reply matched, 1 on any mismatch, loss or\n"
+    "Exit status: 0 when every reply matched, 1 on any mismatch, loss, timeout or\n"
     "connection error, 2 for bad usage.\n";
+
+/* The largest UDP payload: 65535 bytes less the headers (IPv6's length leaves out its own). */
+#define UDP_MAX_IPV4 65507u
+#define UDP_MAX_IPV6 65527u
+/* Bytes of a message or reply shown in an error line; longer ones are cut. */
+#define SHOW_BYTES 64
+/* Room for SHOW_BYTES bytes as \xNN escapes, the quotes and the "..." of a cut. */
+#define QUOTED_BYTES (SHOW_BYTES * 4 + 8)
+/* How far a line reply may run past the expected one and still be read whole. */
+#define REPLY_SLACK 256u
+
+struct client;
 
 struct run {
     yd_loop *loop;
@@ -45,83 +67,284 @@ struct run {
     int parts;
     int udp;
     int quiet;
+    int no_check;
+    const char *expect; /* --expect TEXT, or NULL: the reply is the line sent */
     uint64_t timeout_ms;
     int retries;
     int failures;
     int lost;
+    int late; /* UDP: echoes of earlier messages, ignored */
+    int stdout_failed;
+    struct client *all; /* every client, in order: replies are printed in this order */
+    int next_print;     /* the first client whose replies are not printed yet */
 };
+
+/* Reports a failed write to standard output, once; errno is the write's. */
+static void stdout_error(struct run *run)
+{
+    if (run->stdout_failed)
+        return;
+    fprintf(stderr, "yodel send: writing standard output: %s\n", strerror(errno));
+    run->stdout_failed = 1;
+    run->failures++;
+}
+
+/* Frees the loop once: the handles still open close first, their on_close callbacks run. */
+static void free_loop(struct run *run)
+{
+    yd_loop_free(run->loop);
+    run->loop = NULL;
+}
+
+/* Writes to standard output and flushes, so each reply shows as it comes. */
+static void emit(struct run *run, const char *data, size_t len)
+{
+    if (run->stdout_failed || len == 0)
+        return;
+    if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0)
+        stdout_error(run);
+}
+
+/*
+ * Writes data into buf as a quoted C string ('hello\n'), cut after SHOW_BYTES bytes of data
+ * ('aaaa...'...). Returns buf.
+ */
+static const char *quote(const char *data, size_t len, char *buf)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    buf[n++] = '\'';
+    for (size_t i = 0; i < len && i < SHOW_BYTES; i++) {
+        unsigned char ch = (unsigned char)data[i];
+        const char *esc = ch == '\n'   ? "\\n"
+                          : ch == '\r' ? "\\r"
+                          : ch == '\t' ? "\\t"
+                          : ch == '\\' ? "\\\\"
+                          : ch == '\'' ? "\\'"
+                                       : NULL;
+        if (esc != NULL) {
+            memcpy(buf + n, esc, 2);
+            n += 2;
+        } else if (ch >= 0x20 && ch < 0x7f) {
+            buf[n++] = (char)ch;
+        } else {
+            buf[n++] = '\\';
+            buf[n++] = 'x';
+            buf[n++] = hex[ch >> 4];
+            buf[n++] = hex[ch & 15];
+        }
+    }
+    buf[n++] = '\'';
+    if (len > SHOW_BYTES) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* ---- MESSAGE...: each message a line (or a datagram), its reply checked ---------------- */
 
 struct client {
     struct run *run;
     int id;
     yd_conn *conn;
     yd_timer *timer;
-    char *expect; /* the payload: every line this client sends, back to back */
-    size_t expect_len;
-    size_t sent;     /* bytes of expect sent: all but the current line are answered */
-    size_t line_len; /* length of the line awaiting its reply */
-    char *got;       /* --parts: everything received so far */
-    size_t got_len;
+    char *payload; /* every line this client sends, back to back */
+    size_t payload_len;
+    char *want; /* the replies it expects, back to back: payload, or --expect's line each */
+    size_t want_len;
+    int msg;          /* the message awaiting its reply */
+    size_t sent;      /* where that message's line starts in payload */
+    size_t line_len;  /* and its length */
+    size_t want_off;  /* where its reply starts in want */
+    size_t reply_len; /* and its length */
+    char *got;        /* a line reply read so far; --parts: the start of everything read */
+    size_t got_len;   /* (--no-check: the bytes of the reply printed so far) */
+    size_t got_cap;
+    size_t got_total; /* --parts: every byte read */
+    char *out;        /* -n > 1: the replies, printed in client order once this one is done */
+    size_t out_len;
+    size_t out_cap;
     int tries;
-    int done;
+    int connected;
+    int done;   /* finished or failed: whatever else arrives is ignored */
+    int closed; /* no more replies will come: its output may be printed */
 };
 
-static void fail(struct client *c, const char *fmt, const char *detail)
+static void fail(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void fail(struct client *c, const char *fmt, ...)
 {
+    va_list ap;
     fprintf(stderr, "yodel send: ");
     if (c->run->clients > 1)
         fprintf(stderr, "client %d: ", c->id);
-    fprintf(stderr, fmt, detail);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputc('\n', stderr);
     c->run->failures++;
 }
 
 static void print_reply(struct client *c, const char *data, size_t len)
 {
-    if (!c->run->quiet) {
-        fwrite(data, 1, len, stdout);
-        fflush(stdout);
+    struct run *run = c->run;
+    if (run->quiet || run->stdout_failed)
+        return;
+    if (run->clients == 1) {
+        emit(run, data, len);
+        return;
+    }
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 256;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        char *out = realloc(c->out, cap);
+        if (out == NULL) {
+            errno = ENOMEM;
+            stdout_error(run);
+            return;
+        }
+        c->out = out;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+}
+
+/* Prints the replies of every closed client not yet printed, in client order. */
+static void print_in_order(struct run *run, int all)
+{
+    while (run->next_print < run->clients) {
+        struct client *c = &run->all[run->next_print];
+        if (!c->closed && !all)
+            return;
+        emit(run, c->out, c->out_len);
+        free(c->out);
+        c->out = NULL;
+        c->out_len = c->out_cap = 0;
+        run->next_print++;
     }
 }
 
-/* Writes the next line (or, for --parts, the whole payload in three writes). */
-static void send_next(struct client *c)
+/*
+ * One line on what came back instead of what was wanted. sent/want are the bytes sent and
+ * expected, got the first got_len of the got_total bytes received (0: more than got_len).
+ */
+static void report_mismatch(struct client *c, const char *what, const char *sent, size_t sent_len,
+                            const char *want, size_t want_len, const char *got, size_t got_len,
+                            size_t got_total)
 {
-    struct run *run = c->run;
-    if (run->parts) {
-        size_t third = c->expect_len / 3;
-        size_t cuts[4] = {0, third, 2 * third, c->expect_len};
-        for (int i = 0; i < 3; i++)
-            if (cuts[i + 1] > cuts[i])
-                yd_conn_write(c->conn, c->expect + cuts[i], cuts[i + 1] - cuts[i]);
-        c->sent = c->expect_len;
-        yd_conn_shutdown(c->conn);
-    } else {
-        const char *line = c->expect + c->sent;
-        const char *nl = memchr(line, '\n', c->expect_len - c->sent);
-        c->line_len = (size_t)(nl - line) + 1;
-        yd_conn_write(c->conn, line, c->line_len);
+    char qs[QUOTED_BYTES], qw[QUOTED_BYTES], qg[QUOTED_BYTES];
+    char expected[QUOTED_BYTES + 40] = "";
+    if (c->run->expect != NULL)
+        snprintf(expected, sizeof expected, ", expected %zu bytes %s", want_len,
+                 quote(want, want_len, qw));
+    fail(c, "%s: sent %zu bytes %s%s, got %s%zu bytes %s", what, sent_len,
+         quote(sent, sent_len, qs), expected, got_total == 0 ? "more than " : "",
+         got_total == 0 ? got_len : got_total, quote(got, got_len, qg));
+}
+
+/* Checks one reply against the current message's. */
+static void check_reply(struct client *c, const char *data, size_t len)
+{
+    const char *want = c->want + c->want_off;
+    if (c->run->no_check || (len == c->reply_len && memcmp(data, want, len) == 0))
+        return;
+    report_mismatch(c, "reply differs", c->payload + c->sent, c->line_len, want, c->reply_len, data,
+                    len, len);
+}
+
+/* UDP: is this the reply to a message before the current one (a late or repeated echo)? */
+static int earlier_reply(const struct client *c, const char *data, size_t len)
+{
+    size_t off = 0;
+    while (off < c->want_off) {
+        const char *nl = memchr(c->want + off, '\n', c->want_off - off);
+        size_t n = (size_t)(nl - (c->want + off)) + 1;
+        if (n == len && memcmp(c->want + off, data, len) == 0)
+            return 1;
+        off += n;
     }
-    c->tries++;
-    yd_timer_start(c->timer, run->timeout_ms, 0);
+    return 0;
 }
 
 static void finish(struct client *c)
 {
     c->done = 1;
     yd_timer_stop(c->timer);
-    yd_conn_close(c->conn);
+    /* A datagram socket has nothing to flush and no FIN to send: close it at once. (Closing it
+     * "once its queue is sent" waits forever while the library keeps unanswered datagrams to
+     * resend to a name's next address.) */
+    if (c->run->udp)
+        yd_conn_abort(c->conn);
+    else
+        yd_conn_close(c->conn);
+}
+
+/* Writes the next line (or, for --parts, the whole payload in three writes). */
+static void send_next(struct client *c)
+{
+    struct run *run = c->run;
+    int err = 0;
+    if (run->parts) {
+        size_t third = c->payload_len / 3;
+        size_t cuts[4] = {0, third, 2 * third, c->payload_len};
+        for (int i = 0; i < 3 && err == 0; i++)
+            if (cuts[i + 1] > cuts[i])
+                err = yd_conn_write(c->conn, c->payload + cuts[i], cuts[i + 1] - cuts[i]);
+        if (err == 0)
+            err = yd_conn_shutdown(c->conn);
+    } else {
+        const char *line = c->payload + c->sent;
+        const char *nl = memchr(line, '\n', c->payload_len - c->sent);
+        c->line_len = (size_t)(nl - line) + 1;
+        c->want_off = run->expect != NULL ? (size_t)c->msg * (strlen(run->expect) + 1) : c->sent;
+        c->reply_len = run->expect != NULL ? strlen(run->expect) + 1 : c->line_len;
+        err = yd_conn_write(c->conn, line, c->line_len);
+    }
+    c->tries++;
+    if (err == -EMSGSIZE && run->udp) {
+        /* Only the kernel knows the limit for a name (IPv4 or IPv6): retrying cannot help. */
+        fail(c, "message too long for a datagram to %s: %zu bytes", run->addr, c->line_len);
+        finish(c);
+        return;
+    }
+    if (err == -ECONNREFUSED) {
+        fail(c, "cannot connect to %s: %s", run->addr, yd_strerror(err));
+        finish(c);
+        return;
+    }
+    if (err < 0 && !run->udp) {
+        fail(c, "cannot send to %s: %s", run->addr, yd_strerror(err));
+        c->done = 1;
+        yd_conn_abort(c->conn);
+        return;
+    }
+    /* UDP: any other error (a full socket buffer) loses this datagram like the network would:
+     * the timer retries it. */
+    yd_timer_start(c->timer, run->timeout_ms, 0);
 }
 
 /* The current line is answered (or given up on): send the next, or finish. */
 static void next_message(struct client *c)
 {
     c->sent += c->line_len;
+    c->msg++;
     c->tries = 0;
-    if (c->sent < c->expect_len)
+    if (c->sent < c->payload_len)
         send_next(c);
     else
         finish(c);
+}
+
+/* A whole reply to the current message. */
+static void reply(struct client *c, const char *data, size_t len)
+{
+    print_reply(c, data, len);
+    check_reply(c, data, len);
+    next_message(c);
 }
 
 static void on_timeout(yd_timer *timer, void *data)
@@ -129,14 +352,14 @@ static void on_timeout(yd_timer *timer, void *data)
     (void)timer;
     struct client *c = data;
     struct run *run = c->run;
-    if (run->udp && !run->parts) {
+    if (run->udp) {
         if (c->tries < run->retries) {
             send_next(c);
             return;
         }
         /* Lost: the datagram or its echo. Report it and go on with the next message. */
         run->lost++;
-        fail(c, "no reply to %s", "a datagram after every retry");
+        fail(c, "no reply to a datagram after every retry");
         next_message(c);
         return;
     }
@@ -148,9 +371,81 @@ static void on_timeout(yd_timer *timer, void *data)
 static void on_connect(yd_conn *conn)
 {
     struct client *c = yd_conn_data(conn);
-    if (!c->run->parts && !c->run->udp)
-        yd_conn_set_read_mode(conn, YD_READ_LINE, c->expect_len + 1);
+    c->connected = 1;
     send_next(c);
+}
+
+/* --parts: everything that comes back is one reply, checked at EOF. */
+static void parts_data(struct client *c, const char *data, size_t len)
+{
+    size_t room = c->got_cap - c->got_len;
+    size_t n = len < room ? len : room;
+    memcpy(c->got + c->got_len, data, n);
+    c->got_len += n;
+    c->got_total += len;
+    print_reply(c, data, len);
+}
+
+/*
+ * A stream: the reply to a line is the bytes up to the next '\n'. Read whole when they fit
+ * got (the longest expected reply plus REPLY_SLACK); a longer one is reported, cut.
+ */
+static void line_data(struct client *c, const char *data, size_t len)
+{
+    while (len > 0 && !c->done) {
+        const char *nl = memchr(data, '\n', len);
+        size_t take = nl != NULL ? (size_t)(nl - data) + 1 : len;
+        if (c->run->no_check) {
+            /* Nothing to compare: print as it comes, a '\n' ends the reply. */
+            print_reply(c, data, take);
+            c->got_len += take;
+            data += take;
+            len -= take;
+            if (nl != NULL) {
+                c->got_len = 0;
+                next_message(c);
+            }
+            continue;
+        }
+        if (c->got_len + take > c->got_cap) {
+            /* Show what came: the start of the reply, with its length when it is known. */
+            size_t room = c->got_cap - c->got_len;
+            memcpy(c->got + c->got_len, data, room);
+            print_reply(c, c->got, c->got_cap);
+            char what[300];
+            snprintf(what, sizeof what, "the reply is longer than the message sent to %s",
+                     c->run->addr);
+            report_mismatch(c, what, c->payload + c->sent, c->line_len, c->want + c->want_off,
+                            c->reply_len, c->got, c->got_cap, nl != NULL ? c->got_len + take : 0);
+            finish(c);
+            return;
+        }
+        if (c->got_len == 0 && nl != NULL) {
+            reply(c, data, take); /* the whole reply in this read: check it where it landed */
+        } else {
+            memcpy(c->got + c->got_len, data, take);
+            c->got_len += take;
+            if (nl != NULL) {
+                size_t n = c->got_len;
+                c->got_len = 0;
+                reply(c, c->got, n);
+            }
+        }
+        data += take;
+        len -= take;
+    }
+}
+
+/* UDP: each datagram is a reply, unless it repeats the reply to an earlier message. */
+static void datagram_data(struct client *c, const char *data, size_t len)
+{
+    const char *want = c->want + c->want_off;
+    int match = len == c->reply_len && memcmp(data, want, len) == 0;
+    if (!match && !c->run->no_check && earlier_reply(c, data, len)) {
+        c->run->late++; /* a retry's echo, or a duplicate: the real reply may still come */
+        return;
+    }
+    reply(c, data, len);
 }
 
 static void on_data(yd_conn *conn, const char *data, size_t len)
@@ -158,37 +453,38 @@ static void on_data(yd_conn *conn, const char *data, size_t len)
     struct client *c = yd_conn_data(conn);
     if (c->done)
         return;
-    if (c->run->parts) {
-        /* Everything that came back, up to one byte more than was sent (a mismatch anyway). */
-        size_t room = c->expect_len + 1 - c->got_len;
-        size_t n = len < room ? len : room;
-        memcpy(c->got + c->got_len, data, n);
-        c->got_len += n;
-        print_reply(c, data, len);
-        return;
-    }
-    print_reply(c, data, len);
-    const char *want = c->expect + c->sent;
-    if (len != c->line_len || memcmp(data, want, len) != 0) {
-        c->run->failures++;
-        fprintf(stderr, "yodel send: %sreply differs: sent %zu bytes '%.*s', got %zu bytes\n",
-                c->run->clients > 1 ? "a " : "", c->line_len, (int)c->line_len - 1, want, len);
-    }
-    next_message(c);
+    if (c->run->parts)
+        parts_data(c, data, len);
+    else if (c->run->udp)
+        datagram_data(c, data, len);
+    else
+        line_data(c, data, len);
 }
 
 static void on_eof(yd_conn *conn)
 {
     struct client *c = yd_conn_data(conn);
+    struct run *run = c->run;
     if (c->done) {
         yd_conn_close(conn);
         return;
     }
-    if (c->run->parts) {
-        if (c->got_len != c->expect_len || memcmp(c->got, c->expect, c->got_len) != 0)
-            fail(c, "what came back differs from what was sent to %s", c->run->addr);
+    if (run->parts) {
+        if (!run->no_check &&
+            (c->got_total != c->want_len || memcmp(c->got, c->want, c->want_len) != 0))
+            report_mismatch(c, "what came back differs", c->payload, c->payload_len, c->want,
+                            c->want_len, c->got, c->got_len, c->got_total);
+    } else if (c->got_len > 0) {
+        /* A last reply without its newline, ended by the close: still a reply. */
+        if (!run->no_check) {
+            print_reply(c, c->got, c->got_len);
+            check_reply(c, c->got, c->got_len);
+        }
+        if (c->sent + c->line_len < c->payload_len)
+            fail(c, "%s closed the connection after %d of %d replies", run->addr, c->msg + 1,
+                 run->nmessages);
     } else {
-        fail(c, "%s closed the connection before replying", c->run->addr);
+        fail(c, "%s closed the connection before replying", run->addr);
     }
     finish(c);
 }
@@ -196,17 +492,22 @@ static void on_eof(yd_conn *conn)
 static void on_close(yd_conn *conn, int status)
 {
     struct client *c = yd_conn_data(conn);
+    struct run *run = c->run;
     if (!c->done) {
         c->done = 1;
-        if (status == -EMSGSIZE)
-            fail(c, "the reply is longer than the message sent to %s", c->run->addr);
+        /* A connected UDP socket learns of a closed port from ICMP, after connecting. */
+        if (status == -ECONNREFUSED || (status < 0 && !c->connected))
+            fail(c, "cannot connect to %s: %s", run->addr, yd_strerror(status));
         else if (status < 0)
-            fail(c, "cannot talk to the server: %s", yd_strerror(status));
+            fail(c, "lost the connection to %s: %s", run->addr, yd_strerror(status));
         else
-            fail(c, "%s closed the connection before replying", c->run->addr);
+            fail(c, "%s closed the connection before replying", run->addr);
     }
     yd_timer_free(c->timer);
     c->timer = NULL;
+    c->conn = NULL;
+    c->closed = 1;
+    print_in_order(run, 0);
 }
 
 static const yd_protocol client_protocol = {
@@ -236,22 +537,62 @@ static char *build_payload(const struct run *run, int id, size_t *len)
     return p;
 }
 
+/* What client c expects back: its own payload, or --expect's line once per message. */
+static int build_want(struct client *c)
+{
+    const struct run *run = c->run;
+    size_t longest = 0;
+    if (run->expect == NULL) {
+        c->want = c->payload;
+        c->want_len = c->payload_len;
+        for (size_t off = 0; off < c->payload_len;) {
+            const char *nl = memchr(c->payload + off, '\n', c->payload_len - off);
+            size_t n = (size_t)(nl - (c->payload + off)) + 1;
+            longest = n > longest ? n : longest;
+            off += n;
+        }
+    } else {
+        size_t n = strlen(run->expect) + 1;
+        c->want_len = n * (size_t)run->nmessages;
+        c->want = malloc(c->want_len);
+        if (c->want == NULL)
+            return -ENOMEM;
+        for (int i = 0; i < run->nmessages; i++) {
+            memcpy(c->want + (size_t)i * n, run->expect, n - 1);
+            c->want[(size_t)i * n + n - 1] = '\n';
+        }
+        longest = n;
+    }
+    /* --parts keeps everything that came back, up to one byte more than expected. */
+    c->got_cap = run->parts ? c->want_len + 1 : longest + REPLY_SLACK;
+    if (run->udp)
+        return 0;
+    c->got = malloc(c->got_cap);
+    return c->got == NULL ? -ENOMEM : 0;
+}
+
 static int send_messages(struct run *run)
 {
     struct client *clients = calloc((size_t)run->clients, sizeof *clients);
-    if (clients == NULL)
+    if (clients == NULL) {
+        fprintf(stderr, "yodel send: out of memory\n");
         return EXIT_RUNTIME;
+    }
+    run->all = clients;
     for (int i = 0; i < run->clients; i++) {
         struct client *c = &clients[i];
         c->run = run;
         c->id = i;
-        c->expect = build_payload(run, i, &c->expect_len);
-        if (run->parts)
-            c->got = malloc(c->expect_len + 1);
-        if (c->expect == NULL || (run->parts && c->got == NULL) ||
+        c->closed = 1; /* until its connection is under way */
+    }
+    for (int i = 0; i < run->clients; i++) {
+        struct client *c = &clients[i];
+        c->payload = build_payload(run, i, &c->payload_len);
+        if (c->payload == NULL || build_want(c) < 0 ||
             yd_timer_new(run->loop, on_timeout, c, &c->timer) < 0) {
             fprintf(stderr, "yodel send: out of memory\n");
-            return EXIT_RUNTIME;
+            run->failures++;
+            break;
         }
         int err = yd_conn_connect(run->loop, run->addr, &client_protocol, c, &c->conn);
         if (err < 0) {
@@ -261,13 +602,20 @@ static int send_messages(struct run *run)
             run->failures++;
             break;
         }
+        c->closed = 0;
     }
     yd_loop_run(run->loop);
+    free_loop(run); /* any connection still open closes now, while its client exists */
+    print_in_order(run, 1);
     for (int i = 0; i < run->clients; i++) {
-        free(clients[i].expect);
+        if (clients[i].want != clients[i].payload)
+            free(clients[i].want);
+        free(clients[i].payload);
         free(clients[i].got);
     }
     free(clients);
+    if (run->late > 0)
+        fprintf(stderr, "yodel send: %d late or duplicate datagram(s) ignored\n", run->late);
     if (run->lost > 0)
         fprintf(stderr, "yodel send: %d datagram(s) lost\n", run->lost);
     return run->failures > 0 ? EXIT_RUNTIME : EXIT_OK;
@@ -275,52 +623,196 @@ static int send_messages(struct run *run)
 
 /* ---- '-': standard input to the server, the echo to standard output ---------------------- */
 
+/*
+ * The input goes to the server only while the connection's write queue is empty, at most
+ * STREAM_CHUNK bytes at a time: the queue then never passes YD_HIGH_WATERMARK, so the
+ * connection never stops reading the echo. (Were it to stop, an echo server that stops reading
+ * us until we read it would deadlock with us: newcomer F2.) What wakes the input again is the
+ * next echo, or the tick, which also watches for a stream that stopped moving.
+ */
+#define STREAM_CHUNK YD_HIGH_WATERMARK
+#define TICK_MS      5u
+
 struct pipe_run {
     struct run *run;
-    yd_conn *server;
-    yd_conn *input; /* NULL when stdin is a regular file, read with plain read() */
-    yd_timer *timer;
-    int input_done;
+    yd_conn *server; /* NULL once closed */
+    yd_conn *input;  /* NULL when stdin is a regular file (read with plain read()) or closed */
+    yd_timer *tick;
+    uint64_t sent;   /* bytes handed to the server connection */
+    uint64_t echoed; /* bytes that came back */
+    /* What the tick saw last: bytes the kernel took, bytes back, and when either moved. */
+    uint64_t seen_moved;
+    uint64_t seen_echoed;
+    uint64_t last_progress_ms;
+    int file;          /* stdin is a regular file or a device: read() it, it cannot be polled */
+    int connected;     /* the connection to the server was made */
+    int input_done;    /* the input ended (or failed): our half-close is on its way */
+    int input_paused;  /* waiting for the write queue to empty */
+    int input_closing; /* we closed the input ourselves: its close is no error */
+    int eof;           /* the server half-closed */
+    int ticking;
     int failed;
 };
+
+static void stream_fail(struct pipe_run *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Reports the first failure only: what follows from it (our own aborts) is no news. */
+static void stream_fail(struct pipe_run *p, const char *fmt, ...)
+{
+    if (p->failed)
+        return;
+    p->failed = 1;
+    va_list ap;
+    fprintf(stderr, "yodel send: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static uint64_t moved(const struct pipe_run *p)
+{
+    return p->sent - (p->server != NULL ? yd_conn_write_queued(p->server) : 0);
+}
+
+/* Is anything owed to us: bytes to send, an echo, or the server's close after our EOF? */
+static int waiting(const struct pipe_run *p)
+{
+    if (p->server == NULL)
+        return 0;
+    return yd_conn_write_queued(p->server) > 0 || p->input_done ||
+           (!p->run->no_check && p->echoed < p->sent);
+}
+
+static void start_tick(struct pipe_run *p)
+{
+    if (p->ticking || p->tick == NULL)
+        return;
+    p->ticking = 1;
+    p->seen_moved = moved(p);
+    p->seen_echoed = p->echoed;
+    p->last_progress_ms = yd_loop_now_ms(p->run->loop);
+    yd_timer_start(p->tick, TICK_MS, TICK_MS);
+}
+
+static void stop_input(struct pipe_run *p)
+{
+    if (p->input != NULL) {
+        p->input_closing = 1;
+        yd_conn_abort(p->input);
+    }
+}
+
+/* Ends the exchange at once: the failure is reported, the rest is our own doing. */
+static void stream_abort(struct pipe_run *p)
+{
+    p->failed = 1;
+    stop_input(p);
+    if (p->server != NULL)
+        yd_conn_abort(p->server);
+}
 
 static void input_finished(struct pipe_run *p)
 {
     p->input_done = 1;
-    yd_conn_shutdown(p->server);
-    yd_timer_start(p->timer, p->run->timeout_ms, 0);
+    if (p->server != NULL)
+        yd_conn_shutdown(p->server);
+    start_tick(p);
 }
 
-/* A regular file never blocks: read it as fast as the server's queue allows. */
+static int write_server(struct pipe_run *p, const char *data, size_t len)
+{
+    int err = yd_conn_write(p->server, data, len);
+    if (err < 0) {
+        stream_fail(p, "cannot send to %s: %s", p->run->addr, yd_strerror(err));
+        stream_abort(p);
+        return err;
+    }
+    p->sent += len;
+    start_tick(p);
+    return 0;
+}
+
+/* A regular file never blocks: read it whenever the queue is empty. */
 static void pump_file(struct pipe_run *p)
 {
-    static char buf[64 * 1024];
-    while (!p->input_done && yd_conn_write_queued(p->server) < YD_HIGH_WATERMARK) {
+    static char buf[STREAM_CHUNK];
+    while (!p->failed && !p->input_done && p->server != NULL &&
+           yd_conn_write_queued(p->server) == 0) {
         ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            fprintf(stderr, "yodel send: reading standard input: %s\n", strerror(errno));
-        if (n <= 0) {
+        if (n < 0) {
+            stream_fail(p, "reading standard input: %s", strerror(errno));
+            stream_abort(p);
+            return;
+        }
+        if (n == 0) {
             input_finished(p);
             return;
         }
-        if (yd_conn_write(p->server, buf, (size_t)n) < 0)
+        if (write_server(p, buf, (size_t)n) < 0)
             return;
+    }
+}
+
+/* Sends more input if the write queue is empty. */
+static void push(struct pipe_run *p)
+{
+    if (p->failed || p->input_done || p->server == NULL || yd_conn_write_queued(p->server) > 0)
+        return;
+    if (p->file) {
+        pump_file(p);
+    } else if (p->input_paused && p->input != NULL) {
+        p->input_paused = 0;
+        yd_conn_resume_reading(p->input);
+    }
+}
+
+static void on_tick(yd_timer *timer, void *data)
+{
+    struct pipe_run *p = data;
+    uint64_t now = yd_loop_now_ms(p->run->loop);
+    if (moved(p) != p->seen_moved || p->echoed != p->seen_echoed) {
+        p->seen_moved = moved(p);
+        p->seen_echoed = p->echoed;
+        p->last_progress_ms = now;
+    }
+    push(p);
+    if (!waiting(p)) {
+        /* Waiting for input only (a terminal, a quiet pipe): no timeout applies. */
+        yd_timer_stop(timer);
+        p->ticking = 0;
+        return;
+    }
+    if (now - p->last_progress_ms >= p->run->timeout_ms) {
+        stream_fail(p,
+                    "timed out: nothing moved to or from %s for %llu ms (%llu bytes sent, "
+                    "%llu came back)",
+                    p->run->addr, (unsigned long long)p->run->timeout_ms,
+                    (unsigned long long)moved(p), (unsigned long long)p->echoed);
+        stream_abort(p);
     }
 }
 
 static void input_data(yd_conn *conn, const char *data, size_t len)
 {
     struct pipe_run *p = yd_conn_data(conn);
-    yd_conn_write(p->server, data, len);
-    if (yd_conn_write_queued(p->server) > YD_HIGH_WATERMARK)
-        yd_conn_pause_reading(conn); /* the server is slower than our input: wait for it */
+    if (p->server == NULL || write_server(p, data, len) < 0)
+        return;
+    if (yd_conn_write_queued(p->server) > 0) {
+        /* The kernel is full: no more until the queue is empty (one read is at most
+         * STREAM_CHUNK bytes, so the queue stays at or below the high watermark). */
+        p->input_paused = 1;
+        yd_conn_pause_reading(conn);
+    }
 }
 
 static void input_eof(yd_conn *conn)
 {
     struct pipe_run *p = yd_conn_data(conn);
+    p->input_closing = 1;
     yd_conn_close(conn);
     input_finished(p);
 }
@@ -329,9 +821,9 @@ static void input_close(yd_conn *conn, int status)
 {
     struct pipe_run *p = yd_conn_data(conn);
     p->input = NULL;
-    if (status < 0 && !p->input_done) {
-        fprintf(stderr, "yodel send: reading standard input: %s\n", yd_strerror(status));
-        input_finished(p);
+    if (status < 0 && !p->input_closing) {
+        stream_fail(p, "reading standard input: %s", yd_strerror(status));
+        stream_abort(p);
     }
 }
 
@@ -346,88 +838,109 @@ static void start_input(struct pipe_run *p)
     struct stat st;
     if (fstat(STDIN_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)) &&
         !isatty(STDIN_FILENO)) {
-        pump_file(p); /* files and /dev/null cannot be polled */
+        p->file = 1; /* files and /dev/null cannot be polled */
+        pump_file(p);
         return;
     }
     int err = yd_conn_open_fd(p->run->loop, STDIN_FILENO, &input_protocol, p, &p->input);
     if (err < 0) {
-        fprintf(stderr, "yodel send: cannot read standard input: %s\n", yd_strerror(err));
-        p->failed = 1;
-        input_finished(p);
+        stream_fail(p, "cannot read standard input: %s", yd_strerror(err));
+        stream_abort(p);
     }
 }
 
 static void server_connect(yd_conn *conn)
 {
-    start_input(yd_conn_data(conn));
+    struct pipe_run *p = yd_conn_data(conn);
+    p->connected = 1;
+    start_input(p);
 }
 
 static void server_data(yd_conn *conn, const char *data, size_t len)
 {
     struct pipe_run *p = yd_conn_data(conn);
+    p->echoed += len;
     if (fwrite(data, 1, len, stdout) != len) {
-        fprintf(stderr, "yodel send: writing standard output: %s\n", strerror(errno));
-        p->failed = 1;
-        yd_conn_abort(conn);
+        stdout_error(p->run);
+        stream_abort(p);
+        return;
     }
+    push(p); /* an echo came back: the queue may have room again */
 }
 
-static void server_drain(yd_conn *conn)
+/*
+ * The server half-closed. Fine once our input is all sent and (unless --no-check) all of it
+ * came back; before that, what was not echoed is lost.
+ */
+static void server_eof(yd_conn *conn)
 {
     struct pipe_run *p = yd_conn_data(conn);
-    if (p->input != NULL)
-        yd_conn_resume_reading(p->input);
-    else if (!p->input_done)
-        pump_file(p);
+    const char *addr = p->run->addr;
+    unsigned long long sent = moved(p), echoed = p->echoed;
+    p->eof = 1;
+    if (!p->input_done) {
+        stream_fail(p,
+                    "%s closed the connection before the end of the input (%llu bytes sent, "
+                    "%llu came back)",
+                    addr, sent, echoed);
+        stop_input(p);
+    } else if (!p->run->no_check && echoed < p->sent) {
+        stream_fail(p, "%s closed the connection after echoing %llu of %llu bytes", addr, echoed,
+                    (unsigned long long)p->sent);
+    } else if (!p->run->no_check && echoed > p->sent) {
+        stream_fail(p, "%s sent back %llu bytes for the %llu sent", addr, echoed,
+                    (unsigned long long)p->sent);
+    }
+    yd_conn_close(conn);
 }
 
 static void server_close(yd_conn *conn, int status)
 {
     struct pipe_run *p = yd_conn_data(conn);
-    fflush(stdout);
-    if (status < 0) {
-        fprintf(stderr, "yodel send: %s: %s\n", p->run->addr, yd_strerror(status));
-        p->failed = 1;
+    p->server = NULL;
+    if (status < 0 && !p->failed) {
+        if (!p->connected)
+            stream_fail(p, "cannot connect to %s: %s", p->run->addr, yd_strerror(status));
+        else
+            stream_fail(p, "%s: %s%s (%llu bytes sent, %llu came back)", p->run->addr,
+                        yd_strerror(status), p->input_done ? "" : " before the end of the input",
+                        (unsigned long long)p->sent, (unsigned long long)p->echoed);
     }
-    if (p->input != NULL)
-        yd_conn_abort(p->input);
-    yd_timer_free(p->timer);
+    stop_input(p);
+    yd_timer_free(p->tick);
+    p->tick = NULL;
 }
 
 static const yd_protocol server_protocol = {
     .on_connect = server_connect,
     .on_data = server_data,
-    .on_drain = server_drain,
+    .on_eof = server_eof,
     .on_close = server_close,
 };
-
-static void pipe_timeout(yd_timer *timer, void *data)
-{
-    (void)timer;
-    struct pipe_run *p = data;
-    fprintf(stderr, "yodel send: timed out waiting for %s to finish echoing\n", p->run->addr);
-    p->failed = 1;
-    yd_conn_abort(p->server);
-}
 
 static int send_stdin(struct run *run)
 {
     struct pipe_run p = {.run = run};
-    if (yd_timer_new(run->loop, pipe_timeout, &p, &p.timer) < 0)
+    if (yd_timer_new(run->loop, on_tick, &p, &p.tick) < 0) {
+        fprintf(stderr, "yodel send: out of memory\n");
         return EXIT_RUNTIME;
+    }
     int err = yd_conn_connect(run->loop, run->addr, &server_protocol, &p, &p.server);
     if (err < 0) {
         fprintf(stderr, "yodel send: cannot connect to %s: %s\n", run->addr, yd_strerror(err));
-        yd_timer_free(p.timer);
+        yd_timer_free(p.tick);
         return EXIT_RUNTIME;
     }
     yd_loop_run(run->loop);
-    return p.failed ? EXIT_RUNTIME : EXIT_OK;
+    free_loop(run); /* anything still open closes now, while p exists */
+    if (fflush(stdout) != 0)
+        stdout_error(run);
+    return p.failed || run->stdout_failed ? EXIT_RUNTIME : EXIT_OK;
 }
 
 /* ---- Options ------------------------------------------------------------------------------ */
 
-enum { OPT_PARTS = 256, OPT_UDP, OPT_TIMEOUT, OPT_RETRIES };
+enum { OPT_PARTS = 256, OPT_UDP, OPT_TIMEOUT, OPT_RETRIES, OPT_EXPECT, OPT_NO_CHECK };
 
 static const struct option longopts[] = {
     {"connect", required_argument, NULL, 'c'},
@@ -436,6 +949,8 @@ static const struct option longopts[] = {
     {"udp", no_argument, NULL, OPT_UDP},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"retries", required_argument, NULL, OPT_RETRIES},
+    {"expect", required_argument, NULL, OPT_EXPECT},
+    {"no-check", no_argument, NULL, OPT_NO_CHECK},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -466,6 +981,14 @@ static void parse_args(struct run *run, int argc, char **argv)
         case OPT_RETRIES:
             run->retries = (int)opt_long("send", "--retries", optarg, 1, 1000);
             break;
+        case OPT_EXPECT:
+            if (strchr(optarg, '\n') != NULL)
+                usage_error("send", "--expect: the reply is one line: no newline in TEXT");
+            run->expect = optarg;
+            break;
+        case OPT_NO_CHECK:
+            run->no_check = 1;
+            break;
         case 'q':
             run->quiet = 1;
             break;
@@ -478,6 +1001,8 @@ static void parse_args(struct run *run, int argc, char **argv)
     run->nmessages = argc - optind;
     if (run->nmessages == 0)
         usage_error("send", "no MESSAGE given (use '-' for standard input)");
+    if (run->expect != NULL && run->no_check)
+        usage_error("send", "--expect and --no-check: choose one");
     for (int i = 0; i < run->nmessages; i++)
         if (strchr(run->messages[i], '\n') != NULL)
             usage_error("send", "MESSAGE %d contains a newline: each message is one line", i + 1);
@@ -500,6 +1025,38 @@ static const char *resolve_transport(struct run *run)
     return buf;
 }
 
+/*
+ * UDP: each line must fit in one datagram. The limit depends on the family: known here for an
+ * address literal; for a name, what fits neither family is refused here and the kernel says
+ * the rest (EMSGSIZE) when sending.
+ */
+static void check_datagram_sizes(const struct run *run)
+{
+    yd_addr a;
+    unsigned char bin[16];
+    yd_addr_parse(run->addr, &a);
+    int v4 = inet_pton(AF_INET, a.host, bin) == 1;
+    int v6 = inet_pton(AF_INET6, a.host, bin) == 1;
+    size_t limit = v4 ? UDP_MAX_IPV4 : UDP_MAX_IPV6;
+    char from[32] = "";
+    if (run->clients > 1)
+        snprintf(from, sizeof from, " from %d", run->clients - 1);
+    for (int i = 0; i < run->nmessages; i++) {
+        size_t len = strlen(run->messages[i]) + strlen(from) + 1;
+        if (len <= limit)
+            continue;
+        if (v4 || v6)
+            usage_error("send",
+                        "--udp: MESSAGE %d is %zu bytes as a line, more than the %zu bytes of a "
+                        "UDP datagram over %s",
+                        i + 1, len, limit, v4 ? "IPv4" : "IPv6");
+        usage_error("send",
+                    "--udp: MESSAGE %d is %zu bytes as a line, more than a UDP datagram holds "
+                    "(%u bytes over IPv4, %u over IPv6)",
+                    i + 1, len, UDP_MAX_IPV4, UDP_MAX_IPV6);
+    }
+}
+
 int cmd_send(int argc, char **argv)
 {
     struct run run = {.addr = "127.0.0.1:8888", .clients = 1, .timeout_ms = 5000, .retries = 3};
@@ -508,14 +1065,21 @@ int cmd_send(int argc, char **argv)
     int streaming = run.nmessages == 1 && strcmp(run.messages[0], "-") == 0;
     if (streaming && (run.clients > 1 || run.parts || run.udp))
         usage_error("send", "'-' streams one connection: not with -n, --parts or --udp");
+    if (streaming && run.expect != NULL)
+        usage_error("send", "--expect: not with '-' (a stream is not cut into messages)");
     if (run.parts && run.udp)
         usage_error("send", "--parts needs a stream: not with --udp");
+    if (run.udp)
+        check_datagram_sizes(&run);
     signal(SIGPIPE, SIG_IGN);
     if (yd_loop_new(&run.loop) < 0) {
         fprintf(stderr, "yodel send: out of memory\n");
         return EXIT_RUNTIME;
     }
     int status = streaming ? send_stdin(&run) : send_messages(&run);
-    yd_loop_free(run.loop);
-    return status;
+    free_loop(&run);
+    /* Replies still in stdio's buffer are replies too: a failed last flush is a failure. */
+    if (fflush(stdout) != 0)
+        stdout_error(&run);
+    return run.stdout_failed ? EXIT_RUNTIME : status;
 }
