@@ -1,6 +1,11 @@
 /*
- * udp_client - the tutorials' EchoClientProtocol for datagrams: one datagram out, one back.
- * Datagrams get lost, so a timer gives up after two seconds. Exits 0 only on a matching echo.
+ * udp_client - the Python docs' UDP EchoClientProtocol ("Transports and Protocols", UDP Echo
+ * Client): send one datagram, print the one that comes back, close. It teaches a connected
+ * udp:// connection (each write one datagram, each datagram one on_data) and, since datagrams
+ * get lost where the docs' client would wait forever, a timer that gives up after two seconds.
+ * Exits 0 only if the reply is the message.
+ *
+ * Test with: ./udp_server &  then  ./udp_client  (or against the docs' UDP server)
  *
  *   ./udp_client [ADDR]         default udp://127.0.0.1:9999
  */
@@ -23,25 +28,30 @@ static void on_timeout(yd_timer *timer, void *conn)
 
 static void on_connect(yd_conn *conn)
 {
-    printf("send: '%s'\n", message);
-    yd_conn_write(conn, message, strlen(message)); /* one write, one datagram */
-    yd_timer_start(timeout, TIMEOUT_MS, 0);
+    int err;
+    printf("Send: %s\n", message);
+    if ((err = yd_conn_write(conn, message, strlen(message))) < 0 || /* one datagram */
+        (err = yd_timer_start(timeout, TIMEOUT_MS, 0)) < 0) {
+        fprintf(stderr, "udp_client: %s\n", yd_strerror(err));
+        yd_conn_close(conn);
+    }
 }
 
 static void on_data(yd_conn *conn, const char *data, size_t len)
 {
-    printf("received: '%.*s'\n", (int)len, data);
+    printf("Received: %.*s\nClose the socket\n", (int)len, data);
     echoed = len == strlen(message) && memcmp(data, message, len) == 0;
     yd_conn_close(conn);
 }
 
+/* Also the end of an unreachable server: status -ECONNREFUSED (the docs' error_received). */
 static void on_close(yd_conn *conn, int status)
 {
     (void)conn;
     if (status < 0)
         fprintf(stderr, "udp_client: %s\n", yd_strerror(status));
-    if (timeout != NULL)
-        yd_timer_free(timeout); /* nothing left to wait for: the loop ends */
+    printf("Connection closed\n");
+    yd_timer_free(timeout); /* nothing left to wait for: the loop ends */
 }
 
 int main(int argc, char **argv)
@@ -53,13 +63,14 @@ int main(int argc, char **argv)
     yd_conn *conn;
     int err;
 
-    if ((err = yd_loop_new(&loop)) < 0)
-        return 1;
-    if ((err = yd_conn_connect(loop, addr, &client, NULL, &conn)) < 0 ||
-        (err = yd_timer_new(loop, on_timeout, conn, &timeout)) < 0)
+    if ((err = yd_loop_new(&loop)) < 0 ||
+        (err = yd_conn_connect(loop, addr, &client, NULL, &conn)) < 0 ||
+        (err = yd_timer_new(loop, on_timeout, conn, &timeout)) < 0) { /* before on_connect */
         fprintf(stderr, "udp_client: %s: %s\n", addr, yd_strerror(err));
-    else
-        err = yd_loop_run(loop);
-    yd_loop_free(loop);
+        return 1;
+    }
+    err = yd_loop_run(loop);
+    if (yd_loop_free(loop) < 0)
+        err = -1;
     return err < 0 || !echoed;
 }

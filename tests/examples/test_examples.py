@@ -8,12 +8,14 @@ a deadline. The paths of the example binaries come from CMake as $EXAMPLE_<NAME>
     python3 test_examples.py [TestClass[.test_name] ...]
 """
 
+import ast
 import asyncio
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -57,13 +59,13 @@ def free_port(kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
-class Server:
-    """An example server process; its stdout and stderr are collected by reader threads."""
+class Process:
+    """A child process whose stdout and stderr reader threads collect as text."""
 
-    def __init__(self, name, *args):
+    def __init__(self, name, argv):
         self.name = name
         self.proc = subprocess.Popen(
-            [binary(name), *args],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -77,14 +79,6 @@ class Server:
         ]
         for reader in self.readers:
             reader.start()
-        try:
-            match = self.wait_for("stdout", LISTEN_RE, START_TIMEOUT)
-        except AssertionError:
-            self.kill()
-            raise
-        self.address = match.group(1)  # e.g. tcp://127.0.0.1:40123, as the server printed it
-        self.host = match.group(3)
-        self.port = int(match.group(4))
 
     def _read(self, stream, key):
         for line in stream:
@@ -129,7 +123,7 @@ class Server:
             return "--- stdout\n%s--- stderr\n%s" % (self.output["stdout"], self.output["stderr"])
 
     def stop(self, signum=signal.SIGTERM):
-        """Signals the server and returns its exit status once it has exited."""
+        """Signals the process and returns its exit status once it has exited."""
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
         try:
@@ -148,6 +142,523 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        for reader in self.readers:
+            reader.join(IO_TIMEOUT)  # the pipes end with the process
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+class Server(Process):
+    """An example server: started, then its "listening on" line read for its address."""
+
+    def __init__(self, name, *args):
+        super().__init__(name, [binary(name), *args])
+        try:
+            match = self.wait_for("stdout", LISTEN_RE, START_TIMEOUT)
+        except AssertionError:
+            self.kill()
+            raise
+        self.address = match.group(1)  # e.g. tcp://127.0.0.1:40123, as the server printed it
+        self.host = match.group(3)
+        self.port = int(match.group(4))
+
+
+def bound_port(pid, kind, timeout=START_TIMEOUT):
+    """The IPv4 port a process listens on (TCP) or has bound (UDP), read from /proc: so a
+    tutorial server binds port 0 as written and prints nothing it did not print."""
+    table, state = ("tcp", "0A") if kind == socket.SOCK_STREAM else ("udp", None)
+    deadline = time.monotonic() + timeout
+    while True:
+        inodes = set()
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:  # closed since listdir
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:[") : -1])
+        with open("/proc/%d/net/%s" % (pid, table)) as sockets:
+            for row in list(sockets)[1:]:
+                fields = row.split()  # sl local_address rem_address st ... inode
+                if fields[9] in inodes and (state is None or fields[3] == state):
+                    return int(fields[1].split(":")[1], 16)
+        if time.monotonic() > deadline:
+            raise AssertionError("pid %d bound no %s port within %.0f s" % (pid, table, timeout))
+        time.sleep(0.02)  # polled: the program binds when its loop gets there
+
+
+def at_port(program, tutorial_port, port):
+    """The tutorial's program with only its port changed."""
+    assert program.count(str(tutorial_port)) == 1, "the port must appear once"
+    return program.replace(str(tutorial_port), str(port))
+
+
+class TutorialServer(Process):
+    """A tutorial's Python server, run as written but on port 0; the port is read from /proc."""
+
+    def __init__(self, name, program, tutorial_port, kind=socket.SOCK_STREAM):
+        code = at_port(program, tutorial_port, 0)
+        super().__init__(name, [sys.executable, "-u", "-c", code])
+        try:
+            self.port = bound_port(self.proc.pid, kind)
+        except AssertionError:
+            self.kill()
+            raise AssertionError("%s did not start\n%s" % (name, self.text()))
+
+
+def run_tutorial_client(program, tutorial_port, port, timeout=IO_TIMEOUT):
+    """Runs a tutorial's Python client against `port` to its end; a hang is a failure."""
+    code = at_port(program, tutorial_port, port)
+    try:
+        return subprocess.run(
+            [sys.executable, "-u", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as hung:  # run() has killed it
+        raise AssertionError(
+            "the tutorial's client did not finish within %.0f s\n--- stdout\n%s--- stderr\n%s"
+            % (timeout, hung.stdout, hung.stderr)
+        )
+
+
+# ---- The tutorials' Python programs --------------------------------------------------------
+# Each as its tutorial shows it: the same calls in the same order, the same output; only the
+# address is the example's (the test replaces the tutorial's port). PyMOTW's programs predate
+# asyncio.run and pass loop= arguments that Python 3.10 removed: they are written here with
+# asyncio.run and gather, their coroutines and protocols unchanged.
+
+# Python docs, asyncio "Streams": TCP echo client using streams.
+DOCS_TCP_ECHO_CLIENT = r"""
+import asyncio
+
+async def tcp_echo_client(message):
+    reader, writer = await asyncio.open_connection(
+        '127.0.0.1', 8888)
+
+    print(f'Send: {message!r}')
+    writer.write(message.encode())
+    await writer.drain()
+
+    data = await reader.read(100)
+    print(f'Received: {data.decode()!r}')
+
+    print('Close the connection')
+    writer.close()
+    await writer.wait_closed()
+
+asyncio.run(tcp_echo_client('Hello World!'))
+"""
+
+# Python docs, asyncio "Streams": TCP echo server using streams.
+DOCS_TCP_ECHO_SERVER = r"""
+import asyncio
+
+async def handle_echo(reader, writer):
+    data = await reader.read(100)
+    message = data.decode()
+    addr = writer.get_extra_info('peername')
+
+    print(f"Received {message!r} from {addr!r}")
+
+    print(f"Send: {message!r}")
+    writer.write(data)
+    await writer.drain()
+
+    print("Close the connection")
+    writer.close()
+    await writer.wait_closed()
+
+async def main():
+    server = await asyncio.start_server(
+        handle_echo, '127.0.0.1', 8888)
+
+    addrs = ', '.join(str(sock.getsockname()) for sock in server.sockets)
+    print(f'Serving on {addrs}')
+
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+# Python docs, asyncio "Transports and Protocols": TCP Echo Server.
+DOCS_PROTOCOL_SERVER = r"""
+import asyncio
+
+
+class EchoServerProtocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        peername = transport.get_extra_info('peername')
+        print('Connection from {}'.format(peername))
+        self.transport = transport
+
+    def data_received(self, data):
+        message = data.decode()
+        print('Data received: {!r}'.format(message))
+
+        print('Send: {!r}'.format(message))
+        self.transport.write(data)
+
+        print('Close the client socket')
+        self.transport.close()
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+
+    server = await loop.create_server(
+        lambda: EchoServerProtocol(),
+        '127.0.0.1', 8888)
+
+    async with server:
+        await server.serve_forever()
+
+
+asyncio.run(main())
+"""
+
+# Python docs, asyncio "Transports and Protocols": TCP Echo Client.
+DOCS_PROTOCOL_CLIENT = r"""
+import asyncio
+
+
+class EchoClientProtocol(asyncio.Protocol):
+    def __init__(self, message, on_con_lost):
+        self.message = message
+        self.on_con_lost = on_con_lost
+
+    def connection_made(self, transport):
+        transport.write(self.message.encode())
+        print('Data sent: {!r}'.format(self.message))
+
+    def data_received(self, data):
+        print('Data received: {!r}'.format(data.decode()))
+
+    def connection_lost(self, exc):
+        print('The server closed the connection')
+        self.on_con_lost.set_result(True)
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+
+    on_con_lost = loop.create_future()
+    message = 'Hello World!'
+
+    transport, protocol = await loop.create_connection(
+        lambda: EchoClientProtocol(message, on_con_lost),
+        '127.0.0.1', 8888)
+
+    try:
+        await on_con_lost
+    finally:
+        transport.close()
+
+
+asyncio.run(main())
+"""
+
+# Python docs, asyncio "Transports and Protocols": UDP Echo Server.
+DOCS_UDP_SERVER = r"""
+import asyncio
+
+
+class EchoServerProtocol:
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        message = data.decode()
+        print('Received %r from %s' % (message, addr))
+        print('Send %r to %s' % (message, addr))
+        self.transport.sendto(data, addr)
+
+
+async def main():
+    print("Starting UDP server")
+
+    loop = asyncio.get_running_loop()
+
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: EchoServerProtocol(),
+        local_addr=('127.0.0.1', 9999))
+
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        transport.close()
+
+
+asyncio.run(main())
+"""
+
+# Python docs, asyncio "Transports and Protocols": UDP Echo Client.
+DOCS_UDP_CLIENT = r"""
+import asyncio
+
+
+class EchoClientProtocol:
+    def __init__(self, message, on_con_lost):
+        self.message = message
+        self.transport = None
+        self.on_con_lost = on_con_lost
+
+    def connection_made(self, transport):
+        self.transport = transport
+        print('Send:', self.message)
+        self.transport.sendto(self.message.encode())
+
+    def datagram_received(self, data, addr):
+        print("Received:", data.decode())
+
+        print("Close the socket")
+        self.transport.close()
+
+    def error_received(self, exc):
+        print('Error received:', exc)
+
+    def connection_lost(self, exc):
+        print("Connection closed")
+        self.on_con_lost.set_result(True)
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+
+    on_con_lost = loop.create_future()
+    message = "Hello World!"
+
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: EchoClientProtocol(message, on_con_lost),
+        remote_addr=('127.0.0.1', 9999))
+
+    try:
+        await on_con_lost
+    finally:
+        transport.close()
+
+
+asyncio.run(main())
+"""
+
+# PyMOTW-3 asyncio: echo server with coroutines (reader.read(128) until EOF).
+PYMOTW_COROUTINE_SERVER = r"""
+import asyncio
+import logging
+import sys
+
+
+async def echo(reader, writer):
+    address = writer.get_extra_info('peername')
+    log = logging.getLogger('echo_{}_{}'.format(*address))
+    log.debug('connection accepted')
+    while True:
+        data = await reader.read(128)
+        if data:
+            log.debug('received {!r}'.format(data))
+            writer.write(data)
+            await writer.drain()
+            log.debug('sent {!r}'.format(data))
+        else:
+            log.debug('closing')
+            writer.close()
+            return
+
+
+logging.basicConfig(level=logging.DEBUG, format='%(name)s: %(message)s', stream=sys.stderr)
+
+
+async def main():
+    server = await asyncio.start_server(echo, '127.0.0.1', 10000)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+# PyMOTW-3 asyncio: echo client with coroutines (three parts, write_eof, read until EOF),
+# two clients at once.
+PYMOTW_COROUTINE_CLIENT = r"""
+import asyncio
+import sys
+
+
+async def echo_client(server_address, messages, num):
+
+    def report(text):
+        print('{}: {}'.format(num, text), file=sys.stderr)
+
+    report('connecting to {} port {}'.format(*server_address))
+    reader, writer = await asyncio.open_connection(*server_address)
+
+    for msg in messages:
+        writer.write(msg)
+        report('sending {!r}'.format(msg))
+    writer.write_eof()
+    await writer.drain()
+
+    report('waiting for response')
+    while True:
+        data = await reader.read(128)
+        if data:
+            report('received {!r}'.format(data))
+        else:
+            report('closing')
+            writer.close()
+            return
+
+
+messages = [
+    b'This is the message. ',
+    b'It will be sent ',
+    b'in parts.',
+]
+server_address = ('127.0.0.1', 10000)
+
+
+async def main():
+    await asyncio.gather(*(echo_client(server_address, messages, i) for i in range(1, 3)))
+
+asyncio.run(main())
+"""
+
+# PyMOTW-3 asyncio: echo server with a Protocol class (echo; at EOF write_eof, then close).
+PYMOTW_PROTOCOL_SERVER = r"""
+import asyncio
+import logging
+import sys
+
+
+class EchoServer(asyncio.Protocol):
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.address = transport.get_extra_info('peername')
+        self.log = logging.getLogger('EchoServer_{}_{}'.format(*self.address))
+        self.log.debug('connection accepted')
+
+    def data_received(self, data):
+        self.log.debug('received {!r}'.format(data))
+        self.transport.write(data)
+        self.log.debug('sent {!r}'.format(data))
+
+    def eof_received(self):
+        self.log.debug('received EOF')
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def connection_lost(self, error):
+        if error:
+            self.log.error('ERROR: {}'.format(error))
+        else:
+            self.log.debug('closing')
+        super().connection_lost(error)
+
+
+logging.basicConfig(level=logging.DEBUG, format='%(name)s: %(message)s', stream=sys.stderr)
+
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(EchoServer, '127.0.0.1', 10000)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+# PyMOTW-3 asyncio: echo client with a Protocol class, two clients at once.
+PYMOTW_PROTOCOL_CLIENT = r"""
+import asyncio
+import functools
+import sys
+
+
+class EchoClient(asyncio.Protocol):
+
+    def __init__(self, messages, future, num):
+        self.messages = messages
+        self.f = future
+        self.num = num
+
+    def report(self, text):
+        print('{}: {}'.format(self.num, text), file=sys.stderr)
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.address = transport.get_extra_info('peername')
+        self.report('connecting to {} port {}'.format(*self.address))
+        for msg in self.messages:
+            transport.write(msg)
+            self.report('sending {!r}'.format(msg))
+        if transport.can_write_eof():
+            transport.write_eof()
+
+    def data_received(self, data):
+        self.report('received {!r}'.format(data))
+
+    def eof_received(self):
+        self.report('received EOF')
+        self.transport.close()
+
+    def connection_lost(self, exc):
+        self.report('server closed connection')
+        self.transport.close()
+        if not self.f.done():
+            self.f.set_result(True)
+
+
+messages = [
+    b'This is the message. ',
+    b'It will be sent ',
+    b'in parts.',
+]
+server_address = ('127.0.0.1', 10000)
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    done = []
+    for i in range(1, 3):
+        f = loop.create_future()
+        await loop.create_connection(
+            functools.partial(EchoClient, messages, f, i), *server_address)
+        done.append(f)
+    await asyncio.gather(*done)
+
+asyncio.run(main())
+"""
+
+# The tutorials' blocking client, in threads: connect, send a line, read the reply, close.
+BLOCKING_CLIENTS_IN_THREADS = r"""
+import socket
+import threading
+
+
+def client(n):
+    with socket.create_connection(('127.0.0.1', 8888)) as sock:
+        sock.sendall('Hello from thread {}\n'.format(n).encode())
+        print(sock.recv(100).decode(), end='', flush=True)
+
+
+threads = [threading.Thread(target=client, args=(n,)) for n in range(5)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+PYMOTW_MESSAGE = b"This is the message. It will be sent in parts."
+
+
+def pymotw_replies(stderr):
+    """What each of PyMOTW's two clients logged as received, joined, by client number."""
+    replies = {}
+    for num, data in re.findall(r"^(\d): received (b'.*')$", stderr, re.M):
+        replies[num] = replies.get(num, b"") + ast.literal_eval(data)
+    return replies
 
 
 class ExampleTest(unittest.TestCase):
@@ -160,6 +671,11 @@ class ExampleTest(unittest.TestCase):
         status = server.stop(signum)
         why = "%s exited %s after %s\n%s" % (server.name, status, signum, server.text())
         self.assertEqual(status, 0, why)
+
+    def start_tutorial(self, name, program, tutorial_port, kind=socket.SOCK_STREAM):
+        server = TutorialServer(name, program, tutorial_port, kind)
+        self.addCleanup(server.kill)
+        return server
 
     def run_async(self, coroutine):
         return asyncio.run(asyncio.wait_for(coroutine, IO_TIMEOUT))
@@ -181,9 +697,41 @@ class TestEchoServer(ExampleTest):
         server = self.start("echo_server", "127.0.0.1:0")
         client = run_client("echo_client", server.address)
         self.assertEqual(client.returncode, 0, describe(client))
-        self.assertIn("received: Hello There\n", client.stdout)
-        server.wait_for("stderr", r"received 'Hello There' from 127\.0\.0\.1:\d+")
-        server.wait_for("stderr", r"send 'Hello There' to 127\.0\.0\.1:\d+")
+        self.assertIn("Send: 'Hello There'\nReceived: 'Hello There'\n", client.stdout)
+        server.wait_for("stderr", r"Received 'Hello There' from 127\.0\.0\.1:\d+")
+        server.wait_for("stderr", r"Send: 'Hello There'\nClose the connection")
+        self.assert_stops_cleanly(server)
+
+    def test_echo_server_answers_the_docs_tcp_echo_client_without_a_newline(self):
+        server = self.start("echo_server", "127.0.0.1:0")
+        client = run_tutorial_client(DOCS_TCP_ECHO_CLIENT, 8888, server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertEqual(
+            client.stdout,
+            "Send: 'Hello World!'\nReceived: 'Hello World!'\nClose the connection\n",
+        )
+        server.wait_for("stderr", r"Received 'Hello World!' from 127\.0\.0\.1:\d+")
+        self.assert_stops_cleanly(server)
+
+    def test_echo_client_gets_its_line_back_from_the_docs_handle_echo(self):
+        server = self.start_tutorial("handle_echo", DOCS_TCP_ECHO_SERVER, 8888)
+        client = run_client("echo_client", "127.0.0.1:%d" % server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertIn("Received: 'Hello There'\n", client.stdout)
+        server.wait_for("stdout", r"Received 'Hello There\\n' from \('127\.0\.0\.1', \d+\)")
+
+    def test_ten_clients_get_their_own_lines_back_from_the_docs_handle_echo(self):
+        server = self.start_tutorial("handle_echo", DOCS_TCP_ECHO_SERVER, 8888)
+        client = run_client("ten_clients", "127.0.0.1:%d" % server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertIn("10 of 10 clients got their own message back", client.stdout)
+
+    def test_echo_server_answers_the_tutorials_blocking_clients_in_threads(self):
+        server = self.start("echo_server", "127.0.0.1:0")
+        client = run_tutorial_client(BLOCKING_CLIENTS_IN_THREADS, 8888, server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        replies = sorted(client.stdout.splitlines())
+        self.assertEqual(replies, ["Hello from thread %d" % n for n in range(5)])
         self.assert_stops_cleanly(server)
 
     def test_delay_does_not_block_other_clients(self):
@@ -231,7 +779,7 @@ class TestEchoServer(ExampleTest):
         server = self.start("echo_server", "127.0.0.1:0")
         with socket.create_connection((server.host, server.port), timeout=IO_TIMEOUT) as sock:
             sock.sendall(b"never answered\n")
-            server.wait_for("stderr", r"received 'never answered' from")
+            server.wait_for("stderr", r"Received 'never answered' from")
             # The reply's timer is pending and the connection open: both must be freed.
             self.assert_stops_cleanly(server, signal.SIGINT)
 
@@ -245,10 +793,41 @@ class TestStreamServer(ExampleTest):
         server = self.start("stream_server", "127.0.0.1:0")
         client = run_client("parts_client", server.address)
         self.assertEqual(client.returncode, 0, describe(client))
-        self.assertIn("received: 'This is the message. It will be sent in parts.'", client.stdout)
-        server.wait_for("stderr", r"connection from 127\.0\.0\.1:\d+")
+        whole = "This is the message. It will be sent in parts."
+        self.assertIn("the whole reply: '%s'" % whole, client.stdout)
+        server.wait_for("stderr", r"connection accepted from 127\.0\.0\.1:\d+")
         server.wait_for("stderr", r"EOF")
         self.assert_stops_cleanly(server)
+
+    def test_stream_server_echoes_pymotws_coroutine_clients_until_their_eof(self):
+        server = self.start("stream_server", "127.0.0.1:0")
+        client = run_tutorial_client(PYMOTW_COROUTINE_CLIENT, 10000, server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        replies = pymotw_replies(client.stderr)
+        self.assertEqual(replies, {"1": PYMOTW_MESSAGE, "2": PYMOTW_MESSAGE}, client.stderr)
+        self.assertEqual(client.stderr.count(": closing\n"), 2, client.stderr)
+        self.assert_stops_cleanly(server)
+
+    def test_stream_server_echoes_pymotws_protocol_clients_until_their_eof(self):
+        server = self.start("stream_server", "127.0.0.1:0")
+        client = run_tutorial_client(PYMOTW_PROTOCOL_CLIENT, 10000, server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        replies = pymotw_replies(client.stderr)
+        self.assertEqual(replies, {"1": PYMOTW_MESSAGE, "2": PYMOTW_MESSAGE}, client.stderr)
+        self.assertEqual(client.stderr.count(": received EOF\n"), 2, client.stderr)
+        self.assert_stops_cleanly(server)
+
+    def test_parts_client_gets_the_whole_message_from_pymotws_coroutine_server(self):
+        server = self.start_tutorial("pymotw echo", PYMOTW_COROUTINE_SERVER, 10000)
+        client = run_client("parts_client", "127.0.0.1:%d" % server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        server.wait_for("stderr", r"echo_127\.0\.0\.1_\d+: closing")
+
+    def test_parts_client_gets_the_whole_message_from_pymotws_protocol_server(self):
+        server = self.start_tutorial("pymotw EchoServer", PYMOTW_PROTOCOL_SERVER, 10000)
+        client = run_client("parts_client", "127.0.0.1:%d" % server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        server.wait_for("stderr", r"EchoServer_127\.0\.0\.1_\d+: received EOF")
 
     def test_tutorial_client_reads_until_eof(self):
         server = self.start("stream_server", "127.0.0.1:0")
@@ -263,8 +842,7 @@ class TestStreamServer(ExampleTest):
             writer.close()
             return data
 
-        whole = b"This is the message. It will be sent in parts."
-        self.assertEqual(self.run_async(in_parts()), whole)
+        self.assertEqual(self.run_async(in_parts()), PYMOTW_MESSAGE)
         self.assert_stops_cleanly(server)
 
     def test_megabytes_come_back_whole_through_back_pressure(self):
@@ -306,9 +884,15 @@ class TestThreadedClient(ExampleTest):
         for i in range(4):
             self.assertIn("thread %d: 5 of 5 echoed" % i, client.stdout)
         self.assertIn("20 of 20 replies matched", client.stdout)
-        logged = re.compile(r"received 'thread \d, message \d' from 127\.0\.0\.1:\d+")
+        logged = re.compile(r"Received 'thread \d, message \d' from 127\.0\.0\.1:\d+")
         server.wait_until("stderr", lambda log: len(logged.findall(log)) == 20, "20 logged lines")
         self.assert_stops_cleanly(server)
+
+    def test_threaded_client_gets_every_reply_from_the_docs_handle_echo(self):
+        server = self.start_tutorial("handle_echo", DOCS_TCP_ECHO_SERVER, 8888)
+        client = run_client("threaded_client", "127.0.0.1:%d" % server.port, "4", "5")
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertIn("20 of 20 replies matched", client.stdout)
 
     def test_fails_when_nothing_listens(self):
         client = run_client("threaded_client", "127.0.0.1:%d" % free_port(), "2", "1")
@@ -321,20 +905,40 @@ class TestThreadedClient(ExampleTest):
 
 
 class TestProtocolServer(ExampleTest):
-    def test_protocol_client_sees_every_event_and_the_server_close(self):
+    def test_protocol_client_sees_the_echo_and_the_server_close(self):
         server = self.start("protocol_server", "127.0.0.1:0")
         client = run_client("protocol_client", server.address)
         self.assertEqual(client.returncode, 0, describe(client))
-        self.assertIn("data sent: 'Hello World!'", client.stdout)
-        self.assertIn("data received: 'Hello World!'", client.stdout)
-        self.assertIn("the server closed the connection\n", client.stdout)
-        # The four events, in their order (wait_for fails when they do not all appear).
+        self.assertEqual(
+            client.stdout,
+            "Data sent: 'Hello World!'\nData received: 'Hello World!'\n"
+            "The server closed the connection\n",
+        )
+        # The events, in their order (wait_for fails when they do not all appear).
         server.wait_for(
             "stderr",
-            r"(?s)connection_made: connection from 127\.0\.0\.1:\d+\n"
-            r".*data_received: 'Hello World!'\n.*eof_received.*\n.*connection_lost: closed",
+            r"Connection from 127\.0\.0\.1:\d+\nData received: 'Hello World!'\n"
+            r"Send: 'Hello World!'\nClose the client socket\nconnection_lost: closed\n",
         )
         self.assert_stops_cleanly(server)
+
+    def test_protocol_server_closes_after_first_data_like_the_docs_server(self):
+        server = self.start("protocol_server", "127.0.0.1:0")
+        client = run_tutorial_client(DOCS_PROTOCOL_CLIENT, 8888, server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertEqual(
+            client.stdout,
+            "Data sent: 'Hello World!'\nData received: 'Hello World!'\n"
+            "The server closed the connection\n",
+        )
+        self.assert_stops_cleanly(server)
+
+    def test_protocol_client_reads_until_the_docs_server_closes(self):
+        server = self.start_tutorial("EchoServerProtocol", DOCS_PROTOCOL_SERVER, 8888)
+        client = run_client("protocol_client", "127.0.0.1:%d" % server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertIn("The server closed the connection\n", client.stdout)
+        server.wait_for("stdout", r"Data received: 'Hello World!'\nSend: 'Hello World!'\n")
 
     def test_protocol_client_fails_when_nothing_listens(self):
         client = run_client("protocol_client", "127.0.0.1:%d" % free_port())
@@ -397,9 +1001,28 @@ class TestUdp(ExampleTest):
         self.assertTrue(server.address.startswith("udp://"), server.address)
         client = run_client("udp_client", server.address)
         self.assertEqual(client.returncode, 0, describe(client))
-        self.assertIn("received: 'Hello World!'", client.stdout)
-        server.wait_for("stderr", r"received 'Hello World!' from 127\.0\.0\.1:\d+")
+        self.assertIn("Send: Hello World!\nReceived: Hello World!\n", client.stdout)
+        server.wait_for("stderr", r"Received 'Hello World!' from 127\.0\.0\.1:\d+")
         self.assert_stops_cleanly(server)
+
+    def test_udp_server_answers_the_docs_udp_client(self):
+        server = self.start("udp_server", "udp://127.0.0.1:0")
+        client = run_tutorial_client(DOCS_UDP_CLIENT, 9999, server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertEqual(
+            client.stdout,
+            "Send: Hello World!\nReceived: Hello World!\nClose the socket\nConnection closed\n",
+        )
+        server.wait_for("stderr", r"Send 'Hello World!' to 127\.0\.0\.1:\d+")
+        self.assert_stops_cleanly(server)
+
+    def test_udp_client_gets_its_datagram_back_from_the_docs_udp_server(self):
+        server = self.start_tutorial("UDP EchoServerProtocol", DOCS_UDP_SERVER, 9999,
+                                     socket.SOCK_DGRAM)
+        client = run_client("udp_client", "udp://127.0.0.1:%d" % server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertIn("Received: Hello World!\n", client.stdout)
+        server.wait_for("stdout", r"Received 'Hello World!' from \('127\.0\.0\.1', \d+\)")
 
     def test_each_datagram_returns_to_its_sender_whole(self):
         server = self.start("udp_server", "udp://127.0.0.1:0")
