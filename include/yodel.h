@@ -188,14 +188,16 @@ YD_EXTERN int yd_conn_limit_new(size_t max_conns, yd_conn_limit **out);
 YD_EXTERN void yd_conn_limit_free(yd_conn_limit *limit);
 
 typedef struct yd_server_options {
-    const yd_protocol *protocol; /* required */
-    void *data;                  /* returned by yd_server_data() */
-    yd_stats *stats;             /* counters to update, or NULL */
-    size_t max_conns;            /* 0: unlimited; beyond it, accept and close at once */
-    yd_conn_limit *limit;        /* or NULL; the same, counted across every server using it */
-    uint64_t idle_timeout_ms;    /* 0: none; close a connection silent for this long */
-    int reuseport;               /* YD_REUSEPORT_*: one listening socket per thread */
-    int backlog;                 /* 0: a sensible default (SOMAXCONN) */
+    const yd_protocol *protocol;   /* required */
+    void *data;                    /* returned by yd_server_data() */
+    yd_stats *stats;               /* counters to update, or NULL */
+    size_t max_conns;              /* 0: unlimited; beyond it, accept and close at once */
+    yd_conn_limit *limit;          /* or NULL; the same, counted across every server using it */
+    uint64_t idle_timeout_ms;      /* 0: none; close a connection silent for this long */
+    int reuseport;                 /* YD_REUSEPORT_*: one listening socket per thread */
+    int backlog;                   /* 0: a sensible default (SOMAXCONN) */
+    void (*free_data)(void *data); /* or NULL: called with data when the server is freed
+                                      (not if listening fails: data stays the caller's) */
 } yd_server_options;
 
 /*
@@ -218,10 +220,19 @@ YD_EXTERN int yd_server_listen(yd_loop *loop, const char *addr, const yd_server_
 
 /*
  * Serves an already bound socket (socket activation, inetd): a listening stream
- * socket or a datagram socket. The server owns fd from then on.
+ * socket or a datagram socket. The server owns fd once this returns 0; on failure fd is
+ * still the caller's (as for yd_conn_open_fd and yd_server_serve_fd).
  */
 YD_EXTERN int yd_server_adopt(yd_loop *loop, int fd, const yd_server_options *options,
                               yd_server **out);
+
+/*
+ * Serves one connected stream socket as if a server had accepted it (inetd's descriptor 0):
+ * counted in options->stats, closed after options->idle_timeout_ms of silence, drained by
+ * yd_loop_drain(). The connection owns fd from then on; options->protocol runs it.
+ */
+YD_EXTERN int yd_server_serve_fd(yd_loop *loop, int fd, const yd_server_options *options,
+                                 yd_conn **out);
 
 /* How many sockets the server listens on. */
 YD_EXTERN unsigned yd_server_socket_count(const yd_server *server);
@@ -293,7 +304,7 @@ YD_EXTERN int yd_conn_set_read_mode(yd_conn *conn, yd_read_mode mode, size_t arg
 
 /*
  * Closes the connection when nothing moves either way for ms (0: never): its status is then
- * -ETIMEDOUT, counted as an idle timeout. Bytes a protocol holds (yd_conn_hold) and writes the
+ * -ETIMEDOUT, counted as an idle timeout. Bytes a protocol holds (yd_conn_set_held) and writes the
  * peer reads are progress. Accepted connections get their server's idle_timeout_ms.
  */
 YD_EXTERN int yd_conn_set_idle_timeout(yd_conn *conn, uint64_t ms);
@@ -318,6 +329,19 @@ YD_EXTERN void yd_conn_close(yd_conn *conn);
 
 /* Closes now, dropping queued writes and resetting a TCP peer; then on_close runs. */
 YD_EXTERN void yd_conn_abort(yd_conn *conn);
+
+/*
+ * As yd_conn_abort, for an error the protocol found (a bad message, a write the queue could not
+ * take): counts it in the connection's statistics by its kind (-EMSGSIZE is a line too long,
+ * -ECONNRESET a reset, ...), and on_close is told status.
+ */
+YD_EXTERN void yd_conn_fail(yd_conn *conn, int status);
+
+/*
+ * Tells the connection how many bytes the protocol holds to send later (echo's --delay): while
+ * any are held it is not idle, and a drain waits for them.
+ */
+YD_EXTERN void yd_conn_set_held(yd_conn *conn, size_t bytes);
 
 /*
  * Stops and resumes delivering on_data at once: messages already read but not yet delivered

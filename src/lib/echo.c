@@ -3,6 +3,7 @@
  * logging. Connections without --delay or -v carry no state of their own: the hot path is
  * on_data -> yd_conn_write from the loop's read buffer.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "yodel.h"
 
 #define DEFAULT_MAX_LINE (64u * 1024u)
 #define PREVIEW_BYTES    60
@@ -25,12 +26,19 @@ struct echo_ctx {
     unsigned refs;
 };
 
+/* --delay: the replies held, each a record followed by its bytes, oldest first. One buffer per
+ * connection, grown (never per message) and freed once empty and large. */
+struct held {
+    char *buf;
+    size_t start, end, cap;
+};
+
 /* Per connection, only with --delay or -v. */
 struct echo_conn {
     struct echo_ctx *ctx;
     yd_conn *conn;
-    yd_timer *timer;  /* --delay: fires when the oldest held reply is due */
-    struct bufq held; /* --delay: records of {due, len} followed by the bytes */
+    yd_timer *timer; /* --delay: fires when the oldest held reply is due */
+    struct held held;
     int timer_armed;
     int paused;   /* reading paused because too much is held */
     int finished; /* EOF seen or --once answered: close once nothing is held */
@@ -142,7 +150,7 @@ static void reply(yd_conn *conn, const char *data, size_t len)
 {
     int err = yd_conn_write(conn, data, len);
     if (err < 0 && err != -EPIPE)
-        yd__conn_fail(conn, err);
+        yd_conn_fail(conn, err);
 }
 
 /* ---- Without state: the hot path ---------------------------------------------------------- */
@@ -181,7 +189,7 @@ static void echo_datagram(yd_server *srv, const char *data, size_t len, const vo
         yd_ascii_upper((char *)data, data, len);
     if (ctx->opts.verbose) {
         struct echo_conn ec = {.ctx = ctx};
-        yd__sockaddr_format(peer, ec.peer, sizeof ec.peer);
+        yd_sockaddr_format(peer, ec.peer, sizeof ec.peer);
         log_event(ctx, ec.peer, "datagram", data, len);
     }
     yd_server_send_to(srv, data, len, peer, peer_len); /* a failure is counted there */
@@ -227,54 +235,91 @@ static void send_now(struct echo_conn *ec, const char *data, size_t len)
         log_event(ec->ctx, ec->peer, "echoed", data, len);
 }
 
+/* Keeps held memory small once the queue empties after a burst. */
+#define HELD_KEEP_BYTES (64u * 1024u)
+
+static size_t held_len(const struct held *h)
+{
+    return h->end - h->start;
+}
+
+static int held_push(struct held *h, const void *data, size_t len)
+{
+    if (h->end + len > h->cap) {
+        size_t used = held_len(h);
+        if (h->start > 0)
+            memmove(h->buf, h->buf + h->start, used); /* compact first */
+        h->start = 0;
+        h->end = used;
+        size_t cap = h->cap ? h->cap : 1024;
+        while (cap < used + len)
+            cap *= 2;
+        if (cap != h->cap) {
+            char *p = realloc(h->buf, cap);
+            if (p == NULL)
+                return -ENOMEM;
+            h->buf = p;
+            h->cap = cap;
+        }
+    }
+    memcpy(h->buf + h->end, data, len);
+    h->end += len;
+    return 0;
+}
+
+static void held_consume(struct held *h, size_t len)
+{
+    h->start += len;
+    if (h->start < h->end)
+        return;
+    h->start = h->end = 0;
+    if (h->cap > HELD_KEEP_BYTES) {
+        free(h->buf);
+        h->buf = NULL;
+        h->cap = 0;
+    }
+}
+
 /* Sends every held reply that is due; closes when finished and nothing is held. */
 static void on_due(yd_timer *timer, void *data)
 {
     struct echo_conn *ec = data;
+    struct held *h = &ec->held;
     yd_conn *conn = ec->conn;
-    struct block_pool *pool = &conn->loop->pool;
-    uint64_t now = yd_loop_now_ms(conn->loop);
+    uint64_t now = yd_loop_now_ms(yd_conn_loop(conn));
     ec->timer_armed = 0;
-    struct held_record rec;
-    while (yd__bufq_copyout(&ec->held, &rec, sizeof rec) == sizeof rec) {
+    while (held_len(h) >= sizeof(struct held_record)) {
+        struct held_record rec;
+        memcpy(&rec, h->buf + h->start, sizeof rec);
         if (rec.due_ms > now) {
             yd_timer_start(timer, rec.due_ms - now, 0);
             ec->timer_armed = 1;
             break;
         }
-        yd__bufq_consume(&ec->held, pool, sizeof rec);
-        conn->held -= sizeof rec + rec.len;
-        while (rec.len > 0) {
-            uv_buf_t iov;
-            size_t bytes;
-            yd__bufq_peek(&ec->held, &iov, 1, &bytes);
-            size_t n = iov.len < rec.len ? iov.len : rec.len;
-            send_now(ec, iov.base, n);
-            yd__bufq_consume(&ec->held, pool, n);
-            rec.len -= n;
-        }
+        send_now(ec, h->buf + h->start + sizeof rec, rec.len);
+        held_consume(h, sizeof rec + rec.len);
     }
-    if (ec->paused && conn->held < YD_LOW_WATERMARK && !ec->finished) {
+    yd_conn_set_held(conn, held_len(h));
+    if (ec->paused && held_len(h) < YD_LOW_WATERMARK && !ec->finished) {
         ec->paused = 0;
         yd_conn_resume_reading(conn);
     }
-    if (ec->finished && ec->held.len == 0)
+    if (ec->finished && held_len(h) == 0)
         yd_conn_close(conn);
 }
 
 static void hold(struct echo_conn *ec, const char *data, size_t len)
 {
     yd_conn *conn = ec->conn;
-    struct held_record rec = {yd_loop_now_ms(conn->loop) + ec->ctx->opts.delay_ms, len};
-    struct block_pool *pool = &conn->loop->pool;
-    if (yd__bufq_push(&ec->held, pool, (const char *)&rec, sizeof rec) < 0 ||
-        yd__bufq_push(&ec->held, pool, data, len) < 0) {
-        yd__conn_fail(conn, -ENOMEM);
+    struct held_record rec = {yd_loop_now_ms(yd_conn_loop(conn)) + ec->ctx->opts.delay_ms, len};
+    if (held_push(&ec->held, &rec, sizeof rec) < 0 || held_push(&ec->held, data, len) < 0) {
+        yd_conn_fail(conn, -ENOMEM);
         return;
     }
-    conn->held += sizeof rec + len; /* the record is memory held too: \n lines cost 17 bytes */
+    /* The record is memory held too: a held "\n" costs 17 bytes, and counts so. */
+    yd_conn_set_held(conn, held_len(&ec->held));
     /* Held replies count against the same bound as queued ones: stop reading past it. */
-    if (conn->held > YD_HIGH_WATERMARK && !ec->paused) {
+    if (held_len(&ec->held) > YD_HIGH_WATERMARK && !ec->paused) {
         ec->paused = 1;
         yd_conn_pause_reading(conn);
     }
@@ -298,7 +343,7 @@ static void state_data(yd_conn *conn, const char *data, size_t len)
     if (ec->ctx->opts.once) {
         ec->finished = 1;
         yd_conn_pause_reading(conn);
-        if (ec->held.len == 0)
+        if (held_len(&ec->held) == 0)
             yd_conn_close(conn);
     }
 }
@@ -309,7 +354,7 @@ static void state_eof(yd_conn *conn)
     if (ec->ctx->opts.verbose)
         log_event(ec->ctx, ec->peer, "eof", NULL, 0);
     ec->finished = 1;
-    if (ec->held.len == 0)
+    if (held_len(&ec->held) == 0)
         yd_conn_close(conn);
 }
 
@@ -320,8 +365,7 @@ static void state_close(yd_conn *conn, int status)
         return;
     if (ec->ctx->opts.verbose || status == -EMSGSIZE)
         log_close(ec->ctx, conn, ec->peer[0] != '\0' ? ec->peer : NULL, status);
-    conn->held = 0;
-    yd__bufq_clear(&ec->held, &conn->loop->pool);
+    free(ec->held.buf);
     yd_timer_free(ec->timer);
     ctx_unref(ec->ctx);
     free(ec);
@@ -357,7 +401,8 @@ static const yd_protocol *protocol_for(const yd_echo_options *echo)
 static int echo_server(yd_loop *loop, const char *addr, int fd, const yd_echo_options *echo,
                        const yd_server_options *server_options, yd_server **out)
 {
-    if (echo == NULL || (unsigned)echo->mode > YD_ECHO_UPPER)
+    if (echo == NULL || (unsigned)echo->mode > YD_ECHO_UPPER ||
+        echo->max_line_bytes > YD_MAX_LINE_LIMIT)
         return -EINVAL;
     struct echo_ctx *ctx = ctx_new(echo);
     if (ctx == NULL)
@@ -367,13 +412,13 @@ static int echo_server(yd_loop *loop, const char *addr, int fd, const yd_echo_op
         so = *server_options;
     so.protocol = protocol_for(echo);
     so.data = ctx;
+    so.free_data = ctx_release; /* the server's own reference */
     int err =
         addr != NULL ? yd_server_listen(loop, addr, &so, out) : yd_server_adopt(loop, fd, &so, out);
     if (err < 0) {
         free(ctx);
         return err;
     }
-    yd__server_set_on_free(*out, ctx_release);
     return 0;
 }
 
@@ -410,14 +455,14 @@ int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo,
     struct echo_ctx *ctx = ctx_new(echo);
     if (ctx == NULL)
         return -ENOMEM;
+    so.protocol = protocol_for(echo);
+    so.data = ctx;
     yd_conn *conn;
-    int err = yd_conn_open_fd(loop, fd, protocol_for(echo), ctx, &conn);
+    int err = yd_server_serve_fd(loop, fd, &so, &conn);
     if (err < 0) {
         free(ctx);
         return err;
     }
-    yd__conn_serve(conn, so.stats);
-    yd_conn_set_idle_timeout(conn, so.idle_timeout_ms);
     ctx->refs--; /* the connection's own reference, taken in on_connect, is the only one */
     return 0;
 }

@@ -99,29 +99,70 @@ void yd__loop_want_sweep(yd_loop *loop, uint64_t every_ms);
 uint64_t yd__loop_sweep_period(uint64_t idle_timeout_ms);
 void yd__loop_kick(yd_loop *loop);
 
-/* ---- conn.c ------------------------------------------------------------------------------ */
+/* ---- Transports: the one seam between a connection and its socket ----------------------- */
 
-enum conn_kind { CONN_TCP, CONN_PIPE, CONN_TTY, CONN_UDP };
-
-enum conn_flag {
-    CF_CONNECTED = 1 << 0,
-    CF_READING = 1 << 1,
-    CF_USER_PAUSED = 1 << 2,
-    CF_FULL = 1 << 3, /* write queue above the high watermark: reading paused */
-    CF_EOF = 1 << 4,
-    CF_SHUT_WANTED = 1 << 5,
-    CF_SHUT_SENT = 1 << 6,
-    CF_CLOSE_WANTED = 1 << 7, /* close once the write queue is empty */
-    CF_CLOSING = 1 << 8,      /* uv_close called or about to be */
-    CF_NEED_CONNECT = 1 << 9, /* on_connect still to run from the loop */
-    CF_ACCEPTED = 1 << 10,    /* accepted by a server (drained on shutdown) */
-    CF_STASHED = 1 << 11,     /* pend holds unframed bytes read before a pause */
-    CF_SWITCHING = 1 << 12,   /* a datagram client moving to the next address of its name */
+/*
+ * What conn.c asks of a kind of socket, as redis's ConnectionType: conn.c frames, queues and
+ * closes without knowing what carries the bytes; each kind (stream.c: TCP, Unix, terminal;
+ * dgram.c: a connected UDP socket) fills this table, and a TLS transport slots in here
+ * beneath every protocol. A transport reports back through the yd__conn_* events below.
+ */
+struct yd__transport {
+    const char *name; /* "tcp", "unix", "tty", "udp" */
+    int datagram;     /* each write is one datagram: nothing is queued, no half-close */
+    /* Wraps a connected descriptor (the connection owns it from then on). */
+    int (*open)(yd_conn *conn, int fd);
+    /* Connected, just before on_connect: per-kind socket options (TCP_NODELAY). */
+    void (*start)(yd_conn *conn);
+    /* Starts or stops reading: bytes go to yd__conn_received (or yd__conn_datagram). */
+    int (*read_start)(yd_conn *conn);
+    int (*read_stop)(yd_conn *conn);
+    /* Writes what the kernel takes now, never blocking: bytes taken (0: none), or -error. */
+    int (*try_write)(yd_conn *conn, const char *data, size_t len);
+    /* Writes queued bytes in the background; yd__conn_written when done. Streams only. */
+    int (*write)(yd_conn *conn, const uv_buf_t *iov, unsigned n);
+    /* Sends EOF after what was written; yd__conn_shut when done. Streams only. */
+    int (*shutdown)(yd_conn *conn);
+    /* Closes the socket, resetting a TCP peer if reset; yd__conn_closed when done. */
+    void (*close)(yd_conn *conn, int reset);
+    /* "127.0.0.1:50312", "[::1]:50312", "unix", "tty": the length, or a negative error. */
+    int (*peer_name)(const yd_conn *conn, char *buf, size_t len);
 };
 
-struct connect_state;
+extern const struct yd__transport yd__tcp_transport;  /* stream.c */
+extern const struct yd__transport yd__unix_transport; /* stream.c */
+extern const struct yd__transport yd__tty_transport;  /* stream.c */
+extern const struct yd__transport yd__udp_transport;  /* dgram.c */
+
+/* The transport for a descriptor of unknown kind (inetd, stdin): the one switch on its type. */
+const struct yd__transport *yd__transport_of_fd(int fd);
+
+/* ---- conn.c: connections ------------------------------------------------------------------ */
+
+/* A connection's life, in order; it only moves forward (asserted in conn.c). */
+enum conn_phase {
+    PHASE_OPENING, /* handle made: connecting, or on_connect still to run from the loop */
+    PHASE_OPEN,    /* on_connect has run: reading and writing */
+    PHASE_CLOSING, /* yd_conn_close: what is queued is sent, then the handle closes */
+    PHASE_CLOSED   /* the handle is closing; on_close runs once it has */
+};
+
+/* Why reading is stopped: any of these, or a phase past PHASE_OPEN. */
+enum read_stop {
+    RS_PAUSED = 1 << 0,  /* yd_conn_pause_reading */
+    RS_FULL = 1 << 1,    /* the write queue passed the high watermark (back-pressure) */
+    RS_EOF = 1 << 2,     /* the peer half-closed */
+    RS_STASHED = 1 << 3, /* pend holds unframed bytes read before a pause */
+};
+
+/* The write side: EOF is wanted once the queue empties, then sent. */
+enum write_side { WRITE_OPEN, WRITE_SHUT_WANTED, WRITE_SHUT_SENT };
+
+struct yd__connecting;
 
 struct yd_conn {
+    /* ---- Used by every connection ---- */
+    const struct yd__transport *transport;
     union {
         uv_handle_t handle;
         uv_stream_t stream;
@@ -133,55 +174,82 @@ struct yd_conn {
     yd_loop *loop;
     const yd_protocol *protocol;
     void *data;
-    yd_server *server;
-    yd_stats *stats;
-    yd_conn_limit *limit;        /* released when the connection closes */
     struct yd_conn *prev, *next; /* the loop's list */
-    uint32_t flags;
-    uint8_t kind;
-    uint8_t read_mode;
-    int status;      /* what on_close will be told */
-    size_t read_arg; /* the line limit or the exact size */
-    char *pend;      /* the start of a message split across reads */
-    size_t pend_len, pend_cap;
-    struct bufq wq;  /* bytes the kernel has not taken yet */
-    size_t inflight; /* bytes of wq handed to uv_write */
-    size_t held;     /* bytes a protocol holds to send later (echo --delay) */
+    uint8_t phase;               /* enum conn_phase */
+    uint8_t served;              /* accepted (or yd_server_serve_fd): drained by its loop */
+    uint8_t on_connect_due;      /* on_connect still to run from the loop's kick */
+    uint8_t started;             /* on_connect ran: counted as active until closed */
+    int status;                  /* what on_close will be told */
+    yd_server *server;           /* that accepted it, while the server is open */
+    yd_stats *stats;
+    yd_conn_limit *limit; /* released when the connection closes */
     uint64_t last_active_ms;
     uint64_t idle_timeout_ms;
-    uv_write_t wreq;
-    union {
-        uv_shutdown_t shut;
-        uv_connect_t connect;
-    } req;
-    struct connect_state *connecting;
     union { /* the peer as accept4 gave it (family 0 when unknown): named even after close */
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } peer;
+    /* ---- Reading and framing ---- */
+    uint8_t read_mode;
+    uint8_t read_stops; /* enum read_stop */
+    uint8_t reading;    /* the transport is reading now */
+    size_t read_arg;    /* the line limit (without '\n') or the exact size */
+    char *pend;         /* the start of a message split across reads */
+    size_t pend_len, pend_cap;
+    /* ---- Writing ---- */
+    uint8_t write_side; /* enum write_side */
+    struct bufq wq;     /* bytes the kernel has not taken yet */
+    size_t inflight;    /* bytes of wq handed to the transport's write */
+    size_t held;        /* bytes the protocol holds to send later (yd_conn_set_held) */
+    /* ---- Transport state ---- */
+    uv_write_t wreq;
+    union {
+        uv_shutdown_t shut;
+        uv_connect_t connect;
+    } req;
+    struct yd__connecting *connecting;
 };
 
-/* Allocates a connection of a kind, linked into the loop. Handle not initialised. */
-yd_conn *yd__conn_new(yd_loop *loop, enum conn_kind kind, const yd_protocol *protocol, void *data);
+/* Opens conn on fd through its transport. On failure conn is gone (closed silently) and fd is
+ * still the caller's. */
+int yd__conn_open(yd_conn *conn, int fd);
+/* connect.c: resolves addr into a new conn->connecting (the addresses to try in turn). */
+int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype);
+/* dgram.c: connects a datagram connection to every address of a name in turn. */
+int yd__dgram_connect(yd_conn *conn, const yd_addr *addr);
+
+/* Allocates a connection on a transport, linked into the loop. Handle not initialised. */
+yd_conn *yd__conn_new(yd_loop *loop, const struct yd__transport *transport,
+                      const yd_protocol *protocol, void *data);
+/* Frees a connection whose handle was never initialised. */
+void yd__conn_discard(yd_conn *conn);
+/* Runs on_connect from the loop's next kick (so that it never runs before *out is set). */
+void yd__conn_start_soon(yd_conn *conn);
+/* The handle is connected: counts it, runs on_connect, starts reading. */
+void yd__conn_start(yd_conn *conn);
+/* Runs the on_connect calls due (the loop's kick timer). */
+void yd__conn_run_kicks(yd_loop *loop);
+/* Closes without telling the protocol (a refused or never-announced connection). */
+void yd__conn_close_silently(yd_conn *conn);
+/* Idle timeouts and draining: called by the loop's sweep timer. */
+void yd__conn_sweep(yd_loop *loop, uint64_t now_ms);
+
+/* Events from the transport. */
+void yd__conn_received(yd_conn *conn, const char *data, size_t len);
+void yd__conn_datagram(yd_conn *conn, const char *data, size_t len);
+void yd__conn_read_eof(yd_conn *conn);
+void yd__conn_read_error(yd_conn *conn, int err);
+void yd__conn_written(yd_conn *conn, int status);
+void yd__conn_shut(yd_conn *conn, int status);
+void yd__conn_closed(yd_conn *conn);
+
+/* ---- server.c accepting into conn.c -------------------------------------------------------- */
+
 /* Wraps a descriptor accept4 returned (peer: its address); NULL (counted, fd closed) if that
  * fails. Not started yet. */
 yd_conn *yd__conn_accept(yd_server *server, int fd, const struct sockaddr *peer,
                          socklen_t peer_len);
-/* Makes an opened connection one the loop serves: counted as accepted, drained on shutdown. */
-void yd__conn_serve(yd_conn *conn, yd_stats *stats);
-/* Closes an accepted connection without telling its protocol (max-conns). */
-void yd__conn_refuse(yd_conn *conn);
-/* Frees a connection whose handle was never initialised. */
-void yd__conn_discard(yd_conn *conn);
-/* A connection whose handle is ready: counts it, runs on_connect, starts reading. */
-void yd__conn_start(yd_conn *conn);
-/* Runs deferred on_connect calls. */
-void yd__conn_run_kicks(yd_loop *loop);
-/* Closes with an error: counts it by kind and resets the connection. */
-void yd__conn_fail(yd_conn *conn, int status);
-/* Idle timeouts and draining: called by the loop's sweep timer. */
-void yd__conn_sweep(yd_loop *loop, uint64_t now_ms);
 
 /* ---- server.c ---------------------------------------------------------------------------- */
 
@@ -211,15 +279,12 @@ struct yd_server {
     unsigned open_handles;    /* freed when the last listener handle has closed */
     size_t conns;             /* connections it accepted that are still open */
     struct listener *current; /* the socket a datagram came in on, during on_datagram */
-    void (*on_free)(void *data);
     char unix_path[108];
     struct listener sockets[MAX_SOCKETS];
 };
 
 /* Called by conn.c when a connection a server accepted closes. */
 void yd__server_conn_closed(yd_server *server);
-/* Sets a hook run when the server's memory is freed (echo.c frees its context there). */
-void yd__server_set_on_free(yd_server *server, void (*on_free)(void *data));
 
 /* ---- addr.c ------------------------------------------------------------------------------ */
 
@@ -238,6 +303,13 @@ int yd__addr_resolve(const yd_addr *addr, int socktype, int passive, struct reso
 /* "127.0.0.1:80", "[::1]:80" or "unix"; returns the length or a negative error. */
 int yd__sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);
 int yd__sockaddr_port(const struct sockaddr *sa);
+
+/* connect.c, dgram.c: the addresses of a name still to try. */
+struct yd__connecting {
+    struct resolved r;
+    int next;      /* the address being tried */
+    unsigned kept; /* datagram clients: datagrams kept to send again at the next address */
+};
 
 /* ---- error.c ----------------------------------------------------------------------------- */
 

@@ -103,6 +103,19 @@ int yd_loop_call_threadsafe(yd_loop *loop, void (*fn)(yd_loop *loop, void *data)
     return uv_async_send(&loop->async);
 }
 
+/* Before the closing run: a timer still running would keep it going (and fire inside
+ * yd_loop_free); stopped and unreferenced, nothing but the closes keeps the loop alive. The
+ * handles are not closed yet: an on_close may still free its own timer first. */
+static void quiet_leftover(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (uv_is_closing(h))
+        return;
+    if (h->type == UV_TIMER)
+        uv_timer_stop((uv_timer_t *)h);
+    uv_unref(h);
+}
+
 static void close_leftover(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -122,6 +135,7 @@ int yd_loop_free(yd_loop *loop)
     uv_close((uv_handle_t *)&loop->async, NULL);
     uv_close((uv_handle_t *)&loop->kick, NULL);
     uv_close((uv_handle_t *)&loop->sweep, NULL);
+    uv_walk(&loop->uv, quiet_leftover, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_walk(&loop->uv, close_leftover, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT);

@@ -35,8 +35,8 @@ static yd_server *server_new(yd_loop *loop, const yd_server_options *options,
 
 static void server_free(yd_server *srv)
 {
-    if (srv->on_free != NULL)
-        srv->on_free(srv->options.data);
+    if (srv->options.free_data != NULL)
+        srv->options.free_data(srv->options.data);
     free(srv);
 }
 
@@ -89,11 +89,6 @@ void yd__server_conn_closed(yd_server *server)
     server->conns--;
 }
 
-void yd__server_set_on_free(yd_server *srv, void (*on_free)(void *data))
-{
-    srv->on_free = on_free;
-}
-
 /* ---- Accepting ---------------------------------------------------------------------------- */
 
 /*
@@ -144,7 +139,7 @@ static void take_connection(yd_server *srv, int fd, const struct sockaddr *peer,
         /* Accept and close at once: a refused client learns now, instead of waiting in the
          * backlog, and the backlog cannot fill up with them. */
         STAT_ADD(stats, conns_refused, 1);
-        yd__conn_refuse(conn);
+        yd__conn_close_silently(conn);
         return;
     }
     srv->conns++;
@@ -338,37 +333,42 @@ static int want_pktinfo(int fd, int family)
     return 0;
 }
 
-/* Serves a bound socket of the server's transport: the server owns fd from here on. */
+/* Makes fd ready to serve: datagram destinations asked for, or listening. */
+static int prepare_fd(const yd_server *srv, int fd, int family)
+{
+    if (srv->transport == YD_UDP)
+        return want_pktinfo(fd, family);
+    int backlog = srv->options.backlog > 0 ? srv->options.backlog : SOMAXCONN;
+    if (listen(fd, backlog) < 0) /* again on an adopted listening socket: harmless */
+        return -errno;
+    return 0;
+}
+
+/* Serves a bound socket of the server's transport: the server owns fd once this returns 0;
+ * on failure fd is still the caller's. */
 static int serve_fd(yd_server *srv, int fd, int family)
 {
-    if (srv->nsockets == MAX_SOCKETS) {
-        close(fd);
+    if (srv->nsockets == MAX_SOCKETS)
         return -EMFILE;
-    }
+    int err = prepare_fd(srv, fd, family);
+    if (err < 0)
+        return err;
     struct listener *l = &srv->sockets[srv->nsockets];
     l->server = srv;
     l->family = family;
-    l->fd = fd;
-    int err = uv_poll_init(&srv->loop->uv, &l->poll, fd);
-    if (err < 0) {
-        close(fd);
-        l->fd = -1;
+    l->fd = -1; /* until poll starts: a failure leaves fd to the caller */
+    err = uv_poll_init(&srv->loop->uv, &l->poll, fd);
+    if (err < 0)
         return err;
-    }
     uv_timer_init(&srv->loop->uv, &l->retry);
     l->poll.data = l->retry.data = l;
     srv->nsockets++;
-    srv->open_handles += 2; /* from here on, closing the server closes fd */
-    int backlog = srv->options.backlog > 0 ? srv->options.backlog : SOMAXCONN;
-    if (srv->transport == YD_UDP) {
-        err = want_pktinfo(fd, family);
-        if (err == 0)
-            err = uv_poll_start(&l->poll, UV_READABLE, on_readable_datagram);
-        return err;
-    }
-    if (listen(fd, backlog) < 0) /* again on an adopted listening socket: harmless */
-        return -errno;
-    return uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+    srv->open_handles += 2; /* closing the server closes both handles */
+    err = uv_poll_start(&l->poll, UV_READABLE,
+                        srv->transport == YD_UDP ? on_readable_datagram : on_acceptable);
+    if (err == 0)
+        l->fd = fd; /* from here on, closing the server closes fd */
+    return err;
 }
 
 /*
@@ -437,8 +437,10 @@ static int listen_inet(yd_server *srv, const yd_addr *addr)
             port = yd__sockaddr_port((struct sockaddr *)&ss);
         }
         err = serve_fd(srv, fd, sa->sa_family);
-        if (err < 0)
+        if (err < 0) {
+            close(fd);
             return err;
+        }
     }
     return 0;
 }
@@ -475,7 +477,10 @@ static int listen_unix(yd_server *srv, const char *path)
     if (fd < 0)
         return fd;
     snprintf(srv->unix_path, sizeof srv->unix_path, "%s", path);
-    return serve_fd(srv, fd, AF_UNIX);
+    int err = serve_fd(srv, fd, AF_UNIX);
+    if (err < 0)
+        close(fd);
+    return err;
 }
 
 int yd_server_listen(yd_loop *loop, const char *text, const yd_server_options *options,
@@ -489,6 +494,7 @@ int yd_server_listen(yd_loop *loop, const char *text, const yd_server_options *o
         return -ENOMEM;
     int err = addr.transport == YD_UNIX ? listen_unix(srv, addr.path) : listen_inet(srv, &addr);
     if (err < 0) {
+        srv->options.free_data = NULL; /* a server that never was leaves data to the caller */
         yd_server_close(srv);
         return err;
     }
@@ -515,10 +521,27 @@ int yd_server_adopt(yd_loop *loop, int fd, const yd_server_options *options, yd_
         return -ENOMEM;
     int err = serve_fd(srv, fd, ss.ss_family);
     if (err < 0) {
+        srv->options.free_data = NULL; /* a server that never was leaves data to the caller */
         yd_server_close(srv);
         return err;
     }
     *out = srv;
+    return 0;
+}
+
+int yd_server_serve_fd(yd_loop *loop, int fd, const yd_server_options *options, yd_conn **out)
+{
+    if (options == NULL || options->protocol == NULL)
+        return -EINVAL;
+    yd_conn *conn;
+    int err = yd_conn_open_fd(loop, fd, options->protocol, options->data, &conn);
+    if (err < 0)
+        return err;
+    conn->stats = options->stats;
+    conn->served = 1;
+    STAT_ADD(options->stats, conns_accepted, 1);
+    yd_conn_set_idle_timeout(conn, options->idle_timeout_ms);
+    *out = conn;
     return 0;
 }
 

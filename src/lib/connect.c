@@ -1,0 +1,167 @@
+/*
+ * Opening a connection: yd_conn_connect to an address (TCP trying each address a name resolves
+ * to, a Unix socket, or a connected datagram socket in dgram.c), and yd_conn_open_fd around a
+ * descriptor someone else opened. Once connected, everything is conn.c's.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+const struct yd__transport *yd__transport_of_fd(int fd)
+{
+    switch (uv_guess_handle(fd)) {
+    case UV_TCP:
+        return &yd__tcp_transport;
+    case UV_NAMED_PIPE:
+        return &yd__unix_transport;
+    case UV_TTY:
+        return &yd__tty_transport;
+    case UV_UDP:
+        return &yd__udp_transport;
+    default:
+        return NULL; /* a regular file cannot be polled */
+    }
+}
+
+int yd__conn_open(yd_conn *conn, int fd)
+{
+    int err = conn->transport->open(conn, fd);
+    if (err == 0)
+        return 0;
+    /* fd stays the caller's. The handle may or may not exist, depending on where it failed. */
+    if (conn->h.handle.type == UV_UNKNOWN_HANDLE)
+        yd__conn_discard(conn);
+    else
+        yd__conn_close_silently(conn);
+    return err;
+}
+
+int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *data, yd_conn **out)
+{
+    const struct yd__transport *t = yd__transport_of_fd(fd);
+    if (t == NULL || protocol == NULL)
+        return t == NULL ? -ENOTSUP : -EINVAL;
+    yd_conn *conn = yd__conn_new(loop, t, protocol, data);
+    if (conn == NULL)
+        return -ENOMEM;
+    int err = yd__conn_open(conn, fd);
+    if (err < 0)
+        return err;
+    yd__conn_start_soon(conn); /* on_connect must not run before *out is set */
+    *out = conn;
+    return 0;
+}
+
+/* ---- TCP: each address of a name in turn ---------------------------------------------------- */
+
+static void on_connected(uv_connect_t *req, int status);
+
+static int connect_current(yd_conn *conn)
+{
+    struct yd__connecting *c = conn->connecting;
+    uv_tcp_init(&conn->loop->uv, &conn->h.tcp);
+    conn->h.handle.data = conn;
+    conn->req.connect.data = conn;
+    return uv_tcp_connect(&conn->req.connect, &conn->h.tcp, (struct sockaddr *)&c->r.addr[c->next],
+                          on_connected);
+}
+
+/* Exits: closed by the protocol meanwhile (finish the close); another address to try; or the
+ * last error goes to on_close. */
+static void on_attempt_closed(uv_handle_t *h)
+{
+    yd_conn *conn = h->data;
+    struct yd__connecting *c = conn->connecting;
+    if (conn->phase == PHASE_OPENING && c->next + 1 < c->r.count) {
+        c->next++;
+        int err = connect_current(conn);
+        if (err == 0) {
+            conn->status = 0;
+            return;
+        }
+        conn->status = err;
+        yd_conn_abort(conn); /* closes the fresh handle; ends in yd__conn_closed */
+        return;
+    }
+    /* No address left, or the protocol closed it meanwhile: the handle is closed already, so
+     * the connection ends here, with the last error for on_close. */
+    conn->phase = PHASE_CLOSED;
+    yd__conn_closed(conn);
+}
+
+/* Exits: canceled or closed (nothing to do); failed (close this attempt: the next address, or
+ * on_close with the error); connected (on_connect). */
+static void on_connected(uv_connect_t *req, int status)
+{
+    yd_conn *conn = req->data;
+    if (status == UV_ECANCELED || conn->phase != PHASE_OPENING)
+        return;
+    if (status < 0) {
+        conn->status = status;
+        uv_close(&conn->h.handle, on_attempt_closed);
+        return;
+    }
+    free(conn->connecting);
+    conn->connecting = NULL;
+    yd__conn_start(conn);
+}
+
+int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype)
+{
+    struct yd__connecting *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -ENOMEM;
+    int err = yd__addr_resolve(addr, socktype, 0, &c->r);
+    if (err < 0) {
+        free(c);
+        return err;
+    }
+    conn->connecting = c;
+    return 0;
+}
+
+static int connect_tcp(yd_conn *conn, const yd_addr *addr)
+{
+    int err = yd__connecting_resolve(conn, addr, SOCK_STREAM);
+    return err < 0 ? err : connect_current(conn);
+}
+
+static int connect_unix(yd_conn *conn, const yd_addr *addr)
+{
+    uv_pipe_init(&conn->loop->uv, &conn->h.pipe, 0);
+    conn->h.handle.data = conn;
+    conn->req.connect.data = conn;
+    /* A failure comes back through on_connected; with no other address, it reaches on_close. */
+    conn->connecting = calloc(1, sizeof *conn->connecting);
+    if (conn->connecting == NULL)
+        return -ENOMEM;
+    uv_pipe_connect(&conn->req.connect, &conn->h.pipe, addr->path, on_connected);
+    return 0;
+}
+
+int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol, void *data,
+                    yd_conn **out)
+{
+    yd_addr addr;
+    if (protocol == NULL || yd_addr_parse(text, &addr) < 0)
+        return -EINVAL;
+    const struct yd__transport *t = addr.transport == YD_UNIX  ? &yd__unix_transport
+                                    : addr.transport == YD_UDP ? &yd__udp_transport
+                                                               : &yd__tcp_transport;
+    yd_conn *conn = yd__conn_new(loop, t, protocol, data);
+    if (conn == NULL)
+        return -ENOMEM;
+    int err = addr.transport == YD_UNIX  ? connect_unix(conn, &addr)
+              : addr.transport == YD_UDP ? yd__dgram_connect(conn, &addr)
+                                         : connect_tcp(conn, &addr);
+    if (err < 0) {
+        if (conn->h.handle.type == UV_UNKNOWN_HANDLE)
+            yd__conn_discard(conn);
+        else
+            yd__conn_close_silently(conn);
+        return err;
+    }
+    *out = conn;
+    return 0;
+}
