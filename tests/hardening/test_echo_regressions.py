@@ -120,7 +120,6 @@ class Regressions:
 
     # Known to fail with 97a7917: the echo (16 MiB + '\n') is one byte more than the write queue
     # takes, so the connection is reset and counted as io (see the report).
-    @unittest.expectedFailure
     def test_line_of_exactly_16_mib_is_echoed_with_max_line_16m(self):
         with self.serve("-l", hard.LOCAL, "-m", "line", "--max-line", "16m") as srv:
             data = b"L" * (16 * MIB) + b"\n"
