@@ -108,6 +108,7 @@ enum yd_error_kind {
     YD_ERR_UDP_LOW_PORT,  /* a datagram from a source port below 1024 was dropped */
     YD_ERR_HTTP,          /* a malformed or unknown request on the metrics endpoint */
     YD_ERR_DRAIN_TIMEOUT, /* reset at the drain deadline with work still pending */
+    YD_ERR_TLS_HANDSHAKE, /* a TLS handshake failed or did not finish in time */
     YD_ERR__COUNT
 };
 
@@ -196,6 +197,7 @@ typedef struct yd_server_options {
     uint64_t idle_timeout_ms;      /* 0: none; close a connection silent for this long */
     int reuseport;                 /* YD_REUSEPORT_*: one listening socket per thread */
     int backlog;                   /* 0: a sensible default (SOMAXCONN) */
+    struct yd_tls *tls;            /* TLS for every connection: required for tls:// addresses */
     void (*free_data)(void *data); /* or NULL: called with data when the server is freed
                                       (not if listening fails: data stays the caller's) */
 } yd_server_options;
@@ -366,6 +368,67 @@ YD_EXTERN void yd_conn_set_data(yd_conn *conn, void *data);
 YD_EXTERN yd_server *yd_conn_server(const yd_conn *conn);
 YD_EXTERN yd_loop *yd_conn_loop(const yd_conn *conn);
 
+/* ---- TLS ---------------------------------------------------------------------------------- */
+
+/*
+ * A TLS configuration (OpenSSL 3 underneath, never in this header): certificates, verification
+ * and protocol limits, shared by every server and connection that uses it, on any thread, and
+ * reloadable. Protocols never see TLS: on_data gets plaintext, yd_conn_write takes plaintext.
+ */
+typedef struct yd_tls yd_tls;
+
+#define YD_TLS_1_2 0x0303
+#define YD_TLS_1_3 0x0304
+
+typedef struct yd_tls_options {
+    const char *cert_file; /* PEM chain, leaf first: a server's (required), a client's (or NULL) */
+    const char *key_file;  /* its private key (PEM); NULL: read from cert_file */
+    const char *ca_file;   /* server: clients must present a certificate these signed (mutual
+                              TLS); client: the CAs that verify the server (NULL: the system's) */
+    int insecure;          /* client: do not verify the server (say so to the user) */
+    const char *server_name; /* client: SNI and the name verified (NULL: the address's host) */
+    int min_version;         /* 0 or YD_TLS_1_2: TLS 1.2 and 1.3; YD_TLS_1_3: 1.3 only */
+    const char *alpn;        /* "h2,http/1.1"-style list to offer or accept, or NULL */
+    uint64_t handshake_timeout_ms; /* 0: 10 s; a peer silent that long mid-handshake is dropped */
+} yd_tls_options;
+
+/*
+ * Makes a server or client configuration from files. Returns 0 and sets *out, or a negative
+ * error (-ENOENT, -EACCES: a file cannot be read; -EINVAL: a file is not PEM, or the key does not
+ * match the certificate) with the reason written into err (errlen bytes, may be 0).
+ * Secure defaults: TLS 1.2 and 1.3 only, OpenSSL's default ciphers, no compression, no
+ * renegotiation, session tickets on.
+ */
+YD_EXTERN int yd_tls_server_new(const yd_tls_options *options, yd_tls **out, char *err,
+                                size_t errlen);
+YD_EXTERN int yd_tls_client_new(const yd_tls_options *options, yd_tls **out, char *err,
+                                size_t errlen);
+
+/*
+ * Reads the files again (certificate rotation: SIGHUP). Connections already open keep what they
+ * negotiated; new ones use the new files. On failure the old configuration stays and err says
+ * why. Thread-safe.
+ */
+YD_EXTERN int yd_tls_reload(yd_tls *tls, char *err, size_t errlen);
+
+/* Lets go of the configuration; it is freed once no server or connection uses it. */
+YD_EXTERN void yd_tls_free(yd_tls *tls);
+
+/*
+ * Connects as yd_conn_connect does, over TLS: "tls://HOST:PORT" or "tls+unix:PATH" (a plain
+ * address is taken as if it had the tls scheme). on_connect runs once the handshake is done; a
+ * failed handshake runs on_close with -EPROTO (or -ETIMEDOUT).
+ */
+YD_EXTERN int yd_conn_connect_tls(yd_loop *loop, const char *addr, yd_tls *tls,
+                                  const yd_protocol *protocol, void *data, yd_conn **out);
+
+/*
+ * What a TLS connection negotiated: "TLSv1.3" (NULL for a plain connection), and the verified
+ * peer certificate's subject ("CN=client,O=yodel"; 0 bytes if none). Valid from on_connect on.
+ */
+YD_EXTERN const char *yd_conn_tls_version(const yd_conn *conn);
+YD_EXTERN int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len);
+
 /* ---- Timers and signals ------------------------------------------------------------------- */
 
 typedef void (*yd_timer_cb)(yd_timer *timer, void *data);
@@ -391,13 +454,15 @@ typedef enum yd_transport { YD_TCP, YD_UDP, YD_UNIX } yd_transport;
 
 typedef struct yd_addr {
     yd_transport transport;
+    int tls;        /* "tls://HOST:PORT" or "tls+unix:PATH": a stream carrying TLS */
     char host[256]; /* without IPv6 brackets; empty for Unix sockets */
     uint16_t port;
     char path[108]; /* Unix socket path */
 } yd_addr;
 
 /*
- * Parses "HOST:PORT", "tcp://HOST:PORT", "udp://HOST:PORT", "unix:PATH",
+ * Parses "HOST:PORT", "tcp://HOST:PORT", "udp://HOST:PORT", "unix:PATH", "tls://HOST:PORT",
+ * "tls+unix:PATH",
  * "[v6]:PORT". Returns 0, or -EINVAL with *out unspecified.
  */
 YD_EXTERN int yd_addr_parse(const char *text, yd_addr *out);

@@ -47,6 +47,7 @@ static const char *const kind_names[YD_ERR__COUNT] = {
     [YD_ERR_UDP_LOW_PORT] = "udp_low_port",
     [YD_ERR_HTTP] = "http",
     [YD_ERR_DRAIN_TIMEOUT] = "drain_timeout",
+    [YD_ERR_TLS_HANDSHAKE] = "tls_handshake",
 };
 
 const char *yd_error_kind_name(enum yd_error_kind kind)

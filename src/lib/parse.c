@@ -149,6 +149,14 @@ int yd_addr_parse(const char *text, yd_addr *out)
     } else if (starts_with(text, "unix:")) {
         addr.transport = YD_UNIX;
         rc = parse_unix_path(text + strlen("unix:"), &addr);
+    } else if (starts_with(text, "tls+unix:")) {
+        addr.transport = YD_UNIX;
+        addr.tls = 1;
+        rc = parse_unix_path(text + strlen("tls+unix:"), &addr);
+    } else if (starts_with(text, "tls://")) {
+        addr.transport = YD_TCP;
+        addr.tls = 1;
+        rc = parse_host_port(text + strlen("tls://"), &addr);
     } else if (starts_with(text, "udp://")) {
         addr.transport = YD_UDP;
         rc = parse_host_port(text + strlen("udp://"), &addr);
@@ -280,13 +288,15 @@ int yd_parse_size(const char *text, uint64_t *out_bytes)
 int yd_addr_format(const yd_addr *addr, char *buf, size_t len)
 {
     int n;
-    if (addr->transport == YD_UNIX) {
+    if (addr->transport == YD_UNIX && addr->tls) {
+        n = snprintf(buf, len, "tls+unix:%s", addr->path); /* never stripped twice */
+    } else if (addr->transport == YD_UNIX) {
         /* "unix://" is stripped once by the parser: a path starting with "//" needs it. */
         n = snprintf(
             buf, len, "%s%s",
             addr->path[0] == '/' && addr->path[1] == '/' ? "unix://" : "unix:", addr->path);
     } else {
-        const char *scheme = addr->transport == YD_UDP ? "udp" : "tcp";
+        const char *scheme = addr->transport == YD_UDP ? "udp" : addr->tls ? "tls" : "tcp";
         int v6 = strchr(addr->host, ':') != NULL;
         n = snprintf(buf, len, "%s://%s%s%s:%u", scheme, v6 ? "[" : "", addr->host, v6 ? "]" : "",
                      (unsigned)addr->port);
