@@ -11,16 +11,17 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hard  # noqa: E402
-from hard import MIB, harness, serve1  # noqa: E402
+from hard import MIB, harness  # noqa: E402
 
 PUSH_LIMIT = 256 * MIB
 # The server's own bound: under ASan the shadow memory and allocator add a constant on top.
 RSS_LIMIT_KIB = (64 + (64 if hard.SANITIZE else 0)) * 1024
 
 
-class BackPressure(unittest.TestCase):
+@hard.both_thread_counts
+class BackPressure(hard.ThreadVariant):
     def setUp(self):
-        self.srv = serve1("-l", hard.LOCAL, "-m", "raw")
+        self.srv = self.serve("-l", hard.LOCAL, "-m", "raw")
         self.addCleanup(self.srv.kill)
         self.baseline_kib = hard.rss_kib(self.srv.proc.pid)
 

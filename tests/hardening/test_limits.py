@@ -9,14 +9,15 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hard  # noqa: E402
-from hard import harness, serve1  # noqa: E402
+from hard import harness  # noqa: E402
 
 KIB = 1024
 
 
-class MaxLine(unittest.TestCase):
+@hard.both_thread_counts
+class MaxLine(hard.ThreadVariant):
     def test_overlong_line_closes_only_that_connection(self):
-        with serve1("-l", hard.LOCAL, "-m", "line", "--max-line", "1024") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--max-line", "1024") as srv:
             with harness.connect(srv.tcp) as bystander, harness.connect(srv.tcp) as offender:
                 # The bystander has a line in progress when the offender crosses the limit.
                 self.assertEqual(hard.round_trip(bystander, b"first\n"), b"first\n")
@@ -32,13 +33,13 @@ class MaxLine(unittest.TestCase):
             self.assertEqual(counts["accepted"], 3, counts)
 
     def test_line_of_exactly_max_line_bytes_is_echoed(self):
-        with serve1("-l", hard.LOCAL, "-m", "line", "--max-line", "1024") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--max-line", "1024") as srv:
             line = b"z" * 1023 + b"\n"
             self.assertEqual(harness.exchange(srv.tcp, line), line)
             self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 0)
 
     def test_default_max_line_is_64_kib(self):
-        with serve1("-l", hard.LOCAL, "-m", "line") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "line") as srv:
             line = b"a" * (64 * KIB - 1) + b"\n"
             self.assertEqual(harness.exchange(srv.tcp, line), line)
             with harness.connect(srv.tcp) as s:
@@ -47,7 +48,7 @@ class MaxLine(unittest.TestCase):
             self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 1)
 
     def test_overlong_line_in_upper_mode_closes_the_connection(self):
-        with serve1("-l", hard.LOCAL, "-m", "upper", "--max-line", "100") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "upper", "--max-line", "100") as srv:
             with harness.connect(srv.tcp) as s:
                 self.assertEqual(hard.round_trip(s, b"short\n"), b"SHORT\n")
                 s.sendall(b"q" * 101)
@@ -55,7 +56,7 @@ class MaxLine(unittest.TestCase):
             self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 1)
 
     def test_overlong_line_is_logged_with_the_peer(self):
-        with serve1("-l", hard.LOCAL, "-m", "line", "--max-line", "64", "-v") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--max-line", "64", "-v") as srv:
             with harness.connect(srv.tcp) as s:
                 peer = "127.0.0.1:%d" % s.getsockname()[1]
                 s.sendall(b"w" * 200)
@@ -70,7 +71,7 @@ class MaxLine(unittest.TestCase):
 
     def test_many_partial_lines_keep_server_memory_bounded(self):
         # 200 clients each parked just under a 64 KiB limit: about 12 MiB of partial lines.
-        with serve1("-l", hard.LOCAL, "-m", "line") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "line") as srv:
             socks = []
             try:
                 for _ in range(200):
@@ -89,7 +90,8 @@ class MaxLine(unittest.TestCase):
             self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 0)
 
 
-class MaxConns(unittest.TestCase):
+@hard.both_thread_counts
+class MaxConns(hard.ThreadVariant):
     def open_served(self, srv, n):
         socks = []
         for i in range(n):
@@ -100,7 +102,7 @@ class MaxConns(unittest.TestCase):
         return socks
 
     def test_connection_beyond_max_conns_is_accepted_and_closed_at_once(self):
-        with serve1("-l", hard.LOCAL, "--max-conns", "3") as srv:
+        with self.serve("-l", hard.LOCAL, "--max-conns", "3") as srv:
             self.open_served(srv, 3)
             with harness.connect(srv.tcp) as extra:
                 started = time.monotonic()
@@ -109,24 +111,9 @@ class MaxConns(unittest.TestCase):
             counts = hard.stop_summary(self, srv)
             self.assertEqual((counts["accepted"], counts["refused"]), (4, 1), counts)
 
-    def test_max_conns_counts_across_every_thread(self):
-        # SO_REUSEPORT spreads connections over the threads' sockets: the limit is the process's.
-        with hard.serve("-l", hard.LOCAL, "--threads", "4", "--max-conns", "3") as srv:
-            socks = [harness.connect(srv.tcp) for _ in range(12)]
-            served = 0
-            for i, s in enumerate(socks):
-                self.addCleanup(s.close)
-                try:
-                    served += hard.round_trip(s, b"n %d\n" % i) == b"n %d\n" % i
-                except (OSError, AssertionError):
-                    pass  # refused: EOF or reset instead of the echo
-            counts = hard.stop_summary(self, srv)
-            self.assertEqual(served, 3, counts)
-            self.assertEqual((counts["accepted"], counts["refused"]), (12, 9), counts)
-
     def test_refused_connections_never_wait_in_the_backlog(self):
         n = 100
-        with serve1("-l", hard.LOCAL, "--max-conns", "2") as srv:
+        with self.serve("-l", hard.LOCAL, "--max-conns", "2") as srv:
             held = self.open_served(srv, 2)
             extras = [harness.connect(srv.tcp) for _ in range(n)]
             try:
@@ -143,7 +130,7 @@ class MaxConns(unittest.TestCase):
             self.assertEqual(counts["refused"], n, counts)
 
     def test_slot_freed_by_a_closing_client_is_given_to_a_new_one(self):
-        with serve1("-l", hard.LOCAL, "--max-conns", "2") as srv:
+        with self.serve("-l", hard.LOCAL, "--max-conns", "2") as srv:
             held = self.open_served(srv, 2)
             held[0].close()
             # The server learns of the close asynchronously: retry until a newcomer is served.
@@ -155,9 +142,29 @@ class MaxConns(unittest.TestCase):
             self.assertEqual(counts["accepted"] - counts["refused"], 3, counts)
 
 
-class IdleTimeout(unittest.TestCase):
+class MaxConnsAcrossThreads(unittest.TestCase):
+    """Four loops, whatever the variant: with one loop this would prove nothing."""
+
+    def test_max_conns_counts_across_every_thread(self):
+        # SO_REUSEPORT spreads connections over the threads' sockets: the limit is the process's.
+        with hard.serve("-l", hard.LOCAL, "--threads", "4", "--max-conns", "3") as srv:
+            socks = [harness.connect(srv.tcp) for _ in range(12)]
+            served = 0
+            for i, s in enumerate(socks):
+                self.addCleanup(s.close)
+                try:
+                    served += hard.round_trip(s, b"n %d\n" % i) == b"n %d\n" % i
+                except (OSError, AssertionError):
+                    pass  # refused: EOF or reset instead of the echo
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(served, 3, counts)
+            self.assertEqual((counts["accepted"], counts["refused"]), (12, 9), counts)
+
+
+@hard.both_thread_counts
+class IdleTimeout(hard.ThreadVariant):
     def test_connection_silent_for_the_idle_timeout_is_closed(self):
-        with serve1("-l", hard.LOCAL, "--idle-timeout", "300ms") as srv:
+        with self.serve("-l", hard.LOCAL, "--idle-timeout", "300ms") as srv:
             with harness.connect(srv.tcp) as s:
                 started = time.monotonic()
                 how = hard.closed_by_peer(s, 5 * hard.SLOW)
@@ -169,7 +176,7 @@ class IdleTimeout(unittest.TestCase):
             self.assertEqual(counts["idle_timeout"], 1, counts)
 
     def test_connection_that_keeps_sending_outlives_the_idle_timeout(self):
-        with serve1("-l", hard.LOCAL, "-m", "line", "--idle-timeout", "400ms") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--idle-timeout", "400ms") as srv:
             with harness.connect(srv.tcp) as s:
                 # 1.5 s of traffic, one line every 100 ms: never 400 ms of silence.
                 end = time.monotonic() + 1.5
@@ -182,7 +189,7 @@ class IdleTimeout(unittest.TestCase):
             self.assertEqual(counts["idle_timeout"], 0, counts)
 
     def test_idle_timeout_leaves_other_connections_alone(self):
-        with serve1("-l", hard.LOCAL, "-m", "line", "--idle-timeout", "300ms") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--idle-timeout", "300ms") as srv:
             with harness.connect(srv.tcp) as idle, harness.connect(srv.tcp) as busy:
                 deadline = time.monotonic() + 5 * hard.SLOW
                 closed = None
@@ -199,7 +206,7 @@ class IdleTimeout(unittest.TestCase):
     def test_idle_client_that_stopped_reading_is_closed_and_counted_once(self):
         # The client pushed until the server stopped reading it, then went silent: the server
         # has replies queued that will never be read. It must still let go of it, once.
-        with serve1("-l", hard.LOCAL, "--idle-timeout", "300ms") as srv:
+        with self.serve("-l", hard.LOCAL, "--idle-timeout", "300ms") as srv:
             pid = srv.proc.pid
             baseline = hard.fd_count(pid)  # before this client's descriptor
             s = harness.connect(srv.tcp)

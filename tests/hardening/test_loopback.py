@@ -102,31 +102,41 @@ class NamespacedServer:
         return False
 
 
-class Loopback(unittest.TestCase):
+@hard.both_thread_counts
+class Loopback(hard.ThreadVariant):
     def setUp(self):
         if not can_unshare():
             self.skipTest("cannot create a network namespace here (unshare -n)")
 
     def test_default_binds_127_0_0_1_only(self):
-        with NamespacedServer(["--threads", "1"], expect=2) as srv:
+        with NamespacedServer(self.server_args(), expect=2) as srv:
             self.assertEqual(sorted(srv.lines), ["listening on tcp://127.0.0.1:8888",
                                                  "listening on udp://127.0.0.1:8888"])
             # What the kernel says, not what the server prints: /proc/PID/net is its namespace.
+            # One TCP and one UDP socket per event loop.
             self.assertEqual(own_sockets(srv.proc.pid),
-                             [("tcp", "127.0.0.1", 8888), ("udp", "127.0.0.1", 8888)])
+                             [("tcp", "127.0.0.1", 8888)] * self.threads
+                             + [("udp", "127.0.0.1", 8888)] * self.threads)
             self.assertEqual(srv.stop(), 0)
 
-    def test_default_binds_loopback_only_with_several_threads(self):
+    def test_wildcard_is_bound_only_when_asked(self):
+        with NamespacedServer(self.server_args("-l", "0.0.0.0:0"), expect=1) as srv:
+            socks = own_sockets(srv.proc.pid)
+            self.assertEqual([(p, h) for p, h, _ in socks], [("tcp", "0.0.0.0")] * self.threads,
+                             socks)
+            self.assertEqual(srv.stop(), 0)
+
+
+class LoopbackManyThreads(unittest.TestCase):
+    def setUp(self):
+        if not can_unshare():
+            self.skipTest("cannot create a network namespace here (unshare -n)")
+
+    def test_default_binds_loopback_only_with_three_threads(self):
         with NamespacedServer(["--threads", "3"], expect=2) as srv:
             socks = own_sockets(srv.proc.pid)
             self.assertEqual(len(socks), 6, socks)
             self.assertEqual({h for _, h, _ in socks}, {"127.0.0.1"}, socks)
-            self.assertEqual(srv.stop(), 0)
-
-    def test_wildcard_is_bound_only_when_asked(self):
-        with NamespacedServer(["--threads", "1", "-l", "0.0.0.0:0"], expect=1) as srv:
-            socks = own_sockets(srv.proc.pid)
-            self.assertEqual([(p, h) for p, h, _ in socks], [("tcp", "0.0.0.0")], socks)
             self.assertEqual(srv.stop(), 0)
 
 
