@@ -38,6 +38,39 @@ class MaxLine(hard.ThreadVariant):
             self.assertEqual(harness.exchange(srv.tcp, line), line)
             self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 0)
 
+    def test_line_of_max_line_bytes_plus_its_newline_is_echoed(self):
+        # asyncio's limit, which the README cites: the '\n' is not counted.
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--max-line", "1024") as srv:
+            line = b"z" * 1024 + b"\n"
+            self.assertEqual(harness.exchange(srv.tcp, line), line)
+            self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 0)
+
+    def test_line_of_max_line_plus_one_bytes_is_rejected(self):
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--max-line", "1024") as srv:
+            with harness.connect(srv.tcp) as s:
+                s.sendall(b"z" * 1025 + b"\n")
+                self.assertIsNotNone(hard.closed_by_peer(s, 5 * hard.SLOW))
+            self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 1)
+
+    def test_default_max_line_echoes_a_64_kib_line_with_its_newline(self):
+        with self.serve("-l", hard.LOCAL, "-m", "line") as srv:
+            line = b"a" * (64 * KIB) + b"\n"
+            self.assertEqual(harness.exchange(srv.tcp, line), line)
+            self.assertEqual(hard.stop_summary(self, srv)["line_too_long"], 0)
+
+    def test_overlong_line_is_reset_and_logged_with_the_peer_without_verbose(self):
+        # README, Limits and safety: "that connection is reset, logged with its peer, counted as
+        # line_too_long" -- with the default log level, not only with -v.
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--max-line", "64") as srv:
+            with harness.connect(srv.tcp) as s:
+                peer = "127.0.0.1:%d" % s.getsockname()[1]
+                s.sendall(b"w" * 200)
+                how = hard.closed_by_peer(s, 5 * hard.SLOW)
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(how, "reset", "an overlong line must reset the connection")
+            self.assertEqual(counts["line_too_long"], 1, counts)
+            self.assertIn(peer, srv.stderr, "no log line names the peer of the overlong line")
+
     def test_default_max_line_is_64_kib(self):
         with self.serve("-l", hard.LOCAL, "-m", "line") as srv:
             line = b"a" * (64 * KIB - 1) + b"\n"
@@ -211,10 +244,11 @@ class IdleTimeout(hard.ThreadVariant):
             baseline = hard.fd_count(pid)  # before this client's descriptor
             s = harness.connect(srv.tcp)
             self.addCleanup(s.close)
+            reset = False
             try:
                 hard.push_until_stalled(s, 64 << 20, stall=0.5 * hard.SLOW)
             except ConnectionResetError:
-                pass  # the server reset it while we were still checking for the stall
+                reset = True  # the server reset it while we were still checking for the stall
             # Closed means its descriptor is gone from the server.
             try:
                 hard.wait_for(lambda: hard.fd_count(pid) <= baseline, 3 * hard.SLOW,
@@ -222,11 +256,40 @@ class IdleTimeout(hard.ThreadVariant):
                 closed = True
             except AssertionError:
                 closed = False
+            how = hard.closed_by_peer(s, 1 * hard.SLOW)
             s.close()
             counts = hard.stop_summary(self, srv)
             self.assertTrue(closed, "still open 3 s after a 300 ms idle timeout; summary %r"
                             % counts)
             self.assertEqual(counts["idle_timeout"], 1, counts)
+            # Replies were queued that it will never read: a reset, not a FIN.
+            self.assertTrue(reset or how == "reset", "closed with %r, not a reset" % how)
+
+    def test_reply_held_by_delay_keeps_the_connection_past_the_idle_timeout(self):
+        # A reply the server still holds is progress: the client is waiting for it.
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--delay", "800ms",
+                        "--idle-timeout", "300ms") as srv:
+            with harness.connect(srv.tcp) as s:
+                s.sendall(b"wait for me\n")
+                got = harness.recv_exactly(s, 12, timeout=5 * hard.SLOW)
+            self.assertEqual(got, b"wait for me\n")
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(counts["idle_timeout"], 0, counts)
+
+    def test_reply_sent_by_the_server_counts_as_activity(self):
+        # "No progress either way": the idle clock restarts when the server sends, not only
+        # when it receives. The client answers 400 ms after the reply, within a 700 ms timeout
+        # but more than 700 ms after its own last line.
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--delay", "500ms",
+                        "--idle-timeout", "700ms") as srv:
+            with harness.connect(srv.tcp) as s:
+                self.assertEqual(hard.round_trip(s, b"one\n", timeout=5 * hard.SLOW), b"one\n")
+                # Silent on purpose: this silence is what the test is about.
+                self.assertIsNone(hard.closed_by_peer(s, 0.4),
+                                  "closed 0.4 s after the server's reply")
+                self.assertEqual(hard.round_trip(s, b"two\n", timeout=5 * hard.SLOW), b"two\n")
+            counts = hard.stop_summary(self, srv)
+            self.assertEqual(counts["idle_timeout"], 0, counts)
 
 
 if __name__ == "__main__":

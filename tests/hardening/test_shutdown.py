@@ -158,6 +158,62 @@ class Drain(hard.ThreadVariant):
             counts = hard.summary(err)
             self.assertEqual((counts["accepted"], counts["closed"]), (20, 20), counts)
 
+    def test_sigint_alone_drains_and_exits_0_with_a_summary(self):
+        with self.serve("-l", hard.LOCAL, "-m", "line") as srv:
+            with harness.connect(srv.tcp) as s:
+                self.assertEqual(hard.round_trip(s, b"before\n"), b"before\n")
+                srv.send_signal(signal.SIGINT)
+                # Still served while draining, then closed once quiet.
+                self.assertEqual(hard.round_trip(s, b"during\n"), b"during\n")
+                self.assertEqual(hard.closed_by_peer(s, 5 * hard.SLOW), "eof")
+            status, err = srv.wait_exit()
+            self.assertEqual(status, 0, err)
+            counts = hard.summary(err)
+            self.assertEqual((counts["accepted"], counts["closed"]), (1, 1), counts)
+
+    def test_partial_line_received_before_the_signal_is_not_dropped_silently(self):
+        # "Echo everything received": a line without its '\n' yet is echoed before the close
+        # (as at EOF), or the connection is reset so that the client knows. Never a clean FIN
+        # with the bytes gone.
+        with self.serve("-l", hard.LOCAL, "-m", "line") as srv:
+            with harness.connect(srv.tcp) as s:
+                s.sendall(b"full line\npartial line")
+                self.assertEqual(harness.recv_exactly(s, 10), b"full line\n")
+                # One 22-byte segment: the full line's echo means the partial one was read too
+                # (bytes_in in the summary confirms it).
+                srv.send_signal(signal.SIGTERM)
+                got, how = read_all(s, 10 * hard.SLOW)
+            status, err = srv.wait_exit()
+            self.assertEqual(status, 0, err)
+            counts = hard.summary(err)
+            self.assertEqual(counts["bytes_in"], 22, counts)
+            self.assertTrue(how == "reset" or (how == "eof" and got == b"partial line"),
+                            "after the signal: %r then %s" % (got, how))
+
+    def test_default_drain_timeout_is_5_seconds(self):
+        with self.serve("-l", hard.LOCAL) as srv:
+            with harness.connect(srv.tcp) as s:
+                # Never reads: only the deadline ends its drain.
+                hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW)
+                started = time.monotonic()
+                signal_and_wait_for_drain(srv)
+                status, err = srv.wait_exit(timeout=15 * hard.SLOW)
+                took = time.monotonic() - started
+            self.assertEqual(status, 0, err)
+            self.assertGreater(took, 4.5)
+            self.assertLess(took, 7.0 * hard.SLOW)
+
+    def test_connection_force_closed_at_the_drain_deadline_is_counted(self):
+        # A connection reset at the deadline lost data: the summary must not read "0 errors".
+        with self.serve("-l", hard.LOCAL, "--drain-timeout", "300ms") as srv:
+            with harness.connect(srv.tcp) as s:
+                hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW)
+                signal_and_wait_for_drain(srv)
+                status, err = srv.wait_exit(timeout=5 * hard.SLOW)
+            self.assertEqual(status, 0, err)
+            counts = hard.summary(err)
+            self.assertEqual(counts.get("drain_timeout"), 1, counts)
+
     def test_listeners_are_closed_when_draining_starts(self):
         with self.serve("-l", hard.LOCAL, "--drain-timeout", "30s") as srv:
             with harness.connect(srv.tcp) as s:
