@@ -1,6 +1,8 @@
 """The server never binds beyond loopback unless asked, and --help says so. The default
 address is port 8888, which may be taken on a shared machine: these tests run the server in a
-network namespace of its own (unshare -n) and read its sockets from /proc/PID/net."""
+network namespace of its own (unshare -n) and read its sockets from /proc/PID/net. And a port
+that is taken is an error (exit 1, one line), whatever the thread count: SO_REUSEPORT between
+a process's own loops must not let a second server share it."""
 
 import os
 import select
@@ -125,6 +127,46 @@ class Loopback(hard.ThreadVariant):
             self.assertEqual([(p, h) for p, h, _ in socks], [("tcp", "0.0.0.0")] * self.threads,
                              socks)
             self.assertEqual(srv.stop(), 0)
+
+
+@hard.both_thread_counts
+class PortTaken(hard.ThreadVariant):
+    def assert_cannot_listen(self, args, what, printed_nothing=True):
+        try:
+            r = harness.run([harness.YODEL_BIN, "serve"] + self.server_args(*args),
+                            timeout=3 * hard.SLOW)
+        except AssertionError:
+            self.fail("%s: still serving after 3 s instead of failing" % what)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, "%s: exit %d, stderr %r" % (what, r.returncode, err))
+        self.assertEqual(len(harness.stderr_lines(err)), 1, err)
+        self.assertRegex(err, r"(?i)address already in use", err)
+        if printed_nothing:
+            # Nothing was bound: a script waiting for "listening on" must not be told otherwise.
+            self.assertNotIn(b"listening on", r.stdout, what)
+
+    def test_second_server_on_a_taken_tcp_port_exits_1(self):
+        with self.serve("-l", hard.LOCAL) as first:
+            self.assert_cannot_listen(["-l", "127.0.0.1:%d" % first.tcp.port],
+                                      "a second server on tcp %d" % first.tcp.port)
+            self.assertTrue(hard.echo_ok(first.tcp), "the first server stopped serving")
+
+    def test_second_server_on_a_taken_udp_port_exits_1(self):
+        with self.serve("-l", "udp://127.0.0.1:0") as first:
+            self.assert_cannot_listen(["-l", "udp://127.0.0.1:%d" % first.udp.port],
+                                      "a second server on udp %d" % first.udp.port)
+
+    def test_same_address_twice_in_one_server_exits_1(self):
+        port = None
+        with self.serve("-l", hard.LOCAL) as probe:
+            port = probe.tcp.port
+        # The port was free a moment ago; another test may take it meanwhile, rarely.
+        if not harness.free_port(port):
+            self.skipTest("port %d was taken meanwhile" % port)
+        addr = "127.0.0.1:%d" % port
+        # (Whether the first address's line is printed before the second fails is not promised.)
+        self.assert_cannot_listen(["-l", addr, "-l", addr], "-l %s twice" % addr,
+                                  printed_nothing=False)
 
 
 class LoopbackManyThreads(unittest.TestCase):
