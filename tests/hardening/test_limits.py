@@ -278,15 +278,15 @@ class IdleTimeout(hard.ThreadVariant):
 
     def test_reply_sent_by_the_server_counts_as_activity(self):
         # "No progress either way": the idle clock restarts when the server sends, not only
-        # when it receives. The client answers 400 ms after the reply, within a 700 ms timeout
-        # but more than 700 ms after its own last line.
-        with self.serve("-l", hard.LOCAL, "-m", "line", "--delay", "500ms",
-                        "--idle-timeout", "700ms") as srv:
+        # when it receives. The client answers 0.6 s after the reply: within the 1.2 s timeout
+        # counted from the reply (0.6 s to spare), but 1.6 s after its own last line.
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--delay", "1s",
+                        "--idle-timeout", "1200ms") as srv:
             with harness.connect(srv.tcp) as s:
                 self.assertEqual(hard.round_trip(s, b"one\n", timeout=5 * hard.SLOW), b"one\n")
                 # Silent on purpose: this silence is what the test is about.
-                self.assertIsNone(hard.closed_by_peer(s, 0.4),
-                                  "closed 0.4 s after the server's reply")
+                self.assertIsNone(hard.closed_by_peer(s, 0.6),
+                                  "closed within 0.6 s of the server's reply")
                 self.assertEqual(hard.round_trip(s, b"two\n", timeout=5 * hard.SLOW), b"two\n")
             counts = hard.stop_summary(self, srv)
             self.assertEqual(counts["idle_timeout"], 0, counts)
