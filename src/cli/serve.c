@@ -154,7 +154,7 @@ static void parse_args(struct serve *s, int argc, char **argv)
             s->limits.idle_timeout_ms = opt_duration_ms("serve", "--idle-timeout", optarg);
             break;
         case OPT_MAX_LINE:
-            s->echo.max_line_bytes = opt_size("serve", "--max-line", optarg, 1, 64u << 20);
+            s->echo.max_line_bytes = opt_size("serve", "--max-line", optarg, 1, YD_MAX_LINE_LIMIT);
             break;
         case OPT_DRAIN:
             s->drain_ms = opt_duration_ms("serve", "--drain-timeout", optarg);
@@ -241,7 +241,10 @@ static int listen_all(struct serve *s)
                 snprintf(addr, sizeof addr, "%s", s->listen[i]);
             yd_server_options so = s->limits;
             so.stats = stats_for(s, t, i);
-            so.reuseport = s->threads > 1;
+            /* Thread 0 must find the port free; the others join it. */
+            so.reuseport = s->threads == 1 ? YD_REUSEPORT_OFF
+                           : t == 0        ? YD_REUSEPORT_OWN
+                                           : YD_REUSEPORT_JOIN;
             so.limit = s->limit; /* --max-conns counts across every thread */
             so.max_conns = 0;
             yd_server *srv;
@@ -404,7 +407,9 @@ static void free_workers(struct serve *s)
 static int serve_inetd(struct serve *s)
 {
     /* stdout is the client here: nothing may be printed to it. */
-    int err = yd_echo_serve_fd(s->workers[0].loop, STDIN_FILENO, &s->echo, stats_for(s, 0, 0));
+    yd_server_options so = s->limits;
+    so.stats = stats_for(s, 0, 0);
+    int err = yd_echo_serve_fd(s->workers[0].loop, STDIN_FILENO, &s->echo, &so);
     if (err < 0) {
         fprintf(stderr, "yodel serve: --inetd: cannot serve standard input: %s\n",
                 yd_strerror(err));
