@@ -65,7 +65,10 @@ def poll(predicate, timeout, interval=0.01):
 
 @hard.both_thread_counts
 class OutOfDescriptors(hard.ThreadVariant):
-    """The server holds as many clients as its descriptor table allows; newcomers keep coming."""
+    """The server holds as many clients as its descriptor table allows; newcomers keep coming.
+    A newcomer it cannot take may be closed at once or left in the backlog until descriptors
+    free up (yodel pauses accepting for 100 ms at a time, as nginx does): either way it is
+    never left hanging once there is room, and the server does not spin meanwhile."""
 
     def setUp(self):
         self.srv = LimitedServer(self.server_args("-l", hard.LOCAL, "-m", "line"))
@@ -79,7 +82,7 @@ class OutOfDescriptors(hard.ThreadVariant):
             s = harness.connect(self.srv.tcp)
             try:
                 s.sendall(b"fill %d\n" % i)
-                harness.recv_exactly(s, len(b"fill %d\n" % i), timeout=2 * hard.SLOW)
+                harness.recv_exactly(s, len(b"fill %d\n" % i), timeout=1 * hard.SLOW)
             except (OSError, AssertionError):
                 refused = s
                 break
@@ -94,29 +97,37 @@ class OutOfDescriptors(hard.ThreadVariant):
         for s in self.held:
             s.close()
 
+    def knock(self, n):
+        knockers = []
+        for i in range(n):
+            s = harness.connect(self.srv.tcp)
+            self.addCleanup(s.close)
+            s.sendall(b"knock %d\n" % i)
+            knockers.append(s)
+        return knockers
+
+    def assert_closed_or_served(self, knockers):
+        """Each knocker was closed by the server, or is served now that there is room."""
+        for i, s in enumerate(knockers):
+            want = b"knock %d\n" % i
+            try:
+                got = harness.recv_exactly(s, len(want), timeout=5 * hard.SLOW)
+            except (OSError, AssertionError) as e:
+                if isinstance(e, OSError) or "EOF" in str(e):
+                    continue  # closed (EOF or reset): told at once, not left waiting
+                self.fail("knocker %d neither closed nor served once descriptors were free" % i)
+            self.assertEqual(got, want)
+
     def test_server_out_of_descriptors_does_not_busy_loop(self):
         # Newcomers keep knocking: each one hits EMFILE again.
-        knockers = [harness.connect(self.srv.tcp) for _ in range(10)]
-        try:
-            before = hard.cpu_seconds(self.pid)
-            started = time.monotonic()
-            outcomes = [hard.closed_by_peer(s, 1.0) for s in knockers]
-            # A bounded window, whatever the outcomes took.
-            end = started + 1.5
-            while time.monotonic() < end:
-                time.sleep(end - time.monotonic())
-            used = hard.cpu_seconds(self.pid) - before
-            wall = time.monotonic() - started
-        finally:
-            for s in knockers:
-                s.close()
+        knockers = self.knock(10)
+        used, wall = cpu_in_window(self.pid, 1.5)
         self.assertLess(used, 0.25 * wall, "%.2fs of CPU in %.2fs at EMFILE" % (used, wall))
-        self.assertEqual(outcomes.count(None), 0,
-                         "connections left waiting at EMFILE: %r" % outcomes)
+        self.close_held()
+        self.assert_closed_or_served(knockers)
 
     def test_existing_clients_are_served_while_out_of_descriptors(self):
-        with harness.connect(self.srv.tcp) as knocker:
-            self.assertIsNotNone(hard.closed_by_peer(knocker, 2 * hard.SLOW))
+        self.knock(3)
         for i, s in enumerate(self.held):
             self.assertEqual(hard.round_trip(s, b"still %d\n" % i), b"still %d\n" % i)
 
@@ -128,13 +139,11 @@ class OutOfDescriptors(hard.ThreadVariant):
                       5 * hard.SLOW, "a new client served after 5 descriptors were freed")
 
     def test_server_exits_0_after_running_out_of_descriptors_and_closes_everything(self):
-        # libuv closes the newcomers it cannot accept itself (its reserve descriptor), without
-        # telling the server: they are not in the summary, which is why nothing counts them.
-        with harness.connect(self.srv.tcp) as knocker:
-            self.assertIsNotNone(hard.closed_by_peer(knocker, 2 * hard.SLOW))
+        knockers = self.knock(3)
         self.close_held()
+        self.assert_closed_or_served(knockers)
         counts = hard.stop_summary(self, self.srv, timeout=5 * hard.SLOW)
-        self.assertEqual(counts["accepted"], len(self.held), counts)
+        self.assertGreaterEqual(counts["accepted"], len(self.held), counts)
         self.assertEqual(counts["closed"], counts["accepted"], counts)
 
 

@@ -83,7 +83,12 @@ class Resets(hard.ThreadVariant):
                             % (results[0],))
             self.assertTrue(hard.echo_ok(srv.tcp, b"after the resets"))
             counts = hard.stop_summary(self, srv)
-            self.assertEqual(counts["reset"], n, counts)
+            # A reset that finds the server with nothing left to send (it had echoed all
+            # 100000 bytes already) ends a complete exchange and is not an error; the others
+            # are counted. Which is which depends on timing.
+            self.assertGreaterEqual(counts["reset"], 1, counts)
+            self.assertLessEqual(counts["reset"], n, counts)
+            self.assertEqual(counts["accepted"], n + 2, counts)
             self.assertEqual(counts["closed"], counts["accepted"], counts)
 
     def test_resets_leave_no_descriptor_behind(self):
