@@ -200,9 +200,12 @@ class Interrupts(hard.ThreadVariant):
             results = []
             t = threading.Thread(target=stream_and_verify, args=(self, srv.tcp, 16 * MIB),
                                  kwargs={"results": results}, daemon=True)
+            # The transfer is under way once the server spends CPU on it: counted from now,
+            # not from its start (under ASan starting alone takes more than 10 ms of CPU).
+            idle_cpu = hard.cpu_seconds(srv.proc.pid)
             t.start()
-            hard.wait_for(lambda: hard.cpu_seconds(srv.proc.pid) > 0.01 or not t.is_alive(),
-                          10 * hard.SLOW, "the transfer under way")
+            hard.wait_for(lambda: hard.cpu_seconds(srv.proc.pid) > idle_cpu + 0.02
+                          or not t.is_alive(), 10 * hard.SLOW, "the transfer under way")
             srv.send_signal(signal.SIGTERM)
             t.join(60 * hard.SLOW)
             self.assertEqual(len(results), 1)
