@@ -31,6 +31,7 @@
 /* While draining, how often the main loop looks whether every worker thread has finished (it is
  * also told at once by each worker; this is the fallback should that message be lost). */
 #define WORKERS_POLL_MS 100
+#define INETD_WATCH_MS  50
 
 static const char usage[] =
     "usage: yodel serve [OPTIONS]\n"
@@ -397,27 +398,55 @@ static void print_listening(struct serve *s)
 
 /* ---- inetd ------------------------------------------------------------------------------- */
 
+/* Whether descriptor fd is the same file as *st. */
+static int same_file(int fd, const struct stat *st)
+{
+    struct stat other;
+    return fstat(fd, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino;
+}
+
 /*
- * --inetd: standard input must be a socket (the connection, or a UDP socket). Under inetd,
- * descriptor 2 may be that socket too: logs then go to /dev/null rather than to the client.
+ * --inetd: standard input must be a socket (the connection, or a UDP socket); we read and write
+ * it through descriptor 0. Descriptors 1 and 2 may be that socket too (inetd gives it as all
+ * three): they are pointed at /dev/null, so that logs never go to the client, and so that
+ * closing the connection really closes it (the client sees the end at once, not when we exit).
  */
 static int check_inetd_stdio(struct serve *s)
 {
-    struct stat in, err;
+    struct stat in;
     if (fstat(STDIN_FILENO, &in) < 0 || !S_ISSOCK(in.st_mode)) {
         say(s, "--inetd: standard input is not a socket (run it from inetd, systemd Accept=yes, "
                "or socat EXEC:)");
         return -1;
     }
-    if (fstat(STDERR_FILENO, &err) == 0 && err.st_dev == in.st_dev && err.st_ino == in.st_ino) {
+    for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (!same_file(fd, &in))
+            continue;
         int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-        if (null < 0 || dup2(null, STDERR_FILENO) < 0) {
+        if (null < 0 || dup2(null, fd) < 0) {
             /* Nowhere to log but the client: better to fail than to write to it. */
             return -1;
         }
         close(null);
     }
     return 0;
+}
+
+/* --inetd with --stats: once the one connection is gone, the stats timer must not keep the
+ * process alive. Looks every INETD_WATCH_MS. */
+static void on_inetd_watch(yd_timer *timer, void *data)
+{
+    struct serve *s = data;
+    yd_stats_snapshot now;
+    memset(&now, 0, sizeof now);
+    yd_stats_read(s->workers[0].stats[0], &now);
+    if (now.conns_closed == 0 || now.conns_active > 0)
+        return;
+    yd_timer_free(timer);
+    if (s->stats_timer != NULL) {
+        yd_timer_free(s->stats_timer);
+        s->stats_timer = NULL;
+    }
 }
 
 static int serve_inetd(struct serve *s)
@@ -641,6 +670,12 @@ static int run(struct serve *s)
     if (s->stats_ms > 0) {
         if ((err = yd_timer_new(main_loop, on_stats_timer, s, &s->stats_timer)) < 0 ||
             (err = yd_timer_start(s->stats_timer, s->stats_ms, s->stats_ms)) < 0) {
+            say(s, "cannot start the --stats timer: %s", yd_strerror(err));
+            return EXIT_RUNTIME;
+        }
+        yd_timer *watch;
+        if (s->inetd && ((err = yd_timer_new(main_loop, on_inetd_watch, s, &watch)) < 0 ||
+                         (err = yd_timer_start(watch, INETD_WATCH_MS, INETD_WATCH_MS)) < 0)) {
             say(s, "cannot start the --stats timer: %s", yd_strerror(err));
             return EXIT_RUNTIME;
         }
