@@ -26,6 +26,13 @@ extern "C" {
 
 #define YD_VERSION "0.1.0"
 
+/* Marks the API: the library is built with every other symbol hidden (as libuv's UV_EXTERN). */
+#if defined(YD_BUILDING) && defined(__GNUC__)
+#define YD_EXTERN __attribute__((visibility("default")))
+#else
+#define YD_EXTERN
+#endif
+
 typedef struct yd_loop yd_loop;
 typedef struct yd_server yd_server;
 typedef struct yd_conn yd_conn;
@@ -34,27 +41,31 @@ typedef struct yd_signal yd_signal;
 typedef struct yd_stats yd_stats;
 
 /* The library's version string, YD_VERSION at build time. */
-const char *yd_version(void);
+YD_EXTERN const char *yd_version(void);
 
 /* A static, human-readable name for a negative error code (or 0). */
-const char *yd_strerror(int code);
+YD_EXTERN const char *yd_strerror(int code);
+
+/* A name that does not resolve (the resolver's EAI_NONAME, EAI_NODATA, EAI_FAIL): no errno
+ * says this, so yodel has its own code, far from errno's range. */
+#define YD_ERESOLVE (-30001)
 
 /* ---- Event loop ------------------------------------------------------------------------- */
 
 /* Creates a loop. Returns 0 and sets *out, or a negative error. */
-int yd_loop_new(yd_loop **out);
+YD_EXTERN int yd_loop_new(yd_loop **out);
 
 /* Runs callbacks until nothing is left to wait for or yd_loop_stop() is called. */
-int yd_loop_run(yd_loop *loop);
+YD_EXTERN int yd_loop_run(yd_loop *loop);
 
 /* Makes yd_loop_run() return after the current iteration. Loop thread only. */
-void yd_loop_stop(yd_loop *loop);
+YD_EXTERN void yd_loop_stop(yd_loop *loop);
 
 /*
  * Frees a loop. Closes any handle still open on it (their on_close callbacks run)
  * first. Returns 0, or -EBUSY if a handle refused to close.
  */
-int yd_loop_free(yd_loop *loop);
+YD_EXTERN int yd_loop_free(yd_loop *loop);
 
 /*
  * Graceful stop: closes every server of the loop, closes each connection a server
@@ -62,7 +73,7 @@ int yd_loop_free(yd_loop *loop);
  * whatever is left after drain_ms. yd_loop_run() returns when all is closed (if
  * nothing else, such as a repeating timer, keeps the loop alive).
  */
-void yd_loop_drain(yd_loop *loop, uint64_t drain_ms);
+YD_EXTERN void yd_loop_drain(yd_loop *loop, uint64_t drain_ms);
 
 /*
  * Ctrl-C done properly, for a server: the first SIGINT or SIGTERM runs yd_loop_drain(loop,
@@ -71,17 +82,18 @@ void yd_loop_drain(yd_loop *loop, uint64_t drain_ms);
  * write(2); any program using libyodel without this call should ignore SIGPIPE itself). The
  * watchers do not keep the loop alive.
  */
-int yd_loop_drain_on_signals(yd_loop *loop, uint64_t drain_ms);
+YD_EXTERN int yd_loop_drain_on_signals(yd_loop *loop, uint64_t drain_ms);
 
 /* The loop's cached monotonic clock, in milliseconds. */
-uint64_t yd_loop_now_ms(const yd_loop *loop);
+YD_EXTERN uint64_t yd_loop_now_ms(const yd_loop *loop);
 
 /*
  * Runs fn(data) on the loop's thread during its next iteration. The only function
  * here that may be called from any thread (asyncio's call_soon_threadsafe).
  * Returns 0, or -ENOMEM.
  */
-int yd_loop_call_threadsafe(yd_loop *loop, void (*fn)(yd_loop *loop, void *data), void *data);
+YD_EXTERN int yd_loop_call_threadsafe(yd_loop *loop, void (*fn)(yd_loop *loop, void *data),
+                                      void *data);
 
 /* ---- Statistics ------------------------------------------------------------------------- */
 
@@ -95,6 +107,7 @@ enum yd_error_kind {
     YD_ERR_UDP_SEND,      /* a datagram could not be sent (ICMP unreachable, full buffer) */
     YD_ERR_UDP_LOW_PORT,  /* a datagram from a source port below 1024 was dropped */
     YD_ERR_HTTP,          /* a malformed or unknown request on the metrics endpoint */
+    YD_ERR_DRAIN_TIMEOUT, /* reset at the drain deadline with work still pending */
     YD_ERR__COUNT
 };
 
@@ -115,17 +128,17 @@ typedef struct yd_stats_snapshot {
  * A set of counters. One loop thread writes it; any thread may read it with
  * yd_stats_read() at any time. Several servers on one loop may share one.
  */
-int yd_stats_new(yd_stats **out);
-void yd_stats_free(yd_stats *stats);
+YD_EXTERN int yd_stats_new(yd_stats **out);
+YD_EXTERN void yd_stats_free(yd_stats *stats);
 
 /* Adds the current values of stats into *sum (so several threads' counters merge). */
-void yd_stats_read(const yd_stats *stats, yd_stats_snapshot *sum);
+YD_EXTERN void yd_stats_read(const yd_stats *stats, yd_stats_snapshot *sum);
 
 /* Counts one error of the given kind (for protocols that detect their own). */
-void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind);
+YD_EXTERN void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind);
 
 /* "accept", "reset", "line_too_long", ...: names fit for metrics labels. */
-const char *yd_error_kind_name(enum yd_error_kind kind);
+YD_EXTERN const char *yd_error_kind_name(enum yd_error_kind kind);
 
 /* ---- Protocols: the callbacks of an endpoint --------------------------------------------- */
 
@@ -171,8 +184,8 @@ typedef struct yd_protocol {
  * It must outlive every server and connection that uses it.
  */
 typedef struct yd_conn_limit yd_conn_limit;
-int yd_conn_limit_new(size_t max_conns, yd_conn_limit **out);
-void yd_conn_limit_free(yd_conn_limit *limit);
+YD_EXTERN int yd_conn_limit_new(size_t max_conns, yd_conn_limit **out);
+YD_EXTERN void yd_conn_limit_free(yd_conn_limit *limit);
 
 typedef struct yd_server_options {
     const yd_protocol *protocol; /* required */
@@ -181,9 +194,17 @@ typedef struct yd_server_options {
     size_t max_conns;            /* 0: unlimited; beyond it, accept and close at once */
     yd_conn_limit *limit;        /* or NULL; the same, counted across every server using it */
     uint64_t idle_timeout_ms;    /* 0: none; close a connection silent for this long */
-    int reuseport;               /* SO_REUSEPORT, for one listening socket per thread */
+    int reuseport;               /* YD_REUSEPORT_*: one listening socket per thread */
     int backlog;                 /* 0: a sensible default (SOMAXCONN) */
 } yd_server_options;
+
+/*
+ * SO_REUSEPORT, so that several loops (threads) each listen on one port. OWN: the address must
+ * be free: the socket is bound alone, so a port another process holds is -EADDRINUSE even if
+ * that process allows sharing, and only then opened to sharing. JOIN: share the port of a
+ * socket this process bound with OWN (the same user could join it; nobody else can).
+ */
+enum { YD_REUSEPORT_OFF, YD_REUSEPORT_OWN, YD_REUSEPORT_JOIN };
 
 /*
  * Listens on an address (see yd_addr_parse: "HOST:PORT", "udp://HOST:PORT",
@@ -192,42 +213,43 @@ typedef struct yd_server_options {
  * sockets they all get the port the first one got. Returns 0 and sets *out, or a
  * negative error (-EADDRINUSE, -EACCES, ...).
  */
-int yd_server_listen(yd_loop *loop, const char *addr, const yd_server_options *options,
-                     yd_server **out);
+YD_EXTERN int yd_server_listen(yd_loop *loop, const char *addr, const yd_server_options *options,
+                               yd_server **out);
 
 /*
  * Serves an already bound socket (socket activation, inetd): a listening stream
  * socket or a datagram socket. The server owns fd from then on.
  */
-int yd_server_adopt(yd_loop *loop, int fd, const yd_server_options *options, yd_server **out);
+YD_EXTERN int yd_server_adopt(yd_loop *loop, int fd, const yd_server_options *options,
+                              yd_server **out);
 
 /* How many sockets the server listens on. */
-unsigned yd_server_socket_count(const yd_server *server);
+YD_EXTERN unsigned yd_server_socket_count(const yd_server *server);
 
 /*
  * Writes the address of socket i as "tcp://127.0.0.1:8888", "udp://[::1]:8888" or
  * "unix:/path" into buf. Returns the length, or a negative error.
  */
-int yd_server_address(const yd_server *server, unsigned i, char *buf, size_t len);
+YD_EXTERN int yd_server_address(const yd_server *server, unsigned i, char *buf, size_t len);
 
 /* The real port of the server's first socket (0 for a Unix socket). */
-int yd_server_port(const yd_server *server);
+YD_EXTERN int yd_server_port(const yd_server *server);
 
-void *yd_server_data(const yd_server *server);
-yd_loop *yd_server_loop(const yd_server *server);
+YD_EXTERN void *yd_server_data(const yd_server *server);
+YD_EXTERN yd_loop *yd_server_loop(const yd_server *server);
 
 /* Sends one datagram to a peer given to on_datagram. Never blocks; -EAGAIN if full. */
-int yd_server_send_to(yd_server *server, const void *data, size_t len, const void *peer,
-                      unsigned peer_len);
+YD_EXTERN int yd_server_send_to(yd_server *server, const void *data, size_t len, const void *peer,
+                                unsigned peer_len);
 
 /* Writes a peer given to on_datagram as "127.0.0.1:50312" or "[::1]:50312". */
-int yd_sockaddr_format(const void *sockaddr, char *buf, size_t len);
+YD_EXTERN int yd_sockaddr_format(const void *sockaddr, char *buf, size_t len);
 
 /*
  * Stops listening and frees the server. Connections it accepted go on; they keep
  * the protocol and data they had. A Unix socket file it created is removed.
  */
-void yd_server_close(yd_server *server);
+YD_EXTERN void yd_server_close(yd_server *server);
 
 /* ---- Connections -------------------------------------------------------------------------- */
 
@@ -248,18 +270,33 @@ typedef enum yd_read_mode {
  * the error. Returns 0 and sets *out (valid until on_close), or a negative error
  * for a bad address.
  */
-int yd_conn_connect(yd_loop *loop, const char *addr, const yd_protocol *protocol, void *data,
-                    yd_conn **out);
+YD_EXTERN int yd_conn_connect(yd_loop *loop, const char *addr, const yd_protocol *protocol,
+                              void *data, yd_conn **out);
 
 /*
  * Wraps an open descriptor (a connected socket, a pipe or a terminal) as a
  * connection; on_connect runs from the loop. The connection owns fd (closing the
  * connection closes it). A regular file is -ENOTSUP: it cannot be polled.
  */
-int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *data, yd_conn **out);
+YD_EXTERN int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *data,
+                              yd_conn **out);
 
-/* Chooses how received bytes are cut into on_data calls. -EINVAL for a bad arg. */
-int yd_conn_set_read_mode(yd_conn *conn, yd_read_mode mode, size_t arg);
+/* The longest line YD_READ_LINE takes (and the largest YD_READ_EXACTLY message). */
+#define YD_MAX_LINE_LIMIT (16u * 1024u * 1024u)
+
+/*
+ * Chooses how received bytes are cut into on_data calls. For YD_READ_LINE, arg is the longest
+ * line without its '\n' (asyncio's limit; 0: 64 KiB); for YD_READ_EXACTLY the message size.
+ * -EINVAL for a bad arg or one above YD_MAX_LINE_LIMIT.
+ */
+YD_EXTERN int yd_conn_set_read_mode(yd_conn *conn, yd_read_mode mode, size_t arg);
+
+/*
+ * Closes the connection when nothing moves either way for ms (0: never): its status is then
+ * -ETIMEDOUT, counted as an idle timeout. Bytes a protocol holds (yd_conn_hold) and writes the
+ * peer reads are progress. Accepted connections get their server's idle_timeout_ms.
+ */
+YD_EXTERN int yd_conn_set_idle_timeout(yd_conn *conn, uint64_t ms);
 
 /*
  * Sends bytes. Tries to write at once; whatever the kernel does not take is copied
@@ -268,54 +305,61 @@ int yd_conn_set_read_mode(yd_conn *conn, yd_read_mode mode, size_t arg);
  * Returns 0, -EPIPE after yd_conn_shutdown() or close, or -ENOBUFS if the queue
  * would pass its hard limit (the caller ignored back-pressure).
  */
-int yd_conn_write(yd_conn *conn, const void *data, size_t len);
+YD_EXTERN int yd_conn_write(yd_conn *conn, const void *data, size_t len);
 
 /* Bytes queued and not yet taken by the kernel. */
-size_t yd_conn_write_queued(const yd_conn *conn);
+YD_EXTERN size_t yd_conn_write_queued(const yd_conn *conn);
 
 /* Half-closes: sends EOF once queued writes are sent (asyncio's write_eof). */
-int yd_conn_shutdown(yd_conn *conn);
+YD_EXTERN int yd_conn_shutdown(yd_conn *conn);
 
 /* Closes once queued writes are sent; then on_close runs. Safe to call twice. */
-void yd_conn_close(yd_conn *conn);
+YD_EXTERN void yd_conn_close(yd_conn *conn);
 
 /* Closes now, dropping queued writes and resetting a TCP peer; then on_close runs. */
-void yd_conn_abort(yd_conn *conn);
+YD_EXTERN void yd_conn_abort(yd_conn *conn);
 
 /*
  * Stops and resumes delivering on_data at once: messages already read but not yet delivered
  * are held (bounded by one read) and delivered on resume, and reading from the socket stops.
  */
-void yd_conn_pause_reading(yd_conn *conn);
-void yd_conn_resume_reading(yd_conn *conn);
+YD_EXTERN void yd_conn_pause_reading(yd_conn *conn);
+YD_EXTERN void yd_conn_resume_reading(yd_conn *conn);
 
-/* Writes the peer's address ("127.0.0.1:50312", "[::1]:50312", "unix") into buf. */
-int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
+/* Room for any address text this header writes (yd_addr_format, yd_server_address, ...). */
+#define YD_ADDR_TEXT_BYTES 300
+
+/*
+ * Writes the peer's address ("127.0.0.1:50312", "[::1]:50312", "unix") into buf. For an
+ * accepted connection it is known from accept on, so it may be asked in on_close too.
+ */
+YD_EXTERN int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
 
 /* The connection's data: for an accepted connection, the server's options.data at first. */
-void *yd_conn_data(const yd_conn *conn);
-void yd_conn_set_data(yd_conn *conn, void *data);
+YD_EXTERN void *yd_conn_data(const yd_conn *conn);
+YD_EXTERN void yd_conn_set_data(yd_conn *conn, void *data);
 /* The server that accepted the connection, or NULL for a client connection. */
-yd_server *yd_conn_server(const yd_conn *conn);
-yd_loop *yd_conn_loop(const yd_conn *conn);
+YD_EXTERN yd_server *yd_conn_server(const yd_conn *conn);
+YD_EXTERN yd_loop *yd_conn_loop(const yd_conn *conn);
 
 /* ---- Timers and signals ------------------------------------------------------------------- */
 
 typedef void (*yd_timer_cb)(yd_timer *timer, void *data);
 
-int yd_timer_new(yd_loop *loop, yd_timer_cb cb, void *data, yd_timer **out);
+YD_EXTERN int yd_timer_new(yd_loop *loop, yd_timer_cb cb, void *data, yd_timer **out);
 /* Runs cb after timeout_ms, then every repeat_ms if that is not 0. Restarts if running. */
-int yd_timer_start(yd_timer *timer, uint64_t timeout_ms, uint64_t repeat_ms);
-void yd_timer_stop(yd_timer *timer);
-yd_loop *yd_timer_loop(const yd_timer *timer);
+YD_EXTERN int yd_timer_start(yd_timer *timer, uint64_t timeout_ms, uint64_t repeat_ms);
+YD_EXTERN void yd_timer_stop(yd_timer *timer);
+YD_EXTERN yd_loop *yd_timer_loop(const yd_timer *timer);
 /* Stops and frees the timer (the memory goes back at the loop's next iteration). */
-void yd_timer_free(yd_timer *timer);
+YD_EXTERN void yd_timer_free(yd_timer *timer);
 
 typedef void (*yd_signal_cb)(yd_signal *signal, int signum, void *data);
 
 /* Runs cb on the loop whenever signum arrives (SIGINT, SIGTERM, ...). */
-int yd_signal_new(yd_loop *loop, int signum, yd_signal_cb cb, void *data, yd_signal **out);
-void yd_signal_free(yd_signal *signal);
+YD_EXTERN int yd_signal_new(yd_loop *loop, int signum, yd_signal_cb cb, void *data,
+                            yd_signal **out);
+YD_EXTERN void yd_signal_free(yd_signal *signal);
 
 /* ---- Parsing helpers (pure functions, no allocation) -------------------------------------- */
 
@@ -332,29 +376,29 @@ typedef struct yd_addr {
  * Parses "HOST:PORT", "tcp://HOST:PORT", "udp://HOST:PORT", "unix:PATH",
  * "[v6]:PORT". Returns 0, or -EINVAL with *out unspecified.
  */
-int yd_addr_parse(const char *text, yd_addr *out);
+YD_EXTERN int yd_addr_parse(const char *text, yd_addr *out);
 
 /*
  * Writes an address in the form yd_addr_parse reads back to the same thing: "tcp://HOST:PORT",
  * "udp://[::1]:PORT", "unix:PATH". Returns the length, or -ENOBUFS if it does not fit.
  */
-int yd_addr_format(const yd_addr *addr, char *buf, size_t len);
+YD_EXTERN int yd_addr_format(const yd_addr *addr, char *buf, size_t len);
 
 /* Parses "500ms", "2s", "1m", "1h" or a bare number of seconds ("0.5"). */
-int yd_parse_duration_ms(const char *text, uint64_t *out_ms);
+YD_EXTERN int yd_parse_duration_ms(const char *text, uint64_t *out_ms);
 
 /* Parses a byte count with an optional k/m/g suffix, 1024-based ("64k"). */
-int yd_parse_size(const char *text, uint64_t *out_bytes);
+YD_EXTERN int yd_parse_size(const char *text, uint64_t *out_bytes);
 
 /*
  * Finds the first line in buf. Returns its length including the '\n', 0 when no
  * '\n' is in buf and len <= max_line (need more bytes), or -EMSGSIZE when the
  * line would be longer than max_line bytes (its '\n' included).
  */
-long yd_frame_line(const char *buf, size_t len, size_t max_line);
+YD_EXTERN long yd_frame_line(const char *buf, size_t len, size_t max_line);
 
 /* Copies n bytes from src to dst with ASCII letters upper-cased (dst may be src). */
-void yd_ascii_upper(char *dst, const char *src, size_t n);
+YD_EXTERN void yd_ascii_upper(char *dst, const char *src, size_t n);
 
 /* ---- Echo: the behaviours of `yodel serve` ------------------------------------------------ */
 
@@ -377,15 +421,21 @@ typedef struct yd_echo_options {
  * Listens on addr and echoes per options. server_options may be NULL or carry the
  * generic limits (its protocol and data are ignored: echo supplies its own).
  */
-int yd_echo_listen(yd_loop *loop, const char *addr, const yd_echo_options *echo,
-                   const yd_server_options *server_options, yd_server **out);
+YD_EXTERN int yd_echo_listen(yd_loop *loop, const char *addr, const yd_echo_options *echo,
+                             const yd_server_options *server_options, yd_server **out);
 
 /* The same, for an already bound socket (see yd_server_adopt). */
-int yd_echo_adopt(yd_loop *loop, int fd, const yd_echo_options *echo,
-                  const yd_server_options *server_options, yd_server **out);
+YD_EXTERN int yd_echo_adopt(yd_loop *loop, int fd, const yd_echo_options *echo,
+                            const yd_server_options *server_options, yd_server **out);
 
-/* Echoes on one connected socket, e.g. inetd's descriptor 0 (the loop then owns fd). */
-int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo, yd_stats *stats);
+/*
+ * Echoes on a socket handed over by inetd (descriptor 0); the loop then owns fd. A connected
+ * stream socket is one connection, with server_options' stats and idle_timeout_ms, drained by
+ * yd_loop_drain() like an accepted one; a datagram socket is served as a datagram server until
+ * the loop stops. server_options may be NULL. -ENOTSOCK if fd is not a socket.
+ */
+YD_EXTERN int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo,
+                               const yd_server_options *server_options);
 
 #ifdef __cplusplus
 }

@@ -3,10 +3,15 @@
  *
  * Each thread runs one yd_loop with its share of the connections. A connection keeps
  * DEPTH messages in flight (closed loop), or sends on a fixed schedule (--rate, open
- * loop, latency from the intended send time as wrk2 does). Every message is SIZE bytes:
- * a header with its sequence number and connection index in hex, a pattern that
- * depends on the connection, and a final '\n' (so line-mode servers echo it too). The
- * echo is compared byte for byte; nothing is allocated per message.
+ * loop, latency from the intended send time as wrk2 does, and how late each send went
+ * out recorded as the send lag). Every message is SIZE bytes carrying its sequence
+ * number and connection index (bench_codec.h). Stream echoes are compared piece by
+ * piece where they land, datagrams whole; nothing is allocated per message.
+ *
+ * A thread's run: connect (batches of CONNECT_BATCH) -> wait for main's start -> warmup
+ * -> measure for -t -> stop sending, wait for what is in flight -> close -> loop ends.
+ * It ends early on Ctrl-C, or when every connection of the thread has ended (nothing is
+ * left to measure). Reports: text or one JSON object (bench_json.h escapes its strings).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_codec.h"
+#include "bench_json.h"
 #include "cli.h"
 #include "histogram.h"
 #include "yodel.h"
@@ -31,33 +38,42 @@ static const char usage[] =
     "\n"
     "Load an echo server and report round trips/s, MB/s and latency percentiles.\n"
     "Every echoed byte is checked; any mismatch, reset, unexpected close, timeout,\n"
-    "lost datagram or failed connect makes the exit status 1.\n"
+    "lost or duplicated datagram or failed connect makes the exit status 1.\n"
     "\n"
-    "  -c ADDR            server: HOST:PORT, udp://HOST:PORT, unix:PATH (127.0.0.1:8888)\n"
-    "  -n CONNS           connections, opened in batches of 64 per thread (50)\n"
-    "  -s SIZE            message size in bytes, its final '\\n' included (64; 2 to 1m,\n"
-    "                     65507 for UDP)\n"
-    "  -p DEPTH           messages in flight per connection (1; SIZE * DEPTH <= 1m)\n"
-    "  -t DURATION        how long to measure (10s)\n"
-    "  --warmup DURATION  load without measuring first (1s)\n"
-    "  --rate N           open loop: N round trips/s in total, spread evenly over the\n"
-    "                     connections and scheduled with 1 ms resolution; latency counts\n"
-    "                     from when each message was due (coordinated omission corrected)\n"
-    "  --udp              use UDP (same as -c udp://HOST:PORT); lost datagrams are\n"
-    "                     errors, reordered ones are counted\n"
-    "  --threads N        spread the connections over N event loops (1)\n"
-    "  --timeout D        a reply later than this is a timeout (2s)\n"
-    "  --json             print the report as one JSON object\n"
+    "  -c, --connect ADDR        server: HOST:PORT, udp://HOST:PORT, unix:PATH\n"
+    "                            (127.0.0.1:8888)\n"
+    "  -n, --connections CONNS   connections, opened in batches of 64 per thread (50)\n"
+    "  -s, --size SIZE           message size in bytes, its final '\\n' included (64;\n"
+    "                            2 to 1m, 65507 for UDP)\n"
+    "  -p, --depth DEPTH         messages in flight per connection (1; SIZE * DEPTH <= 1m)\n"
+    "  -t, --duration DURATION   how long to measure (10s)\n"
+    "      --warmup DURATION     load without measuring first (1s)\n"
+    "      --rate N              open loop: N round trips/s in total, spread evenly over\n"
+    "                            the connections and scheduled with 1 ms resolution;\n"
+    "                            latency counts from when each message was due\n"
+    "                            (coordinated omission corrected). The report gives the\n"
+    "                            rate offered and the send lag (how late sends went out);\n"
+    "                            offering less than 90 % of N is a failure (exit 1): the\n"
+    "                            connections were full, so add connections or depth\n"
+    "      --udp                 use UDP (same as -c udp://HOST:PORT); lost and duplicated\n"
+    "                            datagrams are errors, reordered and late ones (back after\n"
+    "                            being counted lost) are counted\n"
+    "      --threads N           spread the connections over N event loops (1)\n"
+    "      --timeout D           a reply later than this is a timeout (2s)\n"
+    "      --json                print the report as one JSON object\n"
+    "  -h, --help                this help\n"
     "\n"
+    "When every connection has ended (the server closed or died), the run stops at once,\n"
+    "reports its rates over the time it was live, and exits 1.\n"
     "The report goes to stdout; a progress line goes to stderr when it is a terminal.\n"
     "Latency percentiles come from a log-linear histogram (within 0.8 %).\n";
 
-#define CONNECT_BATCH       64
-#define MAX_WINDOW_BYTES    (1024u * 1024u)
-#define HEADER_SEQ_DIGITS   12
-#define HEADER_INDEX_DIGITS 8
-#define HEADER_LEN          (HEADER_SEQ_DIGITS + HEADER_INDEX_DIGITS)
-#define NO_SEQ              UINT64_MAX
+#define CONNECT_BATCH    64
+#define MAX_WINDOW_BYTES (1024u * 1024u)
+#define NO_SEQ           UINT64_MAX
+#define LOST_RECORD_MIN  16
+/* --rate: offering less than this share of the target fails the run. */
+#define TARGET_SHARE 0.9
 
 typedef struct config {
     const char *addr;
@@ -80,10 +96,12 @@ typedef struct counters {
     uint64_t reset;
     uint64_t closed; /* the server closed while we were still talking */
     uint64_t io;
-    uint64_t timeout; /* a TCP reply later than --timeout: the connection is dropped */
-    uint64_t lost;    /* a datagram without a reply within --timeout */
+    uint64_t timeout;   /* a TCP reply later than --timeout: the connection is dropped */
+    uint64_t lost;      /* a datagram without a reply within --timeout */
+    uint64_t duplicate; /* a datagram answered again, or lost longer ago than we remember */
     uint64_t reordered;
     uint64_t late; /* a datagram that came back after being counted lost */
+    uint64_t sent; /* messages sent while measuring: the offered load */
 } counters;
 
 enum client_state { CLIENT_IDLE, CLIENT_CONNECTING, CLIENT_OPEN, CLIENT_CLOSING, CLIENT_DEAD };
@@ -100,9 +118,13 @@ typedef struct client {
     uint64_t acked;    /* TCP: the sequence number the next echo must carry; UDP: one past
                           the highest that came back */
     uint64_t next_due_ns;
+    size_t rx_off;      /* stream: bytes of the next echo received so far */
+    int rx_bad;         /* stream: those bytes differ from what was sent */
+    size_t lost_next;   /* UDP: where the next lost sequence number goes in lost[] */
     char *msg;          /* the message template; its header is rewritten per send */
     uint64_t *start_ns; /* DEPTH slots: when each message in flight started */
     uint64_t *slot_seq; /* UDP only: which message each slot holds, or NO_SEQ */
+    uint64_t *lost;     /* UDP only: the last lost_record() sequence numbers counted lost */
 } client;
 
 struct bench;
@@ -131,11 +153,13 @@ typedef struct worker {
     int recording;
     int stopping;
     int finishing;
+    int all_dead; /* every connection of this thread ended before the run did */
     uint64_t connect_start_ns;
     uint64_t record_start_ns;
     uint64_t record_end_ns;
     uint64_t interval_ns; /* --rate: between two sends of one connection */
     counters cnt;
+    histogram send_lag;        /* --rate: how late each send went out against its schedule */
     uint64_t verified;         /* round trips so far, warmup included */
     _Atomic uint64_t progress; /* the same, for the main thread's progress line */
     histogram hist;
@@ -160,77 +184,16 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static const char hex_digits[] = "0123456789abcdef";
-
-static void put_hex(char *dst, uint64_t v, unsigned digits)
+/* Whether data is bytes off .. off+len of this connection's message seq. */
+static int piece_matches(const client *c, uint64_t seq, size_t off, const char *data, size_t len)
 {
-    for (unsigned i = digits; i-- > 0; v >>= 4)
-        dst[i] = hex_digits[v & 15];
+    return codec_piece_matches(c->msg, c->w->b->cfg.size, seq, off, data, len);
 }
 
-static int get_hex(const char *src, unsigned digits, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < digits; i++) {
-        char ch = src[i];
-        unsigned d;
-        if (ch >= '0' && ch <= '9')
-            d = (unsigned)(ch - '0');
-        else if (ch >= 'a' && ch <= 'f')
-            d = (unsigned)(ch - 'a' + 10);
-        else
-            return -1;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* How many header bytes a message of this size carries: the final '\n' comes first. */
-static size_t header_len(size_t size)
-{
-    return size - 1 < HEADER_LEN ? size - 1 : HEADER_LEN;
-}
-
-/*
- * The template: a 12-digit sequence number, the 8-digit connection index, then
- * printable bytes that depend on the connection, then '\n'. Small sizes keep the
- * start of the header. No byte but the last is '\n'.
- */
-static void fill_template(char *msg, size_t size, uint32_t index)
-{
-    char header[HEADER_LEN];
-    put_hex(header, 0, HEADER_SEQ_DIGITS);
-    put_hex(header + HEADER_SEQ_DIGITS, index, HEADER_INDEX_DIGITS);
-    size_t h = header_len(size);
-    memcpy(msg, header, h);
-    for (size_t i = h; i + 1 < size; i++)
-        msg[i] = (char)('!' + (i * 7 + index * 13) % 94);
-    msg[size - 1] = '\n';
-}
-
-static void put_seq(char *msg, size_t size, uint64_t seq)
-{
-    char digits[HEADER_SEQ_DIGITS];
-    size_t h = header_len(size);
-    put_hex(digits, seq, HEADER_SEQ_DIGITS);
-    memcpy(msg, digits, h < HEADER_SEQ_DIGITS ? h : HEADER_SEQ_DIGITS);
-}
-
-/* Whether an echo is the message with sequence number seq (the template's other bytes). */
+/* Whether a datagram is the whole message with sequence number seq. */
 static int echo_matches(const client *c, const char *data, size_t len, uint64_t seq)
 {
-    size_t size = c->w->b->cfg.size;
-    if (len != size)
-        return 0;
-    /* The template still carries the last message sent: with one in flight, that is it. */
-    if (seq + 1 == c->next_seq)
-        return memcmp(data, c->msg, size) == 0;
-    char digits[HEADER_SEQ_DIGITS];
-    size_t h = header_len(size);
-    size_t hs = h < HEADER_SEQ_DIGITS ? h : HEADER_SEQ_DIGITS;
-    put_hex(digits, seq, HEADER_SEQ_DIGITS);
-    return memcmp(data, digits, hs) == 0 && memcmp(data + hs, c->msg + hs, size - hs) == 0;
+    return len == c->w->b->cfg.size && piece_matches(c, seq, 0, data, len);
 }
 
 static void drop_client(client *c)
@@ -251,8 +214,11 @@ static void count_close_status(counters *cnt, int status)
         cnt->io++;
 }
 
-/* Sends the next message, whose latency counts from start_ns. */
-static void send_one(client *c, uint64_t start_ns)
+/*
+ * Sends the next message at now, its latency counted from start_ns. With --rate, how late it
+ * went out against its schedule (next_due_ns) is the client's send lag.
+ */
+static void send_one(client *c, uint64_t now, uint64_t start_ns)
 {
     worker *w = c->w;
     const config *cfg = &w->b->cfg;
@@ -265,7 +231,7 @@ static void send_one(client *c, uint64_t start_ns)
         if (c->slot_seq[slot] != NO_SEQ)
             return;
     }
-    put_seq(c->msg, cfg->size, seq);
+    codec_put_seq(c->msg, cfg->size, seq);
     int rc = yd_conn_write(c->conn, c->msg, cfg->size);
     if (rc < 0) {
         count_close_status(&w->cnt, rc);
@@ -273,6 +239,11 @@ static void send_one(client *c, uint64_t start_ns)
         return;
     }
     c->next_seq++;
+    if (w->recording) {
+        w->cnt.sent++;
+        if (w->interval_ns != 0)
+            hist_record(&w->send_lag, now > c->next_due_ns ? now - c->next_due_ns : 0);
+    }
     c->start_ns[slot] = start_ns;
     if (cfg->udp)
         c->slot_seq[slot] = seq;
@@ -291,12 +262,12 @@ static void refill(client *c, uint64_t now)
     size_t depth = w->b->cfg.depth;
     while (c->state == CLIENT_OPEN && c->inflight < depth) {
         if (w->interval_ns == 0) {
-            send_one(c, now);
+            send_one(c, now, now);
             continue;
         }
         if (c->next_due_ns > now)
             return;
-        send_one(c, c->next_due_ns);
+        send_one(c, now, c->next_due_ns);
         c->next_due_ns += w->interval_ns;
     }
 }
@@ -324,21 +295,84 @@ static void complete(client *c, uint64_t now, uint64_t start_ns, int ok)
         finish(w);
 }
 
+/*
+ * Stream echoes arrive in whatever pieces the reads return: each piece is compared where it
+ * landed with the bytes expected at that offset of the echo due next (acked), so a server
+ * that answers with something else (a banner, an error page) is a mismatch even when it
+ * closes before a whole message came back.
+ */
 static void on_data_stream(yd_conn *conn, const char *data, size_t len)
 {
     client *c = yd_conn_data(conn);
     worker *w = c->w;
-    if (c->state != CLIENT_OPEN)
-        return;
-    if (c->inflight == 0) {
-        /* Bytes nobody asked for: the stream cannot be trusted from here on. */
-        w->cnt.mismatch++;
-        drop_client(c);
-        return;
-    }
+    size_t size = w->b->cfg.size;
     uint64_t now = now_ns();
-    uint64_t seq = c->acked++;
-    complete(c, now, c->start_ns[seq % w->b->cfg.depth], echo_matches(c, data, len, seq));
+    while (len > 0 && c->state == CLIENT_OPEN) {
+        if (c->inflight == 0) {
+            /* Bytes nobody asked for: the stream cannot be trusted from here on. */
+            w->cnt.mismatch++;
+            drop_client(c);
+            return;
+        }
+        size_t n = size - c->rx_off < len ? size - c->rx_off : len;
+        if (!c->rx_bad && !piece_matches(c, c->acked, c->rx_off, data, n))
+            c->rx_bad = 1;
+        c->rx_off += n;
+        data += n;
+        len -= n;
+        if (c->rx_off < size)
+            return;
+        uint64_t seq = c->acked++;
+        int ok = !c->rx_bad;
+        c->rx_off = 0;
+        c->rx_bad = 0;
+        /* May send more, or end the run and close this connection. */
+        complete(c, now, c->start_ns[seq % w->b->cfg.depth], ok);
+    }
+}
+
+/* How many lost sequence numbers a UDP connection remembers, to tell late from duplicate. */
+static size_t lost_record(const config *cfg)
+{
+    return cfg->depth * 2 > LOST_RECORD_MIN ? cfg->depth * 2 : LOST_RECORD_MIN;
+}
+
+static void remember_lost(client *c, uint64_t seq)
+{
+    const config *cfg = &c->w->b->cfg;
+    c->lost[c->lost_next] = seq;
+    c->lost_next = (c->lost_next + 1) % lost_record(cfg);
+}
+
+/* Whether seq (its low digits: mask) is one of the remembered lost ones; forgets it if so. */
+static int forget_lost(client *c, uint64_t got, uint64_t mask)
+{
+    size_t n = lost_record(&c->w->b->cfg);
+    for (size_t i = 0; i < n; i++) {
+        if (c->lost[i] != NO_SEQ && (c->lost[i] & mask) == got) {
+            c->lost[i] = NO_SEQ;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A datagram that no message in flight waits for: late if it was counted lost not long ago
+ * (not an error: the loss was), else a duplicate of one already answered (the server, or
+ * the network, sent it twice) or, if it is not a message this connection sent, a mismatch.
+ */
+static void unexpected_datagram(client *c, const char *data, size_t len, uint64_t got,
+                                uint64_t mask)
+{
+    counters *cnt = &c->w->cnt;
+    int sent = c->next_seq > mask || got < c->next_seq;
+    if (!sent || !echo_matches(c, data, len, got))
+        cnt->mismatch++;
+    else if (forget_lost(c, got, mask))
+        cnt->late++;
+    else
+        cnt->duplicate++;
 }
 
 static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
@@ -348,11 +382,9 @@ static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
     const config *cfg = &w->b->cfg;
     if (c->state != CLIENT_OPEN)
         return;
-    size_t h = header_len(cfg->size);
-    unsigned digits = h < HEADER_SEQ_DIGITS ? (unsigned)h : HEADER_SEQ_DIGITS;
-    uint64_t mask = (1ull << (4 * digits)) - 1;
+    uint64_t mask = codec_seq_mask(cfg->size);
     uint64_t got;
-    if (len != cfg->size || get_hex(data, digits, &got) < 0) {
+    if (len != cfg->size || codec_get_seq(data, len, &got) < 0) {
         w->cnt.mismatch++;
         return;
     }
@@ -361,10 +393,7 @@ static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
         if (c->slot_seq[i] != NO_SEQ && (c->slot_seq[i] & mask) == got)
             slot = i;
     if (slot == cfg->depth) {
-        if (got < (c->next_seq & mask) || c->next_seq > mask)
-            w->cnt.late++;
-        else
-            w->cnt.mismatch++;
+        unexpected_datagram(c, data, len, got, mask);
         return;
     }
     uint64_t seq = c->slot_seq[slot];
@@ -403,16 +432,18 @@ static void on_connect(yd_conn *conn)
     worker *w = c->w;
     c->state = CLIENT_OPEN;
     w->connected++;
-    if (!w->b->cfg.udp) {
-        int rc = yd_conn_set_read_mode(conn, YD_READ_EXACTLY, w->b->cfg.size);
-        if (rc < 0) {
-            w->cnt.io++;
-            drop_client(c);
-        }
-    }
     connect_done(w);
     if (w->started && !w->stopping)
         refill(c, now_ns());
+}
+
+static void end_recording(worker *w);
+
+/* Nothing is left to measure: the run ends now, its rates over the time it was live. */
+static void end_dead(worker *w)
+{
+    w->all_dead = 1;
+    end_recording(w);
 }
 
 static void on_close(yd_conn *conn, int status)
@@ -431,7 +462,10 @@ static void on_close(yd_conn *conn, int status)
         return;
     }
     w->open--;
-    if (was == CLIENT_OPEN && !w->finishing)
+    /* A server that sent something else and closed: the wrong bytes are the error. */
+    if (was == CLIENT_OPEN && !w->finishing && c->rx_bad)
+        w->cnt.mismatch++;
+    else if (was == CLIENT_OPEN && !w->finishing)
         count_close_status(&w->cnt, status);
     w->inflight -= c->inflight;
     c->inflight = 0;
@@ -440,7 +474,9 @@ static void on_close(yd_conn *conn, int status)
             yd_loop_stop(w->loop);
         return;
     }
-    if (w->stopping && w->inflight == 0)
+    if (w->started && !w->stopping && w->open == 0)
+        end_dead(w);
+    else if (w->stopping && w->inflight == 0)
         finish(w);
 }
 
@@ -468,10 +504,14 @@ static void connect_next(worker *w)
         w->open++;
         int rc = yd_conn_connect(w->loop, w->b->addr, proto, c, &c->conn);
         if (rc < 0) {
+            /* The name is resolved before connecting: a failure here (no such host, ...)
+             * would be the same for every connection, each after its own wait on the
+             * resolver. The rest of this thread's connections fail with it. */
             c->state = CLIENT_DEAD;
             w->connecting--;
             w->open--;
-            w->cnt.connect++;
+            w->cnt.connect += 1 + (w->nclients - w->next_connect);
+            w->next_connect = w->nclients;
             if (w->first_connect_error == 0)
                 w->first_connect_error = rc;
         }
@@ -556,6 +596,7 @@ static void check_timeouts(worker *w, uint64_t now)
         for (size_t s = 0; s < cfg->depth; s++) {
             if (c->slot_seq[s] == NO_SEQ || now - c->start_ns[s] <= limit)
                 continue;
+            remember_lost(c, c->slot_seq[s]);
             c->slot_seq[s] = NO_SEQ;
             w->cnt.lost++;
             c->inflight--;
@@ -595,7 +636,7 @@ static void on_tick(yd_timer *timer, void *data)
         }
         /* A send late only because of this timer's resolution counts from now. */
         while (c->state == CLIENT_OPEN && c->inflight < w->b->cfg.depth && c->next_due_ns <= now) {
-            send_one(c, now);
+            send_one(c, now, now);
             c->next_due_ns += w->interval_ns;
         }
     }
@@ -613,6 +654,11 @@ static void on_start(yd_loop *loop, void *data)
         finish(w);
         return;
     }
+    if (w->open == 0) {
+        /* None of this thread's connections came up, or all ended while the others connected. */
+        end_dead(w);
+        return;
+    }
     if (cfg->rate > 0) {
         double per_conn = (double)cfg->rate / (double)cfg->conns;
         w->interval_ns = (uint64_t)(1e9 / per_conn);
@@ -622,16 +668,17 @@ static void on_start(yd_loop *loop, void *data)
     } else {
         yd_timer_start(w->tick, 10, 10);
     }
+    /* Without a warmup, the first sends are measured too. */
+    if (cfg->warmup_ms == 0)
+        begin_recording(w);
+    else
+        yd_timer_start(w->phase, cfg->warmup_ms, 0);
     for (size_t i = 0; i < w->nclients; i++) {
         client *c = &w->clients[i];
         /* Spread the first sends over one interval so the rate is even from the start. */
         c->next_due_ns = now + w->interval_ns * c->index / cfg->conns;
         refill(c, now);
     }
-    if (cfg->warmup_ms == 0)
-        begin_recording(w);
-    else
-        yd_timer_start(w->phase, cfg->warmup_ms, 0);
 }
 
 /* The first Ctrl-C ends the run early, with a report; each loop's tick notices it. */
@@ -650,8 +697,9 @@ static int worker_setup(worker *w)
     size_t first = cfg->conns * w->id / cfg->threads;
     size_t last = cfg->conns * (w->id + 1) / cfg->threads;
     w->nclients = last - first;
-    size_t per = cfg->size + cfg->depth * sizeof(uint64_t) * (cfg->udp ? 2 : 1);
-    per = (per + 15) & ~(size_t)15;
+    /* Per connection: start_ns[depth], for UDP slot_seq[depth] and lost[], then the message. */
+    size_t words = cfg->depth + (cfg->udp ? cfg->depth + lost_record(cfg) : 0);
+    size_t per = (words * sizeof(uint64_t) + cfg->size + 15) & ~(size_t)15;
     w->clients = calloc(w->nclients, sizeof *w->clients);
     w->arena = malloc(w->nclients * per + 16);
     if (w->clients == NULL || w->arena == NULL)
@@ -663,12 +711,15 @@ static int worker_setup(worker *w)
         c->index = (uint32_t)(first + i);
         c->start_ns = (uint64_t *)mem;
         c->slot_seq = cfg->udp ? c->start_ns + cfg->depth : NULL;
-        c->msg = mem + cfg->depth * sizeof(uint64_t) * (cfg->udp ? 2 : 1);
-        fill_template(c->msg, cfg->size, c->index);
-        for (size_t s = 0; cfg->udp && s < cfg->depth; s++)
+        c->lost = cfg->udp ? c->slot_seq + cfg->depth : NULL;
+        c->msg = mem + words * sizeof(uint64_t);
+        codec_fill_template(c->msg, cfg->size, c->index);
+        /* slot_seq and lost follow each other: NO_SEQ in both. */
+        for (size_t s = 0; cfg->udp && s < cfg->depth + lost_record(cfg); s++)
             c->slot_seq[s] = NO_SEQ;
     }
     hist_reset(&w->hist);
+    hist_reset(&w->send_lag);
     int rc = yd_loop_new(&w->loop);
     if (rc < 0)
         return rc;
@@ -744,109 +795,174 @@ static int wait_for(bench *b, unsigned *count, unsigned n, uint64_t deadline_ns,
     return ok ? 0 : -ETIMEDOUT;
 }
 
-typedef struct result {
-    counters cnt;
-    histogram hist;
-    double rate;
-    double duration_s;
-    size_t connected;
-} result;
-
-static uint64_t error_total(const counters *c)
-{
-    return c->connect + c->mismatch + c->reset + c->closed + c->io + c->timeout + c->lost;
-}
-
-static void merge(bench *b, result *r)
-{
-    memset(&r->cnt, 0, sizeof r->cnt);
-    hist_reset(&r->hist);
-    r->rate = 0;
-    r->duration_s = 0;
-    for (unsigned i = 0; i < b->cfg.threads; i++) {
-        worker *w = &b->workers[i];
-        const counters *c = &w->cnt;
-        r->cnt.round_trips += c->round_trips;
-        r->cnt.connect += c->connect;
-        r->cnt.mismatch += c->mismatch;
-        r->cnt.reset += c->reset;
-        r->cnt.closed += c->closed;
-        r->cnt.io += c->io;
-        r->cnt.timeout += c->timeout;
-        r->cnt.lost += c->lost;
-        r->cnt.reordered += c->reordered;
-        r->cnt.late += c->late;
-        hist_merge(&r->hist, &w->hist);
-        if (w->record_end_ns > w->record_start_ns) {
-            double secs = (double)(w->record_end_ns - w->record_start_ns) / 1e9;
-            r->rate += (double)c->round_trips / secs;
-            if (secs > r->duration_s)
-                r->duration_s = secs;
-        }
-    }
-    r->connected = 0;
-    for (unsigned i = 0; i < b->cfg.threads; i++)
-        r->connected += b->workers[i].connected;
-}
-
 static double us(uint64_t ns)
 {
     return (double)ns / 1000.0;
 }
 
+typedef struct result {
+    counters cnt;
+    histogram hist;
+    histogram send_lag;
+    double rate;       /* verified round trips/s while measuring */
+    double offered;    /* messages sent/s while measuring */
+    double duration_s; /* how long the measurement ran: less than -t if every connection died */
+    size_t connected;
+    int target_missed; /* --rate: offered less than TARGET_SHARE of it */
+    int all_dead;      /* every connection ended before the run did */
+} result;
+
+static uint64_t error_total(const counters *c)
+{
+    return c->connect + c->mismatch + c->reset + c->closed + c->io + c->timeout + c->lost +
+           c->duplicate;
+}
+
+static void add_counters(counters *to, const counters *c)
+{
+    to->round_trips += c->round_trips;
+    to->connect += c->connect;
+    to->mismatch += c->mismatch;
+    to->reset += c->reset;
+    to->closed += c->closed;
+    to->io += c->io;
+    to->timeout += c->timeout;
+    to->lost += c->lost;
+    to->duplicate += c->duplicate;
+    to->reordered += c->reordered;
+    to->late += c->late;
+    to->sent += c->sent;
+}
+
+/* Rates add up over the threads, each over the time its own measurement was live. */
+static void merge(bench *b, result *r)
+{
+    memset(r, 0, sizeof *r);
+    hist_reset(&r->hist);
+    hist_reset(&r->send_lag);
+    r->all_dead = 1;
+    for (unsigned i = 0; i < b->cfg.threads; i++) {
+        worker *w = &b->workers[i];
+        add_counters(&r->cnt, &w->cnt);
+        hist_merge(&r->hist, &w->hist);
+        hist_merge(&r->send_lag, &w->send_lag);
+        r->connected += w->connected;
+        r->all_dead &= w->all_dead;
+        if (w->record_end_ns > w->record_start_ns) {
+            double secs = (double)(w->record_end_ns - w->record_start_ns) / 1e9;
+            r->rate += (double)w->cnt.round_trips / secs;
+            r->offered += (double)w->cnt.sent / secs;
+            if (secs > r->duration_s)
+                r->duration_s = secs;
+        }
+    }
+    /* A run stopped before measuring (Ctrl-C in the warmup) makes no claim about the rate. */
+    r->target_missed =
+        b->cfg.rate > 0 && r->duration_s > 0 && r->offered < TARGET_SHARE * (double)b->cfg.rate;
+}
+
+static const char *transport_name(const bench *b)
+{
+    if (b->cfg.udp)
+        return "udp";
+    return strncmp(b->addr, "unix:", 5) == 0 ? "unix" : "tcp";
+}
+
+/* "name":value for a duration in microseconds, or null when nothing was measured. */
+static void json_us(FILE *f, const char *name, const histogram *h, uint64_t ns)
+{
+    fprintf(f, "\"%s\":", name);
+    if (h->count == 0)
+        fputs("null", f);
+    else
+        fprintf(f, "%.1f", us(ns));
+}
+
+static void json_latency(FILE *f, const histogram *h)
+{
+    fputc('{', f);
+    json_us(f, "min", h, h->min);
+    fprintf(f, ",\"mean\":");
+    if (h->count == 0)
+        fputs("null", f);
+    else
+        fprintf(f, "%.1f", hist_mean(h) / 1000.0);
+    const struct {
+        const char *name;
+        double q;
+    } quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
+    for (size_t i = 0; i < sizeof quantiles / sizeof quantiles[0]; i++) {
+        fputc(',', f);
+        json_us(f, quantiles[i].name, h, hist_quantile(h, quantiles[i].q));
+    }
+    fputc(',', f);
+    json_us(f, "max", h, h->max);
+    fputc('}', f);
+}
+
+static double unix_time_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
+}
+
 static void print_json(const bench *b, const result *r)
 {
     const config *cfg = &b->cfg;
-    const histogram *h = &r->hist;
     const counters *c = &r->cnt;
-    printf("{\"address\":\"%s\",\"transport\":\"%s\",\"connections\":%zu,\"connected\":%zu,"
-           "\"size\":%zu,\"depth\":%zu,\"threads\":%u,",
-           b->addr,
-           cfg->udp                            ? "udp"
-           : strncmp(b->addr, "unix:", 5) == 0 ? "unix"
-                                               : "tcp",
-           cfg->conns, r->connected, cfg->size, cfg->depth, cfg->threads);
+    FILE *f = stdout;
+    fprintf(f, "{\"type\":\"summary\",\"ts\":%.3f,\"version\":", unix_time_s());
+    json_string(f, yd_version());
+    fputs(",\"address\":", f);
+    json_string(f, b->addr);
+    fputs(",\"transport\":", f);
+    json_string(f, transport_name(b));
+    fprintf(f, ",\"connections\":%zu,\"connected\":%zu,\"size\":%zu,\"depth\":%zu,\"threads\":%u,",
+            cfg->conns, r->connected, cfg->size, cfg->depth, cfg->threads);
     if (cfg->rate > 0)
-        printf("\"rate\":%llu,", (unsigned long long)cfg->rate);
+        fprintf(f, "\"rate\":%llu,", (unsigned long long)cfg->rate);
     else
-        printf("\"rate\":null,");
-    printf("\"duration_s\":%.3f,\"warmup_s\":%.3f,\"round_trips\":%llu,"
-           "\"round_trips_per_s\":%.1f,\"mb_per_s\":%.3f,",
-           r->duration_s, (double)cfg->warmup_ms / 1000.0, (unsigned long long)c->round_trips,
-           r->rate, r->rate * (double)cfg->size / 1e6);
-    printf("\"latency_us\":{\"min\":%.1f,\"mean\":%.1f,\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
-           "\"p999\":%.1f,\"max\":%.1f},",
-           us(h->count ? h->min : 0), hist_mean(h) / 1000.0, us(hist_quantile(h, 0.5)),
-           us(hist_quantile(h, 0.9)), us(hist_quantile(h, 0.99)), us(hist_quantile(h, 0.999)),
-           us(h->max));
-    printf("\"errors\":%llu,\"error_counts\":{\"connect\":%llu,\"mismatch\":%llu,\"reset\":%llu,"
-           "\"closed\":%llu,\"io\":%llu,\"timeout\":%llu,\"lost\":%llu},"
-           "\"reordered\":%llu,\"late\":%llu}\n",
-           (unsigned long long)error_total(c), (unsigned long long)c->connect,
-           (unsigned long long)c->mismatch, (unsigned long long)c->reset,
-           (unsigned long long)c->closed, (unsigned long long)c->io, (unsigned long long)c->timeout,
-           (unsigned long long)c->lost, (unsigned long long)c->reordered,
-           (unsigned long long)c->late);
+        fputs("\"rate\":null,", f);
+    fprintf(f,
+            "\"offered_per_s\":%.1f,\"target_missed\":%s,\"all_connections_ended\":%s,"
+            "\"duration_s\":%.3f,\"warmup_s\":%.3f,\"round_trips\":%llu,"
+            "\"round_trips_per_s\":%.1f,\"mb_per_s\":%.3f,\"latency_us\":",
+            r->offered, r->target_missed ? "true" : "false", r->all_dead ? "true" : "false",
+            r->duration_s, (double)cfg->warmup_ms / 1000.0, (unsigned long long)c->round_trips,
+            r->rate, r->rate * (double)cfg->size / 1e6);
+    json_latency(f, &r->hist);
+    fputs(",\"send_lag_us\":", f);
+    if (cfg->rate > 0)
+        json_latency(f, &r->send_lag);
+    else
+        fputs("null", f);
+    fprintf(f,
+            ",\"errors\":%llu,\"error_counts\":{\"connect\":%llu,\"mismatch\":%llu,"
+            "\"reset\":%llu,\"closed\":%llu,\"io\":%llu,\"timeout\":%llu,\"lost\":%llu,"
+            "\"duplicate\":%llu},\"reordered\":%llu,\"late\":%llu}\n",
+            (unsigned long long)error_total(c), (unsigned long long)c->connect,
+            (unsigned long long)c->mismatch, (unsigned long long)c->reset,
+            (unsigned long long)c->closed, (unsigned long long)c->io,
+            (unsigned long long)c->timeout, (unsigned long long)c->lost,
+            (unsigned long long)c->duplicate, (unsigned long long)c->reordered,
+            (unsigned long long)c->late);
 }
 
-static void print_text(const bench *b, const result *r)
+/* One report line of percentiles, or n/a when nothing was measured. */
+static void print_percentiles(const char *label, const histogram *h)
 {
-    const config *cfg = &b->cfg;
-    const histogram *h = &r->hist;
-    const counters *c = &r->cnt;
-    printf("yodel bench: %s, %zu connection%s (%zu up), %zu B messages, depth %zu, %s, "
-           "%u thread%s\n",
-           b->addr, cfg->conns, cfg->conns == 1 ? "" : "s", r->connected, cfg->size, cfg->depth,
-           cfg->rate > 0 ? "open loop" : "closed loop", cfg->threads, cfg->threads == 1 ? "" : "s");
-    if (cfg->rate > 0)
-        printf("  target rate   %llu round trips/s\n", (unsigned long long)cfg->rate);
-    printf("  duration      %.2f s (after %.2f s warmup)\n", r->duration_s,
-           (double)cfg->warmup_ms / 1000.0);
-    printf("  round trips   %llu  (%.1f/s)\n", (unsigned long long)c->round_trips, r->rate);
-    printf("  throughput    %.2f MB/s of payload each way\n", r->rate * (double)cfg->size / 1e6);
-    printf("  latency (us)  min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
-           us(h->count ? h->min : 0), us(hist_quantile(h, 0.5)), us(hist_quantile(h, 0.9)),
+    if (h->count == 0) {
+        printf("  %-13s n/a (nothing measured)\n", label);
+        return;
+    }
+    printf("  %-13s min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", label,
+           us(h->min), us(hist_quantile(h, 0.5)), us(hist_quantile(h, 0.9)),
            us(hist_quantile(h, 0.99)), us(hist_quantile(h, 0.999)), us(h->max));
+}
+
+static void print_errors(const counters *c)
+{
     printf("  errors        %llu", (unsigned long long)error_total(c));
     const struct {
         const char *name;
@@ -854,7 +970,7 @@ static void print_text(const bench *b, const result *r)
     } kinds[] = {{"connect", c->connect}, {"mismatch", c->mismatch},
                  {"reset", c->reset},     {"closed", c->closed},
                  {"io", c->io},           {"timeout", c->timeout},
-                 {"lost", c->lost}};
+                 {"lost", c->lost},       {"duplicate", c->duplicate}};
     const char *sep = " (";
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (kinds[i].n == 0)
@@ -863,18 +979,65 @@ static void print_text(const bench *b, const result *r)
         sep = ", ";
     }
     printf("%s\n", *sep == ',' ? ")" : "");
+}
+
+static void print_text(const bench *b, const result *r)
+{
+    const config *cfg = &b->cfg;
+    const counters *c = &r->cnt;
+    printf("yodel bench: %s, %zu connection%s (%zu up), %zu B messages, depth %zu, %s, "
+           "%u thread%s\n",
+           b->addr, cfg->conns, cfg->conns == 1 ? "" : "s", r->connected, cfg->size, cfg->depth,
+           cfg->rate > 0 ? "open loop" : "closed loop", cfg->threads, cfg->threads == 1 ? "" : "s");
+    if (cfg->rate > 0)
+        printf("  target rate   %llu round trips/s, offered %.1f/s (%.1f %%)\n",
+               (unsigned long long)cfg->rate, r->offered, 100.0 * r->offered / (double)cfg->rate);
+    printf("  duration      %.2f s (after %.2f s warmup)\n", r->duration_s,
+           (double)cfg->warmup_ms / 1000.0);
+    printf("  round trips   %llu  (%.1f/s)\n", (unsigned long long)c->round_trips, r->rate);
+    printf("  throughput    %.2f MB/s of payload each way\n", r->rate * (double)cfg->size / 1e6);
+    print_percentiles("latency (us)", &r->hist);
+    if (cfg->rate > 0)
+        print_percentiles("send lag (us)", &r->send_lag);
+    print_errors(c);
     if (cfg->udp)
         printf("  datagrams     %llu reordered, %llu late\n", (unsigned long long)c->reordered,
                (unsigned long long)c->late);
 }
 
+/* What made the run fail besides counted errors, one line each on stderr. */
+static void print_warnings(const bench *b, const result *r)
+{
+    const config *cfg = &b->cfg;
+    if (r->all_dead)
+        fprintf(stderr,
+                "yodel bench: every connection ended after %.2f s of measuring; the run "
+                "stopped there\n",
+                r->duration_s);
+    if (r->target_missed)
+        fprintf(stderr,
+                "yodel bench: offered %.1f round trips/s, %.1f %% of the %llu asked for (send "
+                "lag p99 %.1f us): try more connections (-n) or depth (-p)\n",
+                r->offered, 100.0 * r->offered / (double)cfg->rate, (unsigned long long)cfg->rate,
+                us(hist_quantile(&r->send_lag, 0.99)));
+}
+
 static void parse_options(int argc, char **argv, config *cfg)
 {
     static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},          {"warmup", required_argument, NULL, 'W'},
-        {"rate", required_argument, NULL, 'R'},    {"udp", no_argument, NULL, 'U'},
-        {"threads", required_argument, NULL, 'T'}, {"timeout", required_argument, NULL, 'O'},
-        {"json", no_argument, NULL, 'J'},          {NULL, 0, NULL, 0},
+        {"connect", required_argument, NULL, 'c'},
+        {"connections", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 's'},
+        {"depth", required_argument, NULL, 'p'},
+        {"duration", required_argument, NULL, 't'},
+        {"warmup", required_argument, NULL, 'W'},
+        {"rate", required_argument, NULL, 'R'},
+        {"udp", no_argument, NULL, 'U'},
+        {"threads", required_argument, NULL, 'T'},
+        {"timeout", required_argument, NULL, 'O'},
+        {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     *cfg = (config){.addr = "127.0.0.1:8888",
                     .conns = 50,
@@ -897,7 +1060,7 @@ static void parse_options(int argc, char **argv, config *cfg)
             cfg->conns = (size_t)opt_long("bench", "-n", optarg, 1, 1000000);
             break;
         case 's':
-            cfg->size = (size_t)opt_size("bench", "-s", optarg, 2, MAX_WINDOW_BYTES);
+            cfg->size = (size_t)opt_size("bench", "-s", optarg, CODEC_MIN_SIZE, MAX_WINDOW_BYTES);
             break;
         case 'p':
             cfg->depth = (size_t)opt_long("bench", "-p", optarg, 1, 4096);
@@ -1024,7 +1187,7 @@ int cmd_bench(int argc, char **argv)
     int status = EXIT_RUNTIME;
     result *r = malloc(sizeof *r);
     if (connected == 0) {
-        fprintf(stderr, "yodel bench: cannot connect to %s: %s\n", b->addr,
+        fprintf(stderr, "yodel bench: cannot connect to %s: %s\n", cfg->addr,
                 yd_strerror(first_error));
     } else if (r == NULL) {
         fprintf(stderr, "yodel bench: out of memory\n");
@@ -1033,12 +1196,14 @@ int cmd_bench(int argc, char **argv)
             fprintf(stderr, "yodel bench: %zu of %zu connections failed: %s\n",
                     cfg->conns - connected, cfg->conns, yd_strerror(first_error));
         merge(b, r);
+        print_warnings(b, r);
         if (cfg->json)
             print_json(b, r);
         else
             print_text(b, r);
         fflush(stdout);
-        status = error_total(&r->cnt) > 0 ? EXIT_RUNTIME : EXIT_OK;
+        int failed = error_total(&r->cnt) > 0 || r->target_missed || r->all_dead;
+        status = failed ? EXIT_RUNTIME : EXIT_OK;
     }
     for (unsigned i = 0; i < cfg->threads; i++) {
         free(b->workers[i].clients);

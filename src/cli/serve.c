@@ -17,14 +17,6 @@
 #include "stats_report.h"
 #include "yodel.h"
 
-#ifndef YD_REUSEPORT_OWN
-/* TEMPORARY, until main's library changes (reuseport OWN/JOIN, yd_echo_serve_fd taking the
- * server options) are merged: the old library's behaviour. */
-#define YD_REUSEPORT_OWN                     1
-#define YD_REUSEPORT_JOIN                    1
-#define yd_echo_serve_fd(loop, fd, echo, so) yd_echo_serve_fd(loop, fd, echo, (so)->stats)
-#endif
-
 #define MAX_LISTEN  32
 #define MAX_THREADS 256
 
@@ -183,7 +175,7 @@ static void parse_args(struct serve *s, int argc, char **argv)
             s->limits.idle_timeout_ms = opt_duration_ms("serve", "--idle-timeout", optarg);
             break;
         case OPT_MAX_LINE:
-            s->echo.max_line_bytes = opt_size("serve", "--max-line", optarg, 1, 64u << 20);
+            s->echo.max_line_bytes = opt_size("serve", "--max-line", optarg, 1, YD_MAX_LINE_LIMIT);
             break;
         case OPT_DRAIN:
             s->drain_ms = opt_duration_ms("serve", "--drain-timeout", optarg);
@@ -310,7 +302,10 @@ static int listen_all(struct serve *s)
                 say(s, "out of memory");
                 return -1;
             }
-            so.reuseport = s->threads == 1 ? 0 : t == 0 ? YD_REUSEPORT_OWN : YD_REUSEPORT_JOIN;
+            /* Thread 0 must find the port free; the others join it. */
+            so.reuseport = s->threads == 1 ? YD_REUSEPORT_OFF
+                           : t == 0        ? YD_REUSEPORT_OWN
+                                           : YD_REUSEPORT_JOIN;
             so.limit = s->limit; /* --max-conns counts across every thread */
             so.max_conns = 0;
             yd_server *srv;

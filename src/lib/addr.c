@@ -34,15 +34,17 @@ static int resolve_into(struct resolved *r, const char *host, uint16_t port, int
         return -errno;
     if (err == EAI_MEMORY)
         return -ENOMEM;
+    if (err == EAI_AGAIN)
+        return -EAGAIN; /* the resolver could not answer now: worth trying again */
     if (err != 0)
-        return -EHOSTUNREACH; /* no such host: the nearest errno */
+        return YD_ERESOLVE; /* no such name, or no address of the family asked for */
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
         add_result(r, ai->ai_addr, ai->ai_addrlen);
     freeaddrinfo(res);
     return 0;
 }
 
-int addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved *out)
+int yd__addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved *out)
 {
     out->count = 0;
     out->localhost = strcasecmp(addr->host, "localhost") == 0;
@@ -56,7 +58,7 @@ int addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved
     return out->count > 0 ? 0 : err;
 }
 
-int sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
+int yd__sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
 {
     char host[INET6_ADDRSTRLEN];
     int n;
@@ -78,7 +80,7 @@ int sockaddr_format(const struct sockaddr *sa, char *buf, size_t len)
     return n;
 }
 
-int sockaddr_port(const struct sockaddr *sa)
+int yd__sockaddr_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)
         return ntohs(((const struct sockaddr_in *)sa)->sin_port);
@@ -89,5 +91,5 @@ int sockaddr_port(const struct sockaddr *sa)
 
 int yd_sockaddr_format(const void *sockaddr, char *buf, size_t len)
 {
-    return sockaddr_format(sockaddr, buf, len);
+    return yd__sockaddr_format(sockaddr, buf, len);
 }

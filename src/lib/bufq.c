@@ -35,7 +35,7 @@ static void block_put(struct block_pool *pool, struct block *b)
     pool->count++;
 }
 
-int bufq_push(struct bufq *q, struct block_pool *pool, const char *data, size_t len)
+int yd__bufq_push(struct bufq *q, struct block_pool *pool, const char *data, size_t len)
 {
     while (len > 0) {
         struct block *t = q->tail;
@@ -61,7 +61,7 @@ int bufq_push(struct bufq *q, struct block_pool *pool, const char *data, size_t 
     return 0;
 }
 
-unsigned bufq_peek(const struct bufq *q, uv_buf_t *iov, unsigned max_iov, size_t *bytes)
+unsigned yd__bufq_peek(const struct bufq *q, uv_buf_t *iov, unsigned max_iov, size_t *bytes)
 {
     unsigned n = 0;
     size_t total = 0;
@@ -75,7 +75,7 @@ unsigned bufq_peek(const struct bufq *q, uv_buf_t *iov, unsigned max_iov, size_t
     return n;
 }
 
-size_t bufq_copyout(const struct bufq *q, void *out, size_t len)
+size_t yd__bufq_copyout(const struct bufq *q, void *out, size_t len)
 {
     char *p = out;
     size_t done = 0;
@@ -89,7 +89,7 @@ size_t bufq_copyout(const struct bufq *q, void *out, size_t len)
     return done;
 }
 
-void bufq_consume(struct bufq *q, struct block_pool *pool, size_t len)
+void yd__bufq_consume(struct bufq *q, struct block_pool *pool, size_t len)
 {
     while (len > 0 && q->head != NULL) {
         struct block *b = q->head;
@@ -108,9 +108,9 @@ void bufq_consume(struct bufq *q, struct block_pool *pool, size_t len)
     }
 }
 
-void bufq_clear(struct bufq *q, struct block_pool *pool)
+void yd__bufq_clear(struct bufq *q, struct block_pool *pool)
 {
-    bufq_consume(q, pool, q->len);
+    yd__bufq_consume(q, pool, q->len);
     while (q->head != NULL) { /* empty blocks left by a zero-length state */
         struct block *b = q->head;
         q->head = b->next;
@@ -120,7 +120,7 @@ void bufq_clear(struct bufq *q, struct block_pool *pool)
     q->len = 0;
 }
 
-void block_pool_clear(struct block_pool *pool)
+void yd__block_pool_clear(struct block_pool *pool)
 {
     while (pool->free != NULL) {
         struct block *b = pool->free;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -25,7 +26,7 @@ static void flush(yd_conn *conn);
 static void finish_close(yd_conn *conn);
 static void close_handle(yd_conn *conn, int reset);
 
-yd_conn *conn_new(yd_loop *loop, enum conn_kind kind, const yd_protocol *protocol, void *data)
+yd_conn *yd__conn_new(yd_loop *loop, enum conn_kind kind, const yd_protocol *protocol, void *data)
 {
     yd_conn *conn = calloc(1, sizeof *conn);
     if (conn == NULL)
@@ -53,7 +54,7 @@ static void unlink_conn(yd_conn *conn)
         conn->next->prev = conn->prev;
 }
 
-void conn_discard(yd_conn *conn)
+void yd__conn_discard(yd_conn *conn)
 {
     unlink_conn(conn);
     free(conn);
@@ -73,12 +74,12 @@ static void on_closed(uv_handle_t *h)
         STAT_ADD(conn->stats, conns_closed, 1);
     }
     if (conn->server != NULL)
-        server_conn_closed(conn->server);
+        yd__server_conn_closed(conn->server);
     if (conn->limit != NULL)
         atomic_fetch_sub(&conn->limit->open, 1);
     if (conn->protocol->on_close != NULL)
         conn->protocol->on_close(conn, conn->status);
-    bufq_clear(&conn->wq, &conn->loop->pool);
+    yd__bufq_clear(&conn->wq, &conn->loop->pool);
     free_connect_state(conn);
     free(conn->pend);
     free(conn);
@@ -87,8 +88,11 @@ static void on_closed(uv_handle_t *h)
 /* The one place a connection's handle is closed. */
 static void close_handle(yd_conn *conn, int reset)
 {
+    int switching = conn->flags & CF_SWITCHING;
     conn->flags |= CF_CLOSING;
     conn->flags &= ~CF_READING;
+    if (switching)
+        return; /* its handle is closing already: on_udp_switched finishes the close */
     if (reset && conn->kind == CONN_TCP && (conn->flags & CF_CONNECTED)) {
         /* An aborted TCP connection is reset, so the peer cannot mistake it for a clean end. */
         if (uv_tcp_close_reset(&conn->h.tcp, on_closed) == 0)
@@ -97,7 +101,7 @@ static void close_handle(yd_conn *conn, int reset)
     uv_close(&conn->h.handle, on_closed);
 }
 
-void conn_start(yd_conn *conn)
+void yd__conn_start(yd_conn *conn)
 {
     conn->flags |= CF_CONNECTED;
     STAT_ADD(conn->stats, conns_active, 1);
@@ -109,7 +113,7 @@ void conn_start(yd_conn *conn)
     update_reading(conn);
 }
 
-void conn_run_kicks(yd_loop *loop)
+void yd__conn_run_kicks(yd_loop *loop)
 {
     yd_conn *next;
     for (yd_conn *conn = loop->conns; conn != NULL; conn = next) {
@@ -118,19 +122,20 @@ void conn_run_kicks(yd_loop *loop)
             continue;
         conn->flags &= ~CF_NEED_CONNECT;
         if (!(conn->flags & CF_CLOSING))
-            conn_start(conn);
+            yd__conn_start(conn);
         /* on_connect may have closed connections further down the list: start over. */
-        return loop_kick(loop);
+        yd__loop_kick(loop);
+        return;
     }
 }
 
-void conn_fail(yd_conn *conn, int status)
+void yd__conn_fail(yd_conn *conn, int status)
 {
     if (conn->flags & CF_CLOSING)
         return;
-    STAT_ADD(conn->stats, errors[error_kind_of(status)], 1);
+    STAT_ADD(conn->stats, errors[yd__error_kind_of(status)], 1);
     conn->status = status;
-    bufq_clear(&conn->wq, &conn->loop->pool);
+    yd__bufq_clear(&conn->wq, &conn->loop->pool);
     close_handle(conn, 1);
 }
 
@@ -140,7 +145,7 @@ void yd_conn_abort(yd_conn *conn)
         return;
     if (conn->status == 0)
         conn->status = -ECONNABORTED;
-    bufq_clear(&conn->wq, &conn->loop->pool);
+    yd__bufq_clear(&conn->wq, &conn->loop->pool);
     close_handle(conn, 1);
 }
 
@@ -173,13 +178,13 @@ static void update_reading(yd_conn *conn)
         return;
     int err;
     if (conn->kind == CONN_UDP)
-        err = want ? uv_udp_recv_start(&conn->h.udp, loop_alloc_cb, on_datagram)
+        err = want ? uv_udp_recv_start(&conn->h.udp, yd__loop_alloc_cb, on_datagram)
                    : uv_udp_recv_stop(&conn->h.udp);
     else
-        err = want ? uv_read_start(&conn->h.stream, loop_alloc_cb, on_read)
+        err = want ? uv_read_start(&conn->h.stream, yd__loop_alloc_cb, on_read)
                    : uv_read_stop(&conn->h.stream);
     if (err < 0) {
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
         return;
     }
     conn->flags ^= CF_READING;
@@ -207,7 +212,8 @@ int yd_conn_set_read_mode(yd_conn *conn, yd_read_mode mode, size_t arg)
         arg = 64u * 1024u;
     if ((mode == YD_READ_EXACTLY && arg == 0) || mode > YD_READ_EXACTLY)
         return -EINVAL;
-    if (arg > (64u << 20))
+    /* A message is echoed whole, so it must fit the write queue (WRITE_QUEUE_LIMIT). */
+    if (arg > YD_MAX_LINE_LIMIT)
         return -EINVAL;
     conn->read_mode = (uint8_t)mode;
     conn->read_arg = arg;
@@ -256,6 +262,19 @@ static void pend_reset(yd_conn *conn)
 }
 
 /*
+ * The end of a line whose first `before` bytes are set aside already: as yd_frame_line, with
+ * read_arg the longest line without its '\n' (asyncio's limit). Once more bytes than that
+ * have come without a '\n', no '\n' can end the line within the limit: -EMSGSIZE at once.
+ */
+static long frame_line(const yd_conn *conn, const char *data, size_t len, size_t before)
+{
+    long r = yd_frame_line(data, len, conn->read_arg + 1 - before);
+    if (r == 0 && before + len > conn->read_arg)
+        return -EMSGSIZE;
+    return r;
+}
+
+/*
  * How long the first message in data is under the current read mode: > 0 a whole message,
  * 0 need more bytes, < 0 an error (-EMSGSIZE).
  */
@@ -263,7 +282,7 @@ static long frame(const yd_conn *conn, const char *data, size_t len)
 {
     switch (conn->read_mode) {
     case YD_READ_LINE:
-        return yd_frame_line(data, len, conn->read_arg);
+        return frame_line(conn, data, len, 0);
     case YD_READ_EXACTLY:
         return len >= conn->read_arg ? (long)conn->read_arg : 0;
     default:
@@ -280,7 +299,7 @@ static long complete_pend(yd_conn *conn, const char *data, size_t len)
     size_t take = len;
     int whole = 0;
     if (conn->read_mode == YD_READ_LINE) {
-        long r = yd_frame_line(data, len, conn->read_arg - conn->pend_len);
+        long r = frame_line(conn, data, len, conn->pend_len);
         if (r < 0)
             return r;
         if (r > 0) {
@@ -324,7 +343,7 @@ static void process(yd_conn *conn, const char *data, size_t len)
             }
         }
         if (n < 0) {
-            conn_fail(conn, (int)n);
+            yd__conn_fail(conn, (int)n);
             return;
         }
         data += n;
@@ -334,7 +353,7 @@ static void process(yd_conn *conn, const char *data, size_t len)
         /* Paused with messages still in this read: hold them, unframed, until resumed. Nothing
          * is set aside at this point (a partial message only remains once len is 0). */
         if (pend_append(conn, data, len) < 0)
-            conn_fail(conn, -ENOMEM);
+            yd__conn_fail(conn, -ENOMEM);
         else
             conn->flags |= CF_STASHED;
     }
@@ -352,17 +371,31 @@ static void unstash(yd_conn *conn)
     free(data);
 }
 
+/*
+ * Hands a partial message set aside to the protocol as a whole one, as at EOF: a last line
+ * without its '\n' is still a line (one of read_arg + 1 bytes is too long: no '\n' can come
+ * to end it within the limit now). A short read-exactly message is dropped.
+ */
+static void deliver_partial(yd_conn *conn)
+{
+    if (conn->pend_len == 0 || conn->read_mode == YD_READ_EXACTLY || !deliverable(conn) ||
+        (conn->flags & CF_STASHED))
+        return;
+    if (conn->read_mode == YD_READ_LINE && conn->pend_len > conn->read_arg) {
+        yd__conn_fail(conn, -EMSGSIZE);
+        return;
+    }
+    size_t n = conn->pend_len;
+    conn->pend_len = 0;
+    deliver(conn, conn->pend, n);
+    pend_reset(conn);
+}
+
 static void handle_eof(yd_conn *conn)
 {
     conn->flags |= CF_EOF;
     update_reading(conn);
-    /* A last line without its '\n' is still a line; a short read-exactly message is dropped. */
-    if (conn->pend_len > 0 && conn->read_mode != YD_READ_EXACTLY && deliverable(conn)) {
-        size_t n = conn->pend_len;
-        conn->pend_len = 0;
-        deliver(conn, conn->pend, n);
-        pend_reset(conn);
-    }
+    deliver_partial(conn);
     if (!deliverable(conn))
         return;
     if (conn->protocol->on_eof != NULL)
@@ -371,6 +404,15 @@ static void handle_eof(yd_conn *conn)
         yd_conn_close(conn);
 }
 
+/* Nothing read and unanswered, nothing held or queued: the exchange so far is complete. */
+static int nothing_pending(const yd_conn *conn)
+{
+    return conn->wq.len == 0 && conn->inflight == 0 && conn->held == 0 && conn->pend_len == 0;
+}
+
+/* Exits: bytes go to the framer; EOF to handle_eof; a reset after a complete exchange (how
+ * HAProxy ends a health check, and any client closing with SO_LINGER 0) closes without counting
+ * an error; any other error fails the connection and is counted. */
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     yd_conn *conn = s->data;
@@ -380,17 +422,28 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         process(conn, buf->base, (size_t)nread);
     } else if (nread == UV_EOF) {
         handle_eof(conn);
+    } else if (nread == UV_ECONNRESET && nothing_pending(conn)) {
+        conn->status = (int)nread;
+        close_handle(conn, 0);
     } else if (nread < 0) {
-        conn_fail(conn, (int)nread);
+        yd__conn_fail(conn, (int)nread);
     }
 }
 
+static void udp_refused(yd_conn *conn);
+static void udp_settle(yd_conn *conn);
+
+/* Exits: a port unreachable answer moves to the next address or fails the connection; other
+ * ICMP errors are counted and reading goes on; a datagram is delivered. */
 static void on_datagram(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
                         const struct sockaddr *addr, unsigned flags)
 {
     yd_conn *conn = u->data;
+    if (nread == UV_ECONNREFUSED) {
+        udp_refused(conn);
+        return;
+    }
     if (nread < 0) {
-        /* ICMP errors on a connected datagram socket: counted, never fatal. */
         STAT_ADD(conn->stats, errors[YD_ERR_UDP_SEND], 1);
         return;
     }
@@ -400,6 +453,7 @@ static void on_datagram(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
         STAT_ADD(conn->stats, errors[YD_ERR_IO], 1);
         return;
     }
+    udp_settle(conn); /* an answer: this address is the one */
     STAT_ADD(conn->stats, bytes_in, (uint64_t)nread);
     conn->last_active_ms = uv_now(&conn->loop->uv);
     if (deliverable(conn))
@@ -414,7 +468,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     if (status == UV_ECANCELED)
         return;
     if (status < 0 && status != UV_ENOTCONN) {
-        conn_fail(conn, status);
+        yd__conn_fail(conn, status);
         return;
     }
     if (conn->flags & CF_CLOSE_WANTED)
@@ -429,7 +483,7 @@ static void send_shutdown(yd_conn *conn)
     if (err == UV_ENOTCONN)
         return;
     if (err < 0)
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
 }
 
 /* Closes a connection whose queued bytes are all sent (a FIN, never a reset). */
@@ -448,10 +502,10 @@ static void flush(yd_conn *conn)
         return;
     uv_buf_t iov[MAX_WRITE_IOV];
     size_t bytes;
-    unsigned n = bufq_peek(&conn->wq, iov, MAX_WRITE_IOV, &bytes);
+    unsigned n = yd__bufq_peek(&conn->wq, iov, MAX_WRITE_IOV, &bytes);
     int err = uv_write(&conn->wreq, &conn->h.stream, iov, n, on_write);
     if (err < 0) {
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
         return;
     }
     conn->inflight = bytes;
@@ -465,10 +519,10 @@ static void on_write(uv_write_t *req, int status)
     if (status == UV_ECANCELED || (conn->flags & CF_CLOSING))
         return;
     if (status < 0) {
-        conn_fail(conn, status);
+        yd__conn_fail(conn, status);
         return;
     }
-    bufq_consume(&conn->wq, &conn->loop->pool, done);
+    yd__bufq_consume(&conn->wq, &conn->loop->pool, done);
     STAT_ADD(conn->stats, bytes_out, done);
     /* The peer reading what we send is activity too: a slow reader is not idle. */
     conn->last_active_ms = uv_now(&conn->loop->uv);
@@ -488,10 +542,20 @@ static void on_write(uv_write_t *req, int status)
         send_shutdown(conn);
 }
 
+static int udp_keep(yd_conn *conn, const char *data, size_t len);
+
 static int write_datagram(yd_conn *conn, const char *data, size_t len)
 {
+    if (conn->connecting != NULL && udp_keep(conn, data, len) < 0)
+        udp_settle(conn); /* too much to keep: stay with this address */
+    if (conn->flags & CF_SWITCHING)
+        return 0; /* kept: sent once the next address is connected */
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int r = uv_udp_try_send(&conn->h.udp, &b, 1, NULL);
+    if (r == UV_ECONNREFUSED) {
+        udp_refused(conn); /* an earlier datagram was refused; this one is kept, if at all */
+        return conn->flags & CF_SWITCHING ? 0 : r;
+    }
     if (r < 0) {
         STAT_ADD(conn->stats, errors[YD_ERR_UDP_SEND], 1);
         return r;
@@ -520,10 +584,12 @@ int yd_conn_write(yd_conn *conn, const void *data, size_t len)
         if (r == UV_EAGAIN)
             r = 0;
         if (r < 0) {
-            conn_fail(conn, r);
+            yd__conn_fail(conn, r);
             return r;
         }
         STAT_ADD(conn->stats, bytes_out, (uint64_t)r);
+        if (r > 0)
+            conn->last_active_ms = uv_now(&conn->loop->uv); /* sending is progress too */
         p += r;
         len -= (size_t)r;
         if (len == 0)
@@ -531,9 +597,9 @@ int yd_conn_write(yd_conn *conn, const void *data, size_t len)
     }
     if (conn->wq.len + len > WRITE_QUEUE_LIMIT)
         return -ENOBUFS;
-    int err = bufq_push(&conn->wq, &conn->loop->pool, p, len);
+    int err = yd__bufq_push(&conn->wq, &conn->loop->pool, p, len);
     if (err < 0) {
-        conn_fail(conn, err);
+        yd__conn_fail(conn, err);
         return err;
     }
     if (conn->wq.len > YD_HIGH_WATERMARK && !(conn->flags & CF_FULL)) {
@@ -565,14 +631,28 @@ int yd_conn_shutdown(yd_conn *conn)
 
 /* ---- Timeouts and draining -------------------------------------------------------------- */
 
-void conn_sweep(yd_loop *loop, uint64_t now)
+int yd_conn_set_idle_timeout(yd_conn *conn, uint64_t ms)
+{
+    conn->idle_timeout_ms = ms;
+    conn->last_active_ms = uv_now(&conn->loop->uv);
+    if (ms > 0)
+        yd__loop_want_sweep(conn->loop, yd__loop_sweep_period(ms));
+    return 0;
+}
+
+/*
+ * Exits per connection: idle for its timeout (nothing moved either way and nothing held) is
+ * closed; while draining, a quiet one is closed after its partial line is echoed, and whatever
+ * is still open at the deadline is reset and counted as drain_timeout.
+ */
+void yd__conn_sweep(yd_loop *loop, uint64_t now)
 {
     int left = 0;
     for (yd_conn *conn = loop->conns; conn != NULL; conn = conn->next) {
         if (conn->flags & CF_CLOSING)
             continue;
         left++;
-        if (conn->idle_timeout_ms > 0 && !(conn->flags & CF_CLOSE_WANTED) &&
+        if (conn->idle_timeout_ms > 0 && !(conn->flags & CF_CLOSE_WANTED) && conn->held == 0 &&
             now - conn->last_active_ms >= conn->idle_timeout_ms) {
             STAT_ADD(conn->stats, errors[YD_ERR_IDLE_TIMEOUT], 1);
             conn->status = -ETIMEDOUT;
@@ -588,12 +668,16 @@ void conn_sweep(yd_loop *loop, uint64_t now)
             continue;
         /* Quiet: nothing to send, and nothing read for a while although we were reading (a
          * connection paused by back-pressure still has bytes waiting in the kernel). */
-        int quiet = conn->wq.len == 0 && conn->held == 0 && !(conn->flags & CF_FULL) &&
+        int quiet = conn->wq.len == 0 && conn->held == 0 &&
+                    !(conn->flags & (CF_FULL | CF_STASHED)) &&
                     now - conn->last_active_ms >= DRAIN_QUIET_MS;
-        if (now >= loop->drain_deadline_ms)
+        if (now >= loop->drain_deadline_ms) {
+            STAT_ADD(conn->stats, errors[YD_ERR_DRAIN_TIMEOUT], 1);
             yd_conn_abort(conn);
-        else if (quiet)
+        } else if (quiet) {
+            deliver_partial(conn); /* a received partial line is echoed, as at EOF */
             yd_conn_close(conn);
+        }
     }
     if (loop->draining && left == 0)
         uv_timer_stop(&loop->sweep);
@@ -605,7 +689,8 @@ static const yd_protocol silent = {0};
 
 struct connect_state {
     struct resolved r;
-    int next; /* the address being tried */
+    int next;      /* the address being tried */
+    unsigned kept; /* datagram clients: datagrams kept to send again at the next address */
 };
 
 static void init_handle_data(yd_conn *conn)
@@ -646,7 +731,7 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     free_connect_state(conn);
-    conn_start(conn);
+    yd__conn_start(conn);
 }
 
 /*
@@ -656,8 +741,9 @@ static void on_connected(uv_connect_t *req, int status)
 static int retry_connect(yd_conn *conn)
 {
     struct connect_state *cs = conn->connecting;
-    if (cs == NULL || cs->next + 1 >= cs->r.count || (conn->flags & CF_CONNECTED) ||
-        conn->status >= 0 || conn->status == -ECONNABORTED || (conn->flags & CF_CLOSE_WANTED))
+    if (cs == NULL || conn->kind != CONN_TCP || cs->next + 1 >= cs->r.count ||
+        (conn->flags & CF_CONNECTED) || conn->status >= 0 || conn->status == -ECONNABORTED ||
+        (conn->flags & CF_CLOSE_WANTED))
         return 0;
     cs->next++;
     conn->flags &= ~CF_CLOSING;
@@ -679,7 +765,7 @@ static int connect_tcp(yd_loop *loop, const yd_addr *addr, yd_conn *conn)
     struct connect_state *cs = calloc(1, sizeof *cs);
     if (cs == NULL)
         return -ENOMEM;
-    int err = addr_resolve(addr, SOCK_STREAM, 0, &cs->r);
+    int err = yd__addr_resolve(addr, SOCK_STREAM, 0, &cs->r);
     if (err < 0) {
         free(cs);
         return err;
@@ -691,21 +777,113 @@ static int connect_tcp(yd_loop *loop, const yd_addr *addr, yd_conn *conn)
     return 0;
 }
 
+/*
+ * Datagram clients. A connected UDP socket cannot fall back as a TCP connect does: it learns
+ * that nobody listens only when a datagram is refused (ICMP port unreachable). So while a name
+ * has addresses left to try and nothing has been answered yet, the datagrams sent are kept
+ * (up to UDP_KEEP_BYTES, in the unused write queue, each behind its length); a refusal moves to
+ * the next address and sends them again there. The first answer, or too much to keep, settles
+ * the address. A refusal with no address left closes the connection with -ECONNREFUSED.
+ */
+#define UDP_KEEP_BYTES (64u * 1024u)
+
+static int udp_keep(yd_conn *conn, const char *data, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+    if (conn->wq.len + sizeof n + len > UDP_KEEP_BYTES)
+        return -ENOBUFS;
+    if (yd__bufq_push(&conn->wq, &conn->loop->pool, (const char *)&n, sizeof n) < 0 ||
+        yd__bufq_push(&conn->wq, &conn->loop->pool, data, len) < 0)
+        return -ENOMEM;
+    conn->connecting->kept++;
+    return 0;
+}
+
+static void udp_settle(yd_conn *conn)
+{
+    if (conn->connecting == NULL)
+        return;
+    free_connect_state(conn);
+    yd__bufq_clear(&conn->wq, &conn->loop->pool);
+}
+
+/* The kept datagrams, sent again (and kept again) from the loop's read buffer. */
+static void udp_resend(yd_conn *conn)
+{
+    unsigned count = conn->connecting->kept;
+    conn->connecting->kept = 0;
+    for (unsigned i = 0; i < count && conn->connecting != NULL; i++) {
+        uint32_t n;
+        yd__bufq_copyout(&conn->wq, &n, sizeof n);
+        yd__bufq_consume(&conn->wq, &conn->loop->pool, sizeof n);
+        yd__bufq_copyout(&conn->wq, conn->loop->read_buf, n);
+        yd__bufq_consume(&conn->wq, &conn->loop->pool, n);
+        if (write_datagram(conn, conn->loop->read_buf, n) < 0 || (conn->flags & CF_CLOSING))
+            return;
+    }
+}
+
+static int udp_connect_next(yd_conn *conn)
+{
+    struct connect_state *cs = conn->connecting;
+    uv_udp_init(&conn->loop->uv, &conn->h.udp);
+    init_handle_data(conn);
+    return uv_udp_connect(&conn->h.udp, (struct sockaddr *)&cs->r.addr[cs->next]);
+}
+
+static void on_udp_switched(uv_handle_t *h)
+{
+    yd_conn *conn = h->data;
+    conn->flags &= ~(CF_SWITCHING | CF_READING);
+    if (conn->flags & CF_CLOSING) { /* closed while switching */
+        on_closed(h);
+        return;
+    }
+    int err = udp_connect_next(conn);
+    if (err < 0) {
+        conn->status = err;
+        close_handle(conn, 0);
+        return;
+    }
+    update_reading(conn);
+    udp_resend(conn);
+}
+
+static void udp_refused(yd_conn *conn)
+{
+    struct connect_state *cs = conn->connecting;
+    if (conn->flags & (CF_SWITCHING | CF_CLOSING))
+        return;
+    if (cs == NULL || cs->next + 1 >= cs->r.count) {
+        yd__conn_fail(conn, -ECONNREFUSED);
+        return;
+    }
+    cs->next++;
+    conn->flags |= CF_SWITCHING;
+    uv_close(&conn->h.handle, on_udp_switched);
+}
+
 static int connect_udp(yd_loop *loop, const yd_addr *addr, yd_conn *conn)
 {
-    struct resolved r;
-    int err = addr_resolve(addr, SOCK_DGRAM, 0, &r);
-    if (err < 0)
-        return err;
-    uv_udp_init(&loop->uv, &conn->h.udp);
-    init_handle_data(conn);
-    err = uv_udp_connect(&conn->h.udp, (struct sockaddr *)&r.addr[0]);
+    struct connect_state *cs = calloc(1, sizeof *cs);
+    if (cs == NULL)
+        return -ENOMEM;
+    int err = yd__addr_resolve(addr, SOCK_DGRAM, 0, &cs->r);
     if (err < 0) {
+        free(cs);
+        return err;
+    }
+    conn->connecting = cs;
+    err = udp_connect_next(conn);
+    if (err < 0) {
+        free_connect_state(conn);
         close_silently(conn);
         return err;
     }
+    if (cs->r.count < 2)
+        free_connect_state(conn);   /* one address: nothing to fall back to, nothing to keep */
     conn->flags |= CF_NEED_CONNECT; /* on_connect must not run before *out is set */
-    loop_kick(loop);
+    yd__loop_kick(loop);
     return 0;
 }
 
@@ -718,7 +896,7 @@ int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol
     enum conn_kind kind = addr.transport == YD_UNIX  ? CONN_PIPE
                           : addr.transport == YD_UDP ? CONN_UDP
                                                      : CONN_TCP;
-    yd_conn *conn = conn_new(loop, kind, protocol, data);
+    yd_conn *conn = yd__conn_new(loop, kind, protocol, data);
     if (conn == NULL)
         return -ENOMEM;
     int err = 0;
@@ -734,7 +912,7 @@ int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol
     }
     if (err < 0) {
         if (!(conn->flags & CF_CLOSING))
-            conn_discard(conn);
+            yd__conn_discard(conn);
         return err;
     }
     *out = conn;
@@ -761,7 +939,7 @@ int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *da
     default:
         return -ENOTSUP;
     }
-    yd_conn *conn = conn_new(loop, kind, protocol, data);
+    yd_conn *conn = yd__conn_new(loop, kind, protocol, data);
     if (conn == NULL)
         return -ENOMEM;
     int err;
@@ -774,7 +952,7 @@ int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *da
     } else if (kind == CONN_TTY) {
         err = uv_tty_init(&loop->uv, &conn->h.tty, fd, 0);
         if (err < 0) {
-            conn_discard(conn);
+            yd__conn_discard(conn);
             return err;
         }
     } else {
@@ -787,7 +965,7 @@ int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *da
         return err;
     }
     conn->flags |= CF_NEED_CONNECT;
-    loop_kick(loop);
+    yd__loop_kick(loop);
     *out = conn;
     return 0;
 }
@@ -796,6 +974,8 @@ int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *da
 
 int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len)
 {
+    if (conn->peer.sa.sa_family != 0)
+        return yd__sockaddr_format(&conn->peer.sa, buf, len);
     struct sockaddr_storage ss;
     int n = sizeof ss;
     int err;
@@ -807,7 +987,7 @@ int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len)
         return snprintf(buf, len, "%s", conn->kind == CONN_PIPE ? "unix" : "tty");
     if (err < 0)
         return snprintf(buf, len, "?");
-    return sockaddr_format((struct sockaddr *)&ss, buf, len);
+    return yd__sockaddr_format((struct sockaddr *)&ss, buf, len);
 }
 
 void *yd_conn_data(const yd_conn *conn)
@@ -832,24 +1012,31 @@ yd_loop *yd_conn_loop(const yd_conn *conn)
 
 /* ---- Accepting (for server.c) ------------------------------------------------------------- */
 
-yd_conn *conn_accept(yd_server *srv, uv_stream_t *listener, enum conn_kind kind)
+yd_conn *yd__conn_accept(yd_server *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
-    yd_conn *conn = conn_new(srv->loop, kind, srv->options.protocol, srv->options.data);
-    if (conn == NULL) {
-        STAT_ADD(srv->options.stats, errors[YD_ERR_ACCEPT], 1);
-        return NULL;
-    }
-    if (kind == CONN_PIPE)
+    enum conn_kind kind = srv->transport == YD_UNIX ? CONN_PIPE : CONN_TCP;
+    yd_conn *conn = yd__conn_new(srv->loop, kind, srv->options.protocol, srv->options.data);
+    int err = conn == NULL ? -ENOMEM : 0;
+    if (err == 0 && kind == CONN_PIPE) {
         uv_pipe_init(&srv->loop->uv, &conn->h.pipe, 0);
-    else
+        err = uv_pipe_open(&conn->h.pipe, fd);
+    } else if (err == 0) {
         uv_tcp_init(&srv->loop->uv, &conn->h.tcp);
-    init_handle_data(conn);
-    int err = uv_accept(listener, &conn->h.stream);
+        err = uv_tcp_open(&conn->h.tcp, fd);
+    }
     if (err < 0) {
         STAT_ADD(srv->options.stats, errors[YD_ERR_ACCEPT], 1);
-        close_silently(conn);
+        if (conn != NULL) {
+            init_handle_data(conn);
+            close_silently(conn); /* closes fd with the handle */
+        } else {
+            close(fd);
+        }
         return NULL;
     }
+    init_handle_data(conn);
+    if (peer_len <= sizeof conn->peer)
+        memcpy(&conn->peer, peer, peer_len);
     conn->server = srv;
     conn->stats = srv->options.stats;
     conn->idle_timeout_ms = srv->options.idle_timeout_ms;
@@ -857,7 +1044,14 @@ yd_conn *conn_accept(yd_server *srv, uv_stream_t *listener, enum conn_kind kind)
     return conn;
 }
 
-void conn_refuse(yd_conn *conn)
+void yd__conn_serve(yd_conn *conn, yd_stats *stats)
+{
+    conn->stats = stats;
+    conn->flags |= CF_ACCEPTED;
+    STAT_ADD(stats, conns_accepted, 1);
+}
+
+void yd__conn_refuse(yd_conn *conn)
 {
     conn->server = NULL;
     close_silently(conn);

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -14,6 +16,8 @@
 #define PREVIEW_BYTES    60
 /* The longest escape is JSON's "\u00XX": six characters for one byte, then "..." and a NUL. */
 #define PREVIEW_TEXT (6 * PREVIEW_BYTES + 4)
+/* One log line: the preview, the peer, an event name and the JSON punctuation around them. */
+#define LOG_LINE_BYTES (PREVIEW_TEXT + 256)
 
 /* Shared by every connection of one or more servers; freed when the last one lets go. */
 struct echo_ctx {
@@ -78,24 +82,67 @@ static void preview(const char *data, size_t len, char *out, int json)
     out[o] = '\0';
 }
 
-static void log_event(const struct echo_conn *ec, const char *event, const char *data, size_t len)
+/* Writes one whole line to stderr in one write(2): lines from several threads never mix. */
+static void write_line(const char *line, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, line, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* a log nobody can read is no reason to stop echoing */
+        line += n;
+        len -= (size_t)n;
+    }
+}
+
+static void log_event(const struct echo_ctx *ctx, const char *peer, const char *event,
+                      const char *data, size_t len)
 {
     char text[PREVIEW_TEXT] = "";
+    char line[LOG_LINE_BYTES];
+    int n;
     if (data != NULL)
-        preview(data, len, text, ec->ctx->opts.json);
-    if (ec->ctx->opts.json) {
+        preview(data, len, text, ctx->opts.json);
+    if (ctx->opts.json) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        fprintf(stderr, "{\"ts\":%lld.%03ld,\"event\":\"%s\",\"peer\":\"%s\"", (long long)ts.tv_sec,
-                ts.tv_nsec / 1000000, event, ec->peer);
-        if (data != NULL)
-            fprintf(stderr, ",\"bytes\":%zu,\"data\":\"%s\"", len, text);
-        fputs("}\n", stderr);
+        n = snprintf(line, sizeof line, "{\"ts\":%lld.%03ld,\"event\":\"%s\",\"peer\":\"%s\"",
+                     (long long)ts.tv_sec, ts.tv_nsec / 1000000, event, peer);
+        if (data != NULL && n > 0 && (size_t)n < sizeof line)
+            n += snprintf(line + n, sizeof line - (size_t)n, ",\"bytes\":%zu,\"data\":\"%s\"", len,
+                          text);
+        if (n > 0 && (size_t)n < sizeof line)
+            n += snprintf(line + n, sizeof line - (size_t)n, "}\n");
     } else if (data != NULL) {
-        fprintf(stderr, "yodel: %s %s %zu bytes \"%s\"\n", ec->peer, event, len, text);
+        n = snprintf(line, sizeof line, "yodel: %s %s %zu bytes \"%s\"\n", peer, event, len, text);
     } else {
-        fprintf(stderr, "yodel: %s %s\n", ec->peer, event);
+        n = snprintf(line, sizeof line, "yodel: %s %s\n", peer, event);
     }
+    if (n > 0 && (size_t)n < sizeof line)
+        write_line(line, (size_t)n);
+}
+
+/* A connection that ends in a client error is logged with its peer even without -v. */
+static void log_close(const struct echo_ctx *ctx, yd_conn *conn, const char *peer, int status)
+{
+    char what[96];
+    snprintf(what, sizeof what, status == 0 ? "closed" : "closed (%s)", yd_strerror(status));
+    char name[YD_ADDR_TEXT_BYTES];
+    if (peer == NULL) {
+        yd_conn_peer_name(conn, name, sizeof name);
+        peer = name;
+    }
+    log_event(ctx, peer, what, NULL, 0);
+}
+
+/* Writes a reply; a write the queue cannot take (the peer ignored back-pressure) fails the
+ * connection, counted, rather than silently dropping part of an echo. */
+static void reply(yd_conn *conn, const char *data, size_t len)
+{
+    int err = yd_conn_write(conn, data, len);
+    if (err < 0 && err != -EPIPE)
+        yd__conn_fail(conn, err);
 }
 
 /* ---- Without state: the hot path ---------------------------------------------------------- */
@@ -113,15 +160,17 @@ static void plain_data(yd_conn *conn, const char *data, size_t len)
     /* The bytes sit in the loop's read buffer (or the connection's own): ours to change. */
     if (ctx->opts.mode == YD_ECHO_UPPER)
         yd_ascii_upper((char *)data, data, len);
-    yd_conn_write(conn, data, len);
+    reply(conn, data, len);
     if (ctx->opts.once)
         yd_conn_close(conn);
 }
 
 static void plain_close(yd_conn *conn, int status)
 {
-    (void)status;
-    ctx_unref(yd_conn_data(conn));
+    struct echo_ctx *ctx = yd_conn_data(conn);
+    if (status == -EMSGSIZE)
+        log_close(ctx, conn, NULL, status);
+    ctx_unref(ctx);
 }
 
 static void echo_datagram(yd_server *srv, const char *data, size_t len, const void *peer,
@@ -132,8 +181,8 @@ static void echo_datagram(yd_server *srv, const char *data, size_t len, const vo
         yd_ascii_upper((char *)data, data, len);
     if (ctx->opts.verbose) {
         struct echo_conn ec = {.ctx = ctx};
-        sockaddr_format(peer, ec.peer, sizeof ec.peer);
-        log_event(&ec, "datagram", data, len);
+        yd__sockaddr_format(peer, ec.peer, sizeof ec.peer);
+        log_event(ctx, ec.peer, "datagram", data, len);
     }
     yd_server_send_to(srv, data, len, peer, peer_len); /* a failure is counted there */
 }
@@ -167,15 +216,15 @@ static void state_connect(yd_conn *conn)
     read_mode_for(ctx, conn);
     if (ctx->opts.verbose) {
         yd_conn_peer_name(conn, ec->peer, sizeof ec->peer);
-        log_event(ec, "connected", NULL, 0);
+        log_event(ctx, ec->peer, "connected", NULL, 0);
     }
 }
 
 static void send_now(struct echo_conn *ec, const char *data, size_t len)
 {
-    yd_conn_write(ec->conn, data, len);
+    reply(ec->conn, data, len);
     if (ec->ctx->opts.verbose)
-        log_event(ec, "echoed", data, len);
+        log_event(ec->ctx, ec->peer, "echoed", data, len);
 }
 
 /* Sends every held reply that is due; closes when finished and nothing is held. */
@@ -187,21 +236,21 @@ static void on_due(yd_timer *timer, void *data)
     uint64_t now = yd_loop_now_ms(conn->loop);
     ec->timer_armed = 0;
     struct held_record rec;
-    while (bufq_copyout(&ec->held, &rec, sizeof rec) == sizeof rec) {
+    while (yd__bufq_copyout(&ec->held, &rec, sizeof rec) == sizeof rec) {
         if (rec.due_ms > now) {
             yd_timer_start(timer, rec.due_ms - now, 0);
             ec->timer_armed = 1;
             break;
         }
-        bufq_consume(&ec->held, pool, sizeof rec);
-        conn->held -= rec.len;
+        yd__bufq_consume(&ec->held, pool, sizeof rec);
+        conn->held -= sizeof rec + rec.len;
         while (rec.len > 0) {
             uv_buf_t iov;
             size_t bytes;
-            bufq_peek(&ec->held, &iov, 1, &bytes);
+            yd__bufq_peek(&ec->held, &iov, 1, &bytes);
             size_t n = iov.len < rec.len ? iov.len : rec.len;
             send_now(ec, iov.base, n);
-            bufq_consume(&ec->held, pool, n);
+            yd__bufq_consume(&ec->held, pool, n);
             rec.len -= n;
         }
     }
@@ -218,12 +267,12 @@ static void hold(struct echo_conn *ec, const char *data, size_t len)
     yd_conn *conn = ec->conn;
     struct held_record rec = {yd_loop_now_ms(conn->loop) + ec->ctx->opts.delay_ms, len};
     struct block_pool *pool = &conn->loop->pool;
-    if (bufq_push(&ec->held, pool, (const char *)&rec, sizeof rec) < 0 ||
-        bufq_push(&ec->held, pool, data, len) < 0) {
-        conn_fail(conn, -ENOMEM);
+    if (yd__bufq_push(&ec->held, pool, (const char *)&rec, sizeof rec) < 0 ||
+        yd__bufq_push(&ec->held, pool, data, len) < 0) {
+        yd__conn_fail(conn, -ENOMEM);
         return;
     }
-    conn->held += len;
+    conn->held += sizeof rec + len; /* the record is memory held too: \n lines cost 17 bytes */
     /* Held replies count against the same bound as queued ones: stop reading past it. */
     if (conn->held > YD_HIGH_WATERMARK && !ec->paused) {
         ec->paused = 1;
@@ -239,7 +288,7 @@ static void state_data(yd_conn *conn, const char *data, size_t len)
 {
     struct echo_conn *ec = yd_conn_data(conn);
     if (ec->ctx->opts.verbose)
-        log_event(ec, "received", data, len);
+        log_event(ec->ctx, ec->peer, "received", data, len);
     if (ec->ctx->opts.mode == YD_ECHO_UPPER)
         yd_ascii_upper((char *)data, data, len);
     if (ec->ctx->opts.delay_ms > 0)
@@ -258,7 +307,7 @@ static void state_eof(yd_conn *conn)
 {
     struct echo_conn *ec = yd_conn_data(conn);
     if (ec->ctx->opts.verbose)
-        log_event(ec, "eof", NULL, 0);
+        log_event(ec->ctx, ec->peer, "eof", NULL, 0);
     ec->finished = 1;
     if (ec->held.len == 0)
         yd_conn_close(conn);
@@ -269,13 +318,10 @@ static void state_close(yd_conn *conn, int status)
     struct echo_conn *ec = yd_conn_data(conn);
     if (ec == NULL)
         return;
-    if (ec->ctx->opts.verbose) {
-        char what[96];
-        snprintf(what, sizeof what, status == 0 ? "closed" : "closed (%s)", yd_strerror(status));
-        log_event(ec, what, NULL, 0);
-    }
+    if (ec->ctx->opts.verbose || status == -EMSGSIZE)
+        log_close(ec->ctx, conn, ec->peer[0] != '\0' ? ec->peer : NULL, status);
     conn->held = 0;
-    bufq_clear(&ec->held, &conn->loop->pool);
+    yd__bufq_clear(&ec->held, &conn->loop->pool);
     yd_timer_free(ec->timer);
     ctx_unref(ec->ctx);
     free(ec);
@@ -327,7 +373,7 @@ static int echo_server(yd_loop *loop, const char *addr, int fd, const yd_echo_op
         free(ctx);
         return err;
     }
-    server_set_on_free(*out, ctx_release);
+    yd__server_set_on_free(*out, ctx_release);
     return 0;
 }
 
@@ -345,10 +391,22 @@ int yd_echo_adopt(yd_loop *loop, int fd, const yd_echo_options *echo,
     return echo_server(loop, NULL, fd, echo, server_options, out);
 }
 
-int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo, yd_stats *stats)
+int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo,
+                     const yd_server_options *server_options)
 {
     if (echo == NULL || (unsigned)echo->mode > YD_ECHO_UPPER)
         return -EINVAL;
+    yd_server_options so = {0};
+    if (server_options != NULL)
+        so = *server_options;
+    int type;
+    socklen_t tl = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+        return -errno; /* -ENOTSOCK for a pipe, a terminal or a file */
+    if (type == SOCK_DGRAM) {
+        yd_server *srv;
+        return yd_echo_adopt(loop, fd, echo, &so, &srv); /* inetd's dgram "wait" entries */
+    }
     struct echo_ctx *ctx = ctx_new(echo);
     if (ctx == NULL)
         return -ENOMEM;
@@ -358,7 +416,8 @@ int yd_echo_serve_fd(yd_loop *loop, int fd, const yd_echo_options *echo, yd_stat
         free(ctx);
         return err;
     }
-    conn->stats = stats;
+    yd__conn_serve(conn, so.stats);
+    yd_conn_set_idle_timeout(conn, so.idle_timeout_ms);
     ctx->refs--; /* the connection's own reference, taken in on_connect, is the only one */
     return 0;
 }

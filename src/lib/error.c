@@ -15,11 +15,13 @@ const char *yd_strerror(int code)
         return "success";
     if (code == -EMSGSIZE)
         return "line too long";
+    if (code == YD_ERESOLVE)
+        return "name does not resolve";
     /* libuv errors are negated errno values on Unix, so uv_strerror names both. */
     return uv_strerror(code);
 }
 
-enum yd_error_kind error_kind_of(int status)
+enum yd_error_kind yd__error_kind_of(int status)
 {
     switch (status) {
     case -ECONNRESET:
@@ -44,6 +46,7 @@ static const char *const kind_names[YD_ERR__COUNT] = {
     [YD_ERR_UDP_SEND] = "udp_send",
     [YD_ERR_UDP_LOW_PORT] = "udp_low_port",
     [YD_ERR_HTTP] = "http",
+    [YD_ERR_DRAIN_TIMEOUT] = "drain_timeout",
 };
 
 const char *yd_error_kind_name(enum yd_error_kind kind)

@@ -2,6 +2,7 @@
 #ifndef YODEL_INTERNAL_H
 #define YODEL_INTERNAL_H
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -30,14 +31,14 @@ struct bufq {
     size_t len;
 };
 
-int bufq_push(struct bufq *q, struct block_pool *pool, const char *data, size_t len);
+int yd__bufq_push(struct bufq *q, struct block_pool *pool, const char *data, size_t len);
 /* Fills at most max_iov buffers with the queue's first bytes; returns their count. */
-unsigned bufq_peek(const struct bufq *q, uv_buf_t *iov, unsigned max_iov, size_t *bytes);
+unsigned yd__bufq_peek(const struct bufq *q, uv_buf_t *iov, unsigned max_iov, size_t *bytes);
 /* Copies the first len bytes out without consuming them; returns how many were there. */
-size_t bufq_copyout(const struct bufq *q, void *out, size_t len);
-void bufq_consume(struct bufq *q, struct block_pool *pool, size_t len);
-void bufq_clear(struct bufq *q, struct block_pool *pool);
-void block_pool_clear(struct block_pool *pool);
+size_t yd__bufq_copyout(const struct bufq *q, void *out, size_t len);
+void yd__bufq_consume(struct bufq *q, struct block_pool *pool, size_t len);
+void yd__bufq_clear(struct bufq *q, struct block_pool *pool);
+void yd__block_pool_clear(struct block_pool *pool);
 
 /* ---- stats.c ----------------------------------------------------------------------------- */
 
@@ -91,10 +92,12 @@ struct yd_loop {
     struct call *calls;
 };
 
-void loop_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+void yd__loop_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 /* Makes sure the sweep timer runs at least every every_ms (idle timeouts, draining). */
-void loop_want_sweep(yd_loop *loop, uint64_t every_ms);
-void loop_kick(yd_loop *loop);
+void yd__loop_want_sweep(yd_loop *loop, uint64_t every_ms);
+/* How often to sweep for an idle timeout: a quarter of it, within 10 ms..1 s. */
+uint64_t yd__loop_sweep_period(uint64_t idle_timeout_ms);
+void yd__loop_kick(yd_loop *loop);
 
 /* ---- conn.c ------------------------------------------------------------------------------ */
 
@@ -113,6 +116,7 @@ enum conn_flag {
     CF_NEED_CONNECT = 1 << 9, /* on_connect still to run from the loop */
     CF_ACCEPTED = 1 << 10,    /* accepted by a server (drained on shutdown) */
     CF_STASHED = 1 << 11,     /* pend holds unframed bytes read before a pause */
+    CF_SWITCHING = 1 << 12,   /* a datagram client moving to the next address of its name */
 };
 
 struct connect_state;
@@ -151,39 +155,51 @@ struct yd_conn {
         uv_connect_t connect;
     } req;
     struct connect_state *connecting;
+    union { /* the peer as accept4 gave it (family 0 when unknown): named even after close */
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer;
 };
 
 /* Allocates a connection of a kind, linked into the loop. Handle not initialised. */
-yd_conn *conn_new(yd_loop *loop, enum conn_kind kind, const yd_protocol *protocol, void *data);
-/* Accepts a connection from a listener; NULL (counted) if that fails. Not started yet. */
-yd_conn *conn_accept(yd_server *server, uv_stream_t *listener, enum conn_kind kind);
+yd_conn *yd__conn_new(yd_loop *loop, enum conn_kind kind, const yd_protocol *protocol, void *data);
+/* Wraps a descriptor accept4 returned (peer: its address); NULL (counted, fd closed) if that
+ * fails. Not started yet. */
+yd_conn *yd__conn_accept(yd_server *server, int fd, const struct sockaddr *peer,
+                         socklen_t peer_len);
+/* Makes an opened connection one the loop serves: counted as accepted, drained on shutdown. */
+void yd__conn_serve(yd_conn *conn, yd_stats *stats);
 /* Closes an accepted connection without telling its protocol (max-conns). */
-void conn_refuse(yd_conn *conn);
+void yd__conn_refuse(yd_conn *conn);
 /* Frees a connection whose handle was never initialised. */
-void conn_discard(yd_conn *conn);
+void yd__conn_discard(yd_conn *conn);
 /* A connection whose handle is ready: counts it, runs on_connect, starts reading. */
-void conn_start(yd_conn *conn);
+void yd__conn_start(yd_conn *conn);
 /* Runs deferred on_connect calls. */
-void conn_run_kicks(yd_loop *loop);
+void yd__conn_run_kicks(yd_loop *loop);
 /* Closes with an error: counts it by kind and resets the connection. */
-void conn_fail(yd_conn *conn, int status);
+void yd__conn_fail(yd_conn *conn, int status);
 /* Idle timeouts and draining: called by the loop's sweep timer. */
-void conn_sweep(yd_loop *loop, uint64_t now_ms);
+void yd__conn_sweep(yd_loop *loop, uint64_t now_ms);
 
 /* ---- server.c ---------------------------------------------------------------------------- */
 
 #define MAX_SOCKETS 16
 
+/* One socket of a server. yodel owns the descriptor and watches it with a uv_poll (see
+ * server.c for why it accepts and reads datagrams by itself). */
 struct listener {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_udp_t udp;
-    } h;
-    yd_server *server;
+    uv_poll_t poll;
+    uv_timer_t retry; /* accepting paused after EMFILE resumes from here */
+    int fd;
     int family;
+    yd_server *server;
+    int dst_family; /* the current datagram's destination address, for the reply's source */
+    union {
+        struct in_pktinfo v4;
+        struct in6_pktinfo v6;
+    } dst;
 };
 
 struct yd_server {
@@ -201,9 +217,9 @@ struct yd_server {
 };
 
 /* Called by conn.c when a connection a server accepted closes. */
-void server_conn_closed(yd_server *server);
+void yd__server_conn_closed(yd_server *server);
 /* Sets a hook run when the server's memory is freed (echo.c frees its context there). */
-void server_set_on_free(yd_server *server, void (*on_free)(void *data));
+void yd__server_set_on_free(yd_server *server, void (*on_free)(void *data));
 
 /* ---- addr.c ------------------------------------------------------------------------------ */
 
@@ -217,15 +233,15 @@ struct resolved {
     struct sockaddr_storage addr[RESOLVED_MAX];
 };
 
-/* Resolves a parsed address; -EHOSTUNREACH for a name that does not resolve. */
-int addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved *out);
+/* Resolves a parsed address; YD_ERESOLVE for a name that does not resolve. */
+int yd__addr_resolve(const yd_addr *addr, int socktype, int passive, struct resolved *out);
 /* "127.0.0.1:80", "[::1]:80" or "unix"; returns the length or a negative error. */
-int sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);
-int sockaddr_port(const struct sockaddr *sa);
+int yd__sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);
+int yd__sockaddr_port(const struct sockaddr *sa);
 
 /* ---- error.c ----------------------------------------------------------------------------- */
 
 /* libuv's codes are negative errno values on Unix: one mapping for both. */
-enum yd_error_kind error_kind_of(int status);
+enum yd_error_kind yd__error_kind_of(int status);
 
 #endif

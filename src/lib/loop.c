@@ -6,13 +6,13 @@
 
 static void on_kick(uv_timer_t *t)
 {
-    conn_run_kicks(t->data);
+    yd__conn_run_kicks(t->data);
 }
 
 static void on_sweep(uv_timer_t *t)
 {
     yd_loop *loop = t->data;
-    conn_sweep(loop, uv_now(&loop->uv));
+    yd__conn_sweep(loop, uv_now(&loop->uv));
 }
 
 static void on_async(uv_async_t *a)
@@ -55,6 +55,12 @@ int yd_loop_new(yd_loop **out)
     uv_async_init(&loop->uv, &loop->async, on_async);
     uv_timer_init(&loop->uv, &loop->kick);
     uv_timer_init(&loop->uv, &loop->sweep);
+    /* libuv opens a reserve descriptor when a loop's first stream is made: make it now, so a
+     * server holds as many descriptors before its first client as after its last. */
+    uv_tcp_t first;
+    uv_tcp_init(&loop->uv, &first);
+    uv_close((uv_handle_t *)&first, NULL);
+    uv_run(&loop->uv, UV_RUN_NOWAIT); /* lets the close finish while first is in scope */
     loop->async.data = loop->kick.data = loop->sweep.data = loop;
     /* The loop's own handles must not keep yd_loop_run() from returning; the kick timer is
      * the exception: while it is armed, an on_connect is owed. */
@@ -121,15 +127,15 @@ int yd_loop_free(yd_loop *loop)
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop->uv) != 0)
         return -EBUSY;
-    on_async(&loop->async); /* frees calls nobody will run */
+    on_async(&loop->async); /* runs calls made after the last iteration, then frees them */
     pthread_mutex_destroy(&loop->calls_lock);
-    block_pool_clear(&loop->pool);
+    yd__block_pool_clear(&loop->pool);
     free(loop->read_buf);
     free(loop);
     return 0;
 }
 
-void loop_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+void yd__loop_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     /* Each read is consumed (delivered or copied aside) before the next one, so one buffer
@@ -138,7 +144,7 @@ void loop_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(loop->read_buf, READ_BUF_BYTES);
 }
 
-void loop_want_sweep(yd_loop *loop, uint64_t every_ms)
+void yd__loop_want_sweep(yd_loop *loop, uint64_t every_ms)
 {
     if (every_ms == 0)
         every_ms = 1;
@@ -148,7 +154,13 @@ void loop_want_sweep(yd_loop *loop, uint64_t every_ms)
     uv_timer_start(&loop->sweep, on_sweep, every_ms, every_ms);
 }
 
-void loop_kick(yd_loop *loop)
+uint64_t yd__loop_sweep_period(uint64_t idle_timeout_ms)
+{
+    uint64_t every = idle_timeout_ms / 4;
+    return every < 10 ? 10 : every > 1000 ? 1000 : every;
+}
+
+void yd__loop_kick(yd_loop *loop)
 {
     if (!uv_is_active((uv_handle_t *)&loop->kick))
         uv_timer_start(&loop->kick, on_kick, 0, 0);
@@ -162,6 +174,6 @@ void yd_loop_drain(yd_loop *loop, uint64_t drain_ms)
     loop->drain_deadline_ms = uv_now(&loop->uv) + drain_ms;
     /* The sweep now keeps the loop alive until the last connection is gone. */
     uv_ref((uv_handle_t *)&loop->sweep);
-    loop_want_sweep(loop, 20);
-    conn_sweep(loop, uv_now(&loop->uv));
+    yd__loop_want_sweep(loop, 20);
+    yd__conn_sweep(loop, uv_now(&loop->uv));
 }

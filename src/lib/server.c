@@ -3,6 +3,7 @@
  * connections into conn.c, and datagram sockets. Nothing here knows about echo.
  */
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 
 #include "internal.h"
 
-/* Source ports below this are dropped on datagram servers (see on_server_datagram). */
+/* Source ports below this are dropped on datagram servers (see deliver_datagram). */
 #define LOWEST_UDP_SOURCE_PORT 1024
 
 static yd_server *server_new(yd_loop *loop, const yd_server_options *options,
@@ -47,6 +48,18 @@ static void on_listener_closed(uv_handle_t *h)
         server_free(srv);
 }
 
+/* The one place a listener is closed: its two handles, then its descriptor. */
+static void close_listener(struct listener *l)
+{
+    if (!uv_is_closing((uv_handle_t *)&l->poll)) {
+        uv_close((uv_handle_t *)&l->poll, on_listener_closed); /* stops watching fd at once */
+        uv_close((uv_handle_t *)&l->retry, on_listener_closed);
+    }
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+}
+
 void yd_server_close(yd_server *srv)
 {
     if (srv == NULL)
@@ -68,35 +81,53 @@ void yd_server_close(yd_server *srv)
         return;
     }
     for (unsigned i = 0; i < srv->nsockets; i++)
-        if (!uv_is_closing(&srv->sockets[i].h.handle))
-            uv_close(&srv->sockets[i].h.handle, on_listener_closed);
+        close_listener(&srv->sockets[i]);
 }
 
-void server_conn_closed(yd_server *srv)
+void yd__server_conn_closed(yd_server *server)
 {
-    srv->conns--;
+    server->conns--;
 }
 
-void server_set_on_free(yd_server *srv, void (*on_free)(void *data))
+void yd__server_set_on_free(yd_server *srv, void (*on_free)(void *data))
 {
     srv->on_free = on_free;
 }
 
 /* ---- Accepting ---------------------------------------------------------------------------- */
 
-static void on_connection(uv_stream_t *s, int status)
+/*
+ * yodel accepts by itself (a uv_poll on the listening descriptor and accept4) instead of through
+ * uv_listen, for one reason: running out of descriptors. libuv's answer to EMFILE is a reserve
+ * descriptor per loop, but the descriptor table is per process: with several loops another
+ * thread takes the slot the trick frees, and libuv then calls back with EMFILE in a loop that
+ * never returns (a busy loop that also starves the signal watchers). Here, EMFILE stops
+ * watching that listener for ACCEPT_RETRY_MS, as nginx does: the listening socket and its
+ * backlog stay, existing clients are served, and accepting resumes when descriptors free up.
+ */
+#define ACCEPT_RETRY_MS 100
+/* Connections accepted per wakeup at most, so one busy listener cannot starve the others. */
+#define ACCEPT_BATCH 64
+
+static void on_acceptable(uv_poll_t *poll, int status, int events);
+
+static void on_accept_retry(uv_timer_t *t)
 {
-    struct listener *l = s->data;
-    yd_server *srv = l->server;
+    struct listener *l = t->data;
+    uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+}
+
+static void pause_accepting(struct listener *l)
+{
+    uv_poll_stop(&l->poll);
+    uv_timer_start(&l->retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
+}
+
+/* Takes, or refuses, one accepted descriptor: max-conns are counted here. */
+static void take_connection(yd_server *srv, int fd, const struct sockaddr *peer, socklen_t len)
+{
     yd_stats *stats = srv->options.stats;
-    if (status < 0) {
-        /* An accept error libuv passes on. (On EMFILE/ENFILE libuv 1.44 itself accepts and
-         * closes the pending connections with its reserve descriptor and does not call us: no
-         * busy loop, and accepting resumes once descriptors free up.) */
-        STAT_ADD(stats, errors[YD_ERR_ACCEPT], 1);
-        return;
-    }
-    yd_conn *conn = conn_accept(srv, s, srv->transport == YD_UNIX ? CONN_PIPE : CONN_TCP);
+    yd_conn *conn = yd__conn_accept(srv, fd, peer, len);
     if (conn == NULL)
         return;
     STAT_ADD(stats, conns_accepted, 1);
@@ -113,70 +144,182 @@ static void on_connection(uv_stream_t *s, int status)
         /* Accept and close at once: a refused client learns now, instead of waiting in the
          * backlog, and the backlog cannot fill up with them. */
         STAT_ADD(stats, conns_refused, 1);
-        conn_refuse(conn);
+        yd__conn_refuse(conn);
         return;
     }
     srv->conns++;
-    if (srv->options.idle_timeout_ms > 0) {
-        uint64_t every = srv->options.idle_timeout_ms / 4;
-        loop_want_sweep(srv->loop, every < 10 ? 10 : every > 1000 ? 1000 : every);
-    }
-    conn_start(conn);
+    if (srv->options.idle_timeout_ms > 0)
+        yd__loop_want_sweep(srv->loop, yd__loop_sweep_period(srv->options.idle_timeout_ms));
+    yd__conn_start(conn);
 }
 
-static void on_server_datagram(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf,
-                               const struct sockaddr *addr, unsigned flags)
+/* Exits: the backlog is empty (EAGAIN), the batch is done (the poll fires again), or accept
+ * failed: out of descriptors or memory pauses this listener; other errors are counted. */
+static void on_acceptable(uv_poll_t *poll, int status, int events)
 {
-    struct listener *l = u->data;
+    (void)events;
+    struct listener *l = poll->data;
+    yd_server *srv = l->server;
+    if (status < 0) {
+        STAT_ADD(srv->options.stats, errors[YD_ERR_ACCEPT], 1);
+        return;
+    }
+    for (int i = 0; i < ACCEPT_BATCH && l->fd >= 0; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            take_connection(srv, fd, (struct sockaddr *)&peer, len);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue; /* a client that left while in the backlog */
+        STAT_ADD(srv->options.stats, errors[YD_ERR_ACCEPT], 1);
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            pause_accepting(l); /* shed load: try again once descriptors may be free */
+        return;
+    }
+}
+
+/* ---- Datagrams ---------------------------------------------------------------------------- */
+
+/* Datagrams read per wakeup at most, so one busy socket cannot starve the others. */
+#define DATAGRAM_BATCH 32
+/* Room for the one control message asked for: the address a datagram was sent to. */
+#define PKTINFO_SPACE CMSG_SPACE(sizeof(struct in6_pktinfo))
+
+/*
+ * The address a datagram was sent to, from its IP_PKTINFO / IPV6_PKTINFO control message, so
+ * the reply leaves from it: on a wildcard bind the kernel would otherwise pick a source by the
+ * route, and a client that sent to 127.0.0.2 (or any NAT) would drop a reply from 127.0.0.1.
+ */
+static void note_destination(struct listener *l, struct msghdr *mh)
+{
+    l->dst_family = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            memcpy(&l->dst.v4, CMSG_DATA(c), sizeof l->dst.v4);
+            l->dst_family = AF_INET;
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            memcpy(&l->dst.v6, CMSG_DATA(c), sizeof l->dst.v6);
+            l->dst_family = AF_INET6;
+        }
+    }
+}
+
+static void deliver_datagram(struct listener *l, const char *data, size_t len,
+                             const struct sockaddr *peer)
+{
     yd_server *srv = l->server;
     yd_stats *stats = srv->options.stats;
-    if (nread < 0) {
-        STAT_ADD(stats, errors[YD_ERR_IO], 1);
-        return;
-    }
-    if (addr == NULL)
-        return;
-    if (flags & UV_UDP_PARTIAL) {
-        STAT_ADD(stats, errors[YD_ERR_IO], 1);
-        return;
-    }
     /* A datagram "from" port 7 or 19 is how the echo/chargen loop starts (CERT CA-1996-01): a
      * forged source makes two reflectors answer each other forever. No client uses such a port. */
-    if (sockaddr_port(addr) < LOWEST_UDP_SOURCE_PORT) {
+    if (yd__sockaddr_port(peer) < LOWEST_UDP_SOURCE_PORT) {
         STAT_ADD(stats, errors[YD_ERR_UDP_LOW_PORT], 1);
         return;
     }
-    STAT_ADD(stats, bytes_in, (uint64_t)nread);
+    STAT_ADD(stats, bytes_in, (uint64_t)len);
     STAT_ADD(stats, messages, 1);
     if (srv->options.protocol->on_datagram == NULL)
         return;
-    unsigned len =
-        addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    unsigned plen =
+        peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     srv->current = l;
-    srv->options.protocol->on_datagram(srv, buf->base, (size_t)nread, addr, len);
+    srv->options.protocol->on_datagram(srv, data, len, peer, plen);
     srv->current = NULL;
+}
+
+/* Exits: nothing more to read (EAGAIN), the batch is done, or a read error (counted). */
+static void on_readable_datagram(uv_poll_t *poll, int status, int events)
+{
+    (void)events;
+    struct listener *l = poll->data;
+    yd_server *srv = l->server;
+    char *buf = srv->loop->read_buf;
+    if (status < 0) {
+        STAT_ADD(srv->options.stats, errors[YD_ERR_IO], 1);
+        return;
+    }
+    for (int i = 0; i < DATAGRAM_BATCH && l->fd >= 0; i++) {
+        struct sockaddr_storage peer;
+        char control[PKTINFO_SPACE];
+        struct iovec iov = {.iov_base = buf, .iov_len = READ_BUF_BYTES};
+        struct msghdr mh = {.msg_name = &peer,
+                            .msg_namelen = sizeof peer,
+                            .msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = control,
+                            .msg_controllen = sizeof control};
+        ssize_t n = recvmsg(l->fd, &mh, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                STAT_ADD(srv->options.stats, errors[YD_ERR_IO], 1);
+            return;
+        }
+        if (mh.msg_flags & MSG_TRUNC) { /* cannot happen with a 64 KiB buffer; never echo half */
+            STAT_ADD(srv->options.stats, errors[YD_ERR_IO], 1);
+            continue;
+        }
+        note_destination(l, &mh);
+        deliver_datagram(l, buf, (size_t)n, (struct sockaddr *)&peer);
+    }
+}
+
+/* The socket to answer a peer on: the one the current datagram came in on, else any of its
+ * family. */
+static struct listener *reply_socket(yd_server *srv, int family)
+{
+    if (srv->current != NULL && srv->current->family == family)
+        return srv->current;
+    for (unsigned i = 0; i < srv->nsockets; i++)
+        if (srv->sockets[i].family == family)
+            return &srv->sockets[i];
+    return NULL;
 }
 
 int yd_server_send_to(yd_server *srv, const void *data, size_t len, const void *peer,
                       unsigned peer_len)
 {
-    (void)peer_len;
     const struct sockaddr *sa = peer;
-    struct listener *l = srv->current;
-    if (l == NULL || l->family != sa->sa_family) {
-        l = NULL;
-        for (unsigned i = 0; i < srv->nsockets && l == NULL; i++)
-            if (srv->sockets[i].family == sa->sa_family)
-                l = &srv->sockets[i];
-    }
-    if (l == NULL || srv->transport != YD_UDP)
+    struct listener *l = reply_socket(srv, sa->sa_family);
+    if (l == NULL || srv->transport != YD_UDP || l->fd < 0)
         return -EAFNOSUPPORT;
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    int r = uv_udp_try_send(&l->h.udp, &b, 1, sa);
-    if (r < 0) {
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    char control[PKTINFO_SPACE] = {0};
+    struct msghdr mh = {
+        .msg_name = (void *)sa, .msg_namelen = peer_len, .msg_iov = &iov, .msg_iovlen = 1};
+    /* During on_datagram, the reply leaves from the address the datagram was sent to. */
+    if (l == srv->current && l->dst_family != 0) {
+        mh.msg_control = control;
+        struct cmsghdr *c = (struct cmsghdr *)control;
+        if (l->dst_family == AF_INET) {
+            struct in_pktinfo pi = {.ipi_spec_dst = l->dst.v4.ipi_addr};
+            c->cmsg_level = IPPROTO_IP;
+            c->cmsg_type = IP_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof pi);
+            memcpy(CMSG_DATA(c), &pi, sizeof pi);
+            mh.msg_controllen = CMSG_SPACE(sizeof pi);
+        } else {
+            c->cmsg_level = IPPROTO_IPV6;
+            c->cmsg_type = IPV6_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof l->dst.v6);
+            memcpy(CMSG_DATA(c), &l->dst.v6, sizeof l->dst.v6);
+            mh.msg_controllen = CMSG_SPACE(sizeof l->dst.v6);
+        }
+    }
+    ssize_t n;
+    do
+        n = sendmsg(l->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
         /* A full socket buffer or an ICMP error: the datagram is lost, as UDP allows. */
+        int err = -errno;
         STAT_ADD(srv->options.stats, errors[YD_ERR_UDP_SEND], 1);
-        return r;
+        return err;
     }
     STAT_ADD(srv->options.stats, bytes_out, len);
     return 0;
@@ -184,55 +327,55 @@ int yd_server_send_to(yd_server *srv, const void *data, size_t len, const void *
 
 /* ---- Listening ---------------------------------------------------------------------------- */
 
-static struct listener *add_listener(yd_server *srv, int family)
+/* Asks for the destination address of each datagram (see note_destination). */
+static int want_pktinfo(int fd, int family)
 {
-    struct listener *l = &srv->sockets[srv->nsockets];
-    l->server = srv;
-    l->family = family;
-    return l;
+    int one = 1;
+    if (family == AF_INET)
+        return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) < 0 ? -errno : 0;
+    if (family == AF_INET6)
+        return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) < 0 ? -errno : 0;
+    return 0;
 }
 
-/* Counts a listener whose handle is initialised, so that closing the server closes it. */
-static void listener_ready(yd_server *srv, struct listener *l)
-{
-    l->h.handle.data = l;
-    srv->nsockets++;
-    srv->open_handles++;
-}
-
-/* Serves a bound socket of the server's transport. */
+/* Serves a bound socket of the server's transport: the server owns fd from here on. */
 static int serve_fd(yd_server *srv, int fd, int family)
 {
     if (srv->nsockets == MAX_SOCKETS) {
         close(fd);
         return -EMFILE;
     }
-    yd_loop *loop = srv->loop;
-    struct listener *l = add_listener(srv, family);
-    int err;
+    struct listener *l = &srv->sockets[srv->nsockets];
+    l->server = srv;
+    l->family = family;
+    l->fd = fd;
+    int err = uv_poll_init(&srv->loop->uv, &l->poll, fd);
+    if (err < 0) {
+        close(fd);
+        l->fd = -1;
+        return err;
+    }
+    uv_timer_init(&srv->loop->uv, &l->retry);
+    l->poll.data = l->retry.data = l;
+    srv->nsockets++;
+    srv->open_handles += 2; /* from here on, closing the server closes fd */
     int backlog = srv->options.backlog > 0 ? srv->options.backlog : SOMAXCONN;
     if (srv->transport == YD_UDP) {
-        uv_udp_init(&loop->uv, &l->h.udp);
-        listener_ready(srv, l);
-        err = uv_udp_open(&l->h.udp, fd);
+        err = want_pktinfo(fd, family);
         if (err == 0)
-            err = uv_udp_recv_start(&l->h.udp, loop_alloc_cb, on_server_datagram);
-    } else if (srv->transport == YD_UNIX) {
-        uv_pipe_init(&loop->uv, &l->h.pipe, 0);
-        listener_ready(srv, l);
-        err = uv_pipe_open(&l->h.pipe, fd);
-        if (err == 0)
-            err = uv_listen(&l->h.stream, backlog, on_connection);
-    } else {
-        uv_tcp_init(&loop->uv, &l->h.tcp);
-        listener_ready(srv, l);
-        err = uv_tcp_open(&l->h.tcp, fd);
-        if (err == 0)
-            err = uv_listen(&l->h.stream, backlog, on_connection);
+            err = uv_poll_start(&l->poll, UV_READABLE, on_readable_datagram);
+        return err;
     }
-    return err;
+    if (listen(fd, backlog) < 0) /* again on an adopted listening socket: harmless */
+        return -errno;
+    return uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
 }
 
+/*
+ * A socket bound to sa. YD_REUSEPORT_OWN binds it alone, so that a port someone else holds is
+ * -EADDRINUSE even when they allow sharing, and only then lets this process's other loops join
+ * (Linux checks SO_REUSEPORT on both sockets when the later one binds).
+ */
 static int bind_socket(const struct sockaddr *sa, socklen_t len, int socktype, int reuseport)
 {
     int fd = socket(sa->sa_family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -242,13 +385,17 @@ static int bind_socket(const struct sockaddr *sa, socklen_t len, int socktype, i
     if (socktype == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     /* libuv 1.44 cannot ask for SO_REUSEPORT, hence the socket made here. */
-    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+    if (reuseport == YD_REUSEPORT_JOIN &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
         goto fail;
     /* v6 sockets take only v6, so "localhost" binds ::1 and 127.0.0.1 side by side. */
     if (sa->sa_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
         goto fail;
     if (bind(fd, sa, len) < 0)
+        goto fail;
+    if (reuseport == YD_REUSEPORT_OWN &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
         goto fail;
     return fd;
 fail:;
@@ -269,7 +416,7 @@ static int listen_inet(yd_server *srv, const yd_addr *addr)
 {
     int socktype = addr->transport == YD_UDP ? SOCK_DGRAM : SOCK_STREAM;
     struct resolved r;
-    int err = addr_resolve(addr, socktype, 1, &r);
+    int err = yd__addr_resolve(addr, socktype, 1, &r);
     if (err < 0)
         return err;
     int port = addr->port;
@@ -287,7 +434,7 @@ static int listen_inet(yd_server *srv, const yd_addr *addr)
             struct sockaddr_storage ss;
             socklen_t sl = sizeof ss;
             getsockname(fd, (struct sockaddr *)&ss, &sl);
-            port = sockaddr_port((struct sockaddr *)&ss);
+            port = yd__sockaddr_port((struct sockaddr *)&ss);
         }
         err = serve_fd(srv, fd, sa->sa_family);
         if (err < 0)
@@ -301,7 +448,9 @@ static int unix_path_alive(const char *path)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Never a blocking connect: a live server whose backlog is full would hold us forever,
+     * before any signal watcher runs. EAGAIN (backlog full) means alive, as does success. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return 1; /* cannot tell: do not remove it */
     int alive = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0 || errno != ECONNREFUSED;
@@ -384,45 +533,37 @@ int yd_server_address(const yd_server *srv, unsigned i, char *buf, size_t len)
 {
     if (i >= srv->nsockets)
         return -EINVAL;
-    const struct listener *l = &srv->sockets[i];
     struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    int err;
-    if (srv->transport == YD_UNIX) {
-        char path[sizeof srv->unix_path];
-        size_t pl = sizeof path;
-        err = uv_pipe_getsockname(&l->h.pipe, path, &pl);
-        if (err < 0)
-            return err;
+    socklen_t sl = sizeof ss;
+    if (getsockname(srv->sockets[i].fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -errno;
+    if (ss.ss_family == AF_UNIX) {
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
         yd_addr a = {.transport = YD_UNIX};
-        snprintf(a.path, sizeof a.path, "%.*s", (int)pl, path);
+        size_t pl = sl > offsetof(struct sockaddr_un, sun_path)
+                        ? sl - offsetof(struct sockaddr_un, sun_path)
+                        : 0;
+        snprintf(a.path, sizeof a.path, "%.*s", (int)pl, sun->sun_path);
         return yd_addr_format(&a, buf, len); /* reads back as the same path, "//x" included */
     }
-    if (srv->transport == YD_UDP)
-        err = uv_udp_getsockname(&l->h.udp, (struct sockaddr *)&ss, &sl);
-    else
-        err = uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &sl);
-    if (err < 0)
-        return err;
     const char *scheme = srv->transport == YD_UDP ? "udp://" : "tcp://";
     size_t sn = strlen(scheme);
     if (len <= sn)
         return -ENOBUFS;
     memcpy(buf, scheme, sn);
-    int n = sockaddr_format((struct sockaddr *)&ss, buf + sn, len - sn);
+    int n = yd__sockaddr_format((struct sockaddr *)&ss, buf + sn, len - sn);
     return n < 0 ? n : n + (int)sn;
 }
 
 int yd_server_port(const yd_server *srv)
 {
-    if (srv->nsockets == 0 || srv->transport == YD_UNIX)
+    if (srv->nsockets == 0)
         return 0;
     struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    const struct listener *l = &srv->sockets[0];
-    int err = srv->transport == YD_UDP ? uv_udp_getsockname(&l->h.udp, (struct sockaddr *)&ss, &sl)
-                                       : uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &sl);
-    return err < 0 ? err : sockaddr_port((struct sockaddr *)&ss);
+    socklen_t sl = sizeof ss;
+    if (getsockname(srv->sockets[0].fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -errno;
+    return yd__sockaddr_port((struct sockaddr *)&ss); /* 0 for a Unix socket */
 }
 
 void *yd_server_data(const yd_server *srv)
