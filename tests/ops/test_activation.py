@@ -125,6 +125,10 @@ class SocketActivationTest(unittest.TestCase):
 
     def assert_every_thread_serves(self, act):
         pid = act.proc.pid
+        # A thread's loop registers the socket with its epoll when it first runs: a moment.
+        deadline = time.monotonic() + IO_TIMEOUT
+        while epoll_watchers(pid, 3) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.assertEqual(len(os.listdir("/proc/%d/task" % pid)), 2, "threads of yodel serve")
         self.assertEqual(epoll_watchers(pid, 3), 2, "event loops watching the activated socket")
 
