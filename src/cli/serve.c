@@ -62,6 +62,7 @@ struct worker {
     yd_stats *stats[MAX_LISTEN]; /* one set of counters per listener, for --metrics */
     pthread_t thread;
     int started;
+    atomic_int done; /* its loop has returned: calls still queued for it run only as it is freed */
     struct serve *serve;
 };
 
@@ -541,8 +542,9 @@ static void on_worker_finished(yd_loop *loop, void *data)
 
 static void drain_worker(yd_loop *loop, void *data)
 {
-    struct serve *s = data;
-    yd_loop_drain(loop, s->drain_ms);
+    struct worker *w = data;
+    if (!atomic_load(&w->done))
+        yd_loop_drain(loop, w->serve->drain_ms);
 }
 
 static void on_signal(yd_signal *sig, int signum, void *data)
@@ -580,7 +582,7 @@ static void on_signal(yd_signal *sig, int signum, void *data)
     metrics_stop(s->metrics);
     s->metrics = NULL;
     for (int t = 1; t < s->threads; t++)
-        yd_loop_call_threadsafe(s->workers[t].loop, drain_worker, s);
+        yd_loop_call_threadsafe(s->workers[t].loop, drain_worker, &s->workers[t]);
     yd_loop_drain(s->workers[0].loop, s->drain_ms);
     /* The main loop stays up (and a second signal is acted on at once) until the other threads
      * have drained too; they say so when they finish, and we also look now and then. */
@@ -593,6 +595,7 @@ static void *run_worker(void *arg)
 {
     struct worker *w = arg;
     yd_loop_run(w->loop);
+    atomic_store(&w->done, 1);
     atomic_fetch_add(&w->serve->finished, 1);
     /* If this cannot be queued (out of memory), the main loop's poll still sees the count. */
     yd_loop_call_threadsafe(w->serve->workers[0].loop, on_worker_finished, w->serve);
@@ -621,8 +624,9 @@ static void free_workers(struct serve *s)
  * this is only for a failure while starting them. */
 static void stop_worker(yd_loop *loop, void *data)
 {
-    (void)data;
-    yd_loop_drain(loop, 0);
+    struct worker *w = data;
+    if (!atomic_load(&w->done))
+        yd_loop_drain(loop, 0);
 }
 
 static int run(struct serve *s)
@@ -687,7 +691,7 @@ static int run(struct serve *s)
         if ((err = pthread_create(&s->workers[t].thread, NULL, run_worker, &s->workers[t])) != 0) {
             say(s, "cannot start thread %d of %d: %s", t + 1, s->threads, strerror(err));
             for (int u = 1; u < t; u++)
-                yd_loop_call_threadsafe(s->workers[u].loop, stop_worker, s);
+                yd_loop_call_threadsafe(s->workers[u].loop, stop_worker, &s->workers[u]);
             return EXIT_RUNTIME;
         }
         s->workers[t].started = 1;
