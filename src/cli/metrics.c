@@ -112,11 +112,10 @@ static void put_sample(FILE *f, const char *metric, const char *listener, const 
 /* ---- process_*: what every Prometheus client library exports, read from /proc ------------ */
 
 static void put_process_metric(FILE *f, const char *name, const char *type, const char *help,
-                               const char *format, double value)
+                               int decimals, double value)
 {
-    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s ", name, help, name, type, name);
-    fprintf(f, format, value);
-    fputc('\n', f);
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.*f\n", name, help, name, type, name, decimals,
+            value);
 }
 
 /* The seconds since the epoch at which the system booted ("btime" in /proc/stat), or -1. */
@@ -172,26 +171,26 @@ static void put_process_metrics(FILE *f)
                "%llu %llu %lld",
                &utime, &stime, &start, &vsize, &rss) == 5) {
         put_process_metric(f, "process_cpu_seconds_total", "counter",
-                           "Total user and system CPU time spent in seconds.", "%.2f",
+                           "Total user and system CPU time spent in seconds.", 2,
                            (double)(utime + stime) / (double)ticks);
         put_process_metric(f, "process_resident_memory_bytes", "gauge",
-                           "Resident memory size in bytes.", "%.0f", (double)rss * (double)page);
+                           "Resident memory size in bytes.", 0, (double)rss * (double)page);
         put_process_metric(f, "process_virtual_memory_bytes", "gauge",
-                           "Virtual memory size in bytes.", "%.0f", (double)vsize);
+                           "Virtual memory size in bytes.", 0, (double)vsize);
         double btime = boot_time();
         if (btime >= 0)
             put_process_metric(f, "process_start_time_seconds", "gauge",
-                               "Start time of the process since unix epoch in seconds.", "%.2f",
+                               "Start time of the process since unix epoch in seconds.", 2,
                                btime + (double)start / (double)ticks);
     }
     long fds = open_fds();
     if (fds >= 0)
-        put_process_metric(f, "process_open_fds", "gauge", "Number of open file descriptors.",
-                           "%.0f", (double)fds);
+        put_process_metric(f, "process_open_fds", "gauge", "Number of open file descriptors.", 0,
+                           (double)fds);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         put_process_metric(f, "process_max_fds", "gauge",
-                           "Maximum number of open file descriptors.", "%.0f", (double)rl.rlim_cur);
+                           "Maximum number of open file descriptors.", 0, (double)rl.rlim_cur);
 }
 
 /* Writes the whole exposition into f. Returns 0, or -ENOMEM. */
@@ -276,7 +275,7 @@ static void answer(yd_conn *conn, struct request *req, int status)
     else if (html)
         fputs(index_page, f);
     else
-        fprintf(f, "%d %s: only GET /metrics is served here\n", status, reason(status));
+        fprintf(f, "%d %s: only GET /metrics and GET / are served here\n", status, reason(status));
     if (fclose(f) != 0 || err < 0) {
         free(body);
         yd_conn_abort(conn);
