@@ -46,14 +46,14 @@ static const char usage[] =
     "      --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics\n"
     "      --inetd              serve the connection (or UDP socket) on stdin (inetd,\n"
     "                           systemd Accept=yes, socat EXEC:); one thread, no --max-conns\n"
-    "      --json               logs and statistics as one JSON object per line\n"
+    "      --json               logs, statistics and errors as one JSON object per line\n"
     "  -v, --verbose            log every connection and message with the peer address\n"
     "  -q, --quiet              no summary at shutdown; errors only\n"
     "  -h, --help               this help\n"
     "\n"
     "Prints 'listening on ADDR' on stdout for each socket, and 'metrics on URL' with\n"
-    "--metrics. SIGINT/SIGTERM: stop accepting, finish echoing, exit 0; a second\n"
-    "signal exits at once.\n";
+    "--metrics, once everything is up. SIGINT/SIGTERM: stop accepting, finish echoing,\n"
+    "exit 0; a second signal exits at once with status 128+signal.\n";
 
 struct serve;
 
