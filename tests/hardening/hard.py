@@ -139,7 +139,7 @@ def wait_for(predicate, timeout, what, interval=0.01):
         time.sleep(interval)
 
 
-SUMMARY_RE = re.compile(r"^yodel: summary: .*$", re.M)
+SUMMARY_RE = re.compile(r"^yodel(?: serve)?: summary: .*$", re.M)
 
 
 def summary(stderr):

@@ -106,7 +106,7 @@ class Server:
         return self.status
 
     def summary(self):
-        m = re.findall(r"^yodel: summary: .*$", self.stderr(), re.M)
+        m = re.findall(r"^yodel(?: serve)?: summary: .*$", self.stderr(), re.M)
         return {k: int(v) for k, v in re.findall(r"\b(\w+)=(\d+)", m[-1])} if m else {}
 
 
