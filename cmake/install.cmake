@@ -20,9 +20,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/contrib/yodel.bash-completion
 # shared library). Use libuv-static where the system has it.
 pkg_check_modules(YODEL_UV_STATIC QUIET libuv-static>=1.44)
 if(YODEL_UV_STATIC_FOUND)
-    set(YODEL_PC_REQUIRES_PRIVATE "libuv-static >= 1.44")
+    set(YODEL_PC_REQUIRES_PRIVATE "libuv-static >= 1.44, openssl >= 3.0")
 else()
-    set(YODEL_PC_REQUIRES_PRIVATE "libuv >= 1.44")
+    set(YODEL_PC_REQUIRES_PRIVATE "libuv >= 1.44, openssl >= 3.0")
 endif()
 
 # The libdir (CMAKE_INSTALL_LIBDIR) is chosen at configure time for CMAKE_INSTALL_PREFIX:

@@ -176,6 +176,13 @@ typedef struct yd_protocol {
      */
     void (*on_datagram)(yd_server *server, const char *data, size_t len, const void *peer,
                         unsigned peer_len);
+    /*
+     * A connection the server accepted ended before on_connect: refused past max_conns
+     * (-ECONNREFUSED), a TLS handshake that failed (-EPROTO) or did not finish in time
+     * (-ETIMEDOUT). For logging (yd_conn_peer_name works); no other call is allowed, and
+     * on_close will not run. Counted in the server's statistics.
+     */
+    void (*on_reject)(yd_conn *conn, int status);
 } yd_protocol;
 
 /* ---- Servers ------------------------------------------------------------------------------ */
@@ -361,6 +368,9 @@ YD_EXTERN void yd_conn_resume_reading(yd_conn *conn);
  */
 YD_EXTERN int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
 
+/* Writes the connection's own address ("127.0.0.1:40112"; "unix", "tty") into buf. */
+YD_EXTERN int yd_conn_sock_name(const yd_conn *conn, char *buf, size_t len);
+
 /* The connection's data: for an accepted connection, the server's options.data at first. */
 YD_EXTERN void *yd_conn_data(const yd_conn *conn);
 YD_EXTERN void yd_conn_set_data(yd_conn *conn, void *data);
@@ -420,6 +430,14 @@ YD_EXTERN void yd_tls_free(yd_tls *tls);
  * failed handshake runs on_close with -EPROTO (or -ETIMEDOUT).
  */
 YD_EXTERN int yd_conn_connect_tls(yd_loop *loop, const char *addr, yd_tls *tls,
+                                  const yd_protocol *protocol, void *data, yd_conn **out);
+
+/*
+ * As yd_conn_open_fd, for a stream socket the caller connected itself (a bound source port, a
+ * connect with its own deadline), as a TLS client of tls: server_name is sent as SNI and
+ * verified (NULL: none). on_connect runs once the handshake is done.
+ */
+YD_EXTERN int yd_conn_open_fd_tls(yd_loop *loop, int fd, yd_tls *tls, const char *server_name,
                                   const yd_protocol *protocol, void *data, yd_conn **out);
 
 /*

@@ -31,6 +31,7 @@
  * return (yd__conn_closed).
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -96,18 +97,27 @@ static void unlink_conn(yd_conn *conn)
 void yd__conn_discard(yd_conn *conn)
 {
     unlink_conn(conn);
+    if (conn->tls != NULL)
+        yd__tls_detach(conn);
     free(conn->connecting);
     free(conn);
 }
 
 yd_conn *yd__conn_accept(yd_server *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
+    int unix_socket = srv->transport == YD_UNIX;
     const struct yd__transport *t =
-        srv->transport == YD_UNIX ? &yd__unix_transport : &yd__tcp_transport;
+        srv->tls != NULL ? (unix_socket ? &yd__tls_unix_transport : &yd__tls_tcp_transport)
+                         : (unix_socket ? &yd__unix_transport : &yd__tcp_transport);
     yd_conn *conn = yd__conn_new(srv->loop, t, srv->options.protocol, srv->options.data);
     if (conn == NULL || yd__conn_open(conn, fd) < 0) {
         close(fd);
         STAT_ADD(srv->options.stats, errors[YD_ERR_ACCEPT], 1);
+        return NULL;
+    }
+    if (srv->tls != NULL && yd__tls_attach(conn, srv->tls, NULL) < 0) {
+        STAT_ADD(srv->options.stats, errors[YD_ERR_ACCEPT], 1);
+        yd__conn_close_silently(conn); /* fd goes with the handle */
         return NULL;
     }
     if (peer_len <= sizeof conn->peer)
@@ -121,14 +131,27 @@ yd_conn *yd__conn_accept(yd_server *srv, int fd, const struct sockaddr *peer, so
 
 /* ---- Start ------------------------------------------------------------------------------ */
 
+/* Exits: the transport is ready (on_connect now), will be (a handshake: it calls
+ * yd__conn_ready), or failed (rejected, counted as a handshake failure). */
 void yd__conn_start(yd_conn *conn)
 {
     assert(conn->phase == PHASE_OPENING);
     set_phase(conn, PHASE_OPEN);
     conn->started = 1;
     STAT_ADD(conn->stats, conns_active, 1);
-    if (conn->transport->start != NULL)
-        conn->transport->start(conn);
+    conn->last_active_ms = uv_now(&conn->loop->uv);
+    int r = conn->transport->start != NULL ? conn->transport->start(conn) : 0;
+    if (r == 0)
+        yd__conn_ready(conn);
+    else if (r < 0)
+        yd__conn_reject(conn, r, YD_ERR_TLS_HANDSHAKE);
+}
+
+void yd__conn_ready(yd_conn *conn)
+{
+    assert(!conn->ready);
+    conn->ready = 1;
+    conn->ready_deadline_ms = 0;
     conn->last_active_ms = uv_now(&conn->loop->uv);
     if (conn->protocol->on_connect != NULL)
         conn->protocol->on_connect(conn);
@@ -620,6 +643,23 @@ void yd__conn_close_silently(yd_conn *conn)
     close_handle(conn, 0);
 }
 
+/* Exits: a connection a server accepted is told to on_reject and then closed silently (its
+ * protocol never had on_connect); one the protocol made itself hears on_close(status). A TLS
+ * alert already queued still goes out before the close. */
+void yd__conn_reject(yd_conn *conn, int status, enum yd_error_kind kind)
+{
+    if (conn->phase == PHASE_CLOSED)
+        return;
+    STAT_ADD(conn->stats, errors[kind], 1);
+    conn->status = status;
+    if (conn->served) {
+        if (conn->protocol->on_reject != NULL)
+            conn->protocol->on_reject(conn, status);
+        conn->protocol = &silent;
+    }
+    close_handle(conn, status == -ETIMEDOUT);
+}
+
 /* Closes a connection whose queued bytes are all sent (a FIN, never a reset). */
 static void finish_close(yd_conn *conn)
 {
@@ -699,15 +739,31 @@ static void sweep_drain(yd_conn *conn, uint64_t now, uint64_t deadline)
     }
 }
 
+/*
+ * A closed connection whose transport still sends (TLS: close_notify and what waits before it)
+ * gets at most until the drain deadline or its idle timeout; then it is reset.
+ */
+static void sweep_closing(yd_conn *conn, uint64_t now)
+{
+    const yd_loop *loop = conn->loop;
+    if ((loop->draining && now >= loop->drain_deadline_ms) ||
+        (conn->idle_timeout_ms > 0 && now - conn->last_active_ms >= conn->idle_timeout_ms))
+        conn->transport->close(conn, 1);
+}
+
 void yd__conn_sweep(yd_loop *loop, uint64_t now)
 {
     int left = 0;
     for (yd_conn *conn = loop->conns; conn != NULL; conn = conn->next) {
-        if (conn->phase == PHASE_CLOSED)
+        left++; /* a closed one is still here until its handle has closed */
+        if (conn->phase == PHASE_CLOSED) {
+            sweep_closing(conn, now);
             continue;
-        left++;
-        if (conn->idle_timeout_ms > 0 && conn->phase == PHASE_OPEN && conn->held == 0 &&
-            now - conn->last_active_ms >= conn->idle_timeout_ms)
+        }
+        if (!conn->ready && conn->ready_deadline_ms > 0 && now >= conn->ready_deadline_ms)
+            yd__conn_reject(conn, -ETIMEDOUT, YD_ERR_TLS_HANDSHAKE); /* silent mid-handshake */
+        else if (conn->idle_timeout_ms > 0 && conn->ready && conn->phase == PHASE_OPEN &&
+                 conn->held == 0 && now - conn->last_active_ms >= conn->idle_timeout_ms)
             sweep_idle(conn);
         else if (loop->draining && conn->served)
             sweep_drain(conn, now, loop->drain_deadline_ms);
@@ -723,6 +779,18 @@ int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len)
     if (conn->peer.sa.sa_family != 0)
         return yd__sockaddr_format(&conn->peer.sa, buf, len);
     return conn->transport->peer_name(conn, buf, len);
+}
+
+int yd_conn_sock_name(const yd_conn *conn, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = -1;
+    if (uv_fileno(&conn->h.handle, &fd) < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return snprintf(buf, len, "?");
+    if (ss.ss_family == AF_UNIX)
+        return snprintf(buf, len, "unix");
+    return yd__sockaddr_format((struct sockaddr *)&ss, buf, len);
 }
 
 void *yd_conn_data(const yd_conn *conn)

@@ -37,20 +37,45 @@ int yd__conn_open(yd_conn *conn, int fd)
     return err;
 }
 
-int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *data, yd_conn **out)
+/* Exits: an unpollable descriptor (-ENOTSUP), no memory, a failed open or TLS setup (fd stays
+ * the caller's); else on_connect from the loop's next kick. */
+static int open_fd(yd_loop *loop, int fd, yd_tls *tls, const char *server_name,
+                   const yd_protocol *protocol, void *data, yd_conn **out)
 {
     const struct yd__transport *t = yd__transport_of_fd(fd);
     if (t == NULL || protocol == NULL)
         return t == NULL ? -ENOTSUP : -EINVAL;
+    if (tls != NULL && t != &yd__tcp_transport && t != &yd__unix_transport)
+        return -EINVAL; /* TLS runs over a stream socket */
+    if (tls != NULL)
+        t = t == &yd__tcp_transport ? &yd__tls_tcp_transport : &yd__tls_unix_transport;
     yd_conn *conn = yd__conn_new(loop, t, protocol, data);
     if (conn == NULL)
         return -ENOMEM;
-    int err = yd__conn_open(conn, fd);
+    int err = tls != NULL ? yd__tls_attach(conn, tls, server_name) : 0;
+    if (err < 0) {
+        yd__conn_discard(conn);
+        return err;
+    }
+    err = yd__conn_open(conn, fd);
     if (err < 0)
         return err;
     yd__conn_start_soon(conn); /* on_connect must not run before *out is set */
     *out = conn;
     return 0;
+}
+
+int yd_conn_open_fd(yd_loop *loop, int fd, const yd_protocol *protocol, void *data, yd_conn **out)
+{
+    return open_fd(loop, fd, NULL, NULL, protocol, data, out);
+}
+
+int yd_conn_open_fd_tls(yd_loop *loop, int fd, yd_tls *tls, const char *server_name,
+                        const yd_protocol *protocol, void *data, yd_conn **out)
+{
+    if (tls == NULL)
+        return -EINVAL;
+    return open_fd(loop, fd, tls, server_name, protocol, data, out);
 }
 
 /* ---- TCP: each address of a name in turn ---------------------------------------------------- */
@@ -140,21 +165,30 @@ static int connect_unix(yd_conn *conn, const yd_addr *addr)
     return 0;
 }
 
-int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol, void *data,
-                    yd_conn **out)
+/* The one choice of transport for an address: the kind of socket, and TLS over it or not. */
+static const struct yd__transport *transport_for(const yd_addr *addr, int tls)
 {
-    yd_addr addr;
-    if (protocol == NULL || yd_addr_parse(text, &addr) < 0)
-        return -EINVAL;
-    const struct yd__transport *t = addr.transport == YD_UNIX  ? &yd__unix_transport
-                                    : addr.transport == YD_UDP ? &yd__udp_transport
-                                                               : &yd__tcp_transport;
-    yd_conn *conn = yd__conn_new(loop, t, protocol, data);
+    switch (addr->transport) {
+    case YD_UDP:
+        return &yd__udp_transport;
+    case YD_UNIX:
+        return tls ? &yd__tls_unix_transport : &yd__unix_transport;
+    default:
+        return tls ? &yd__tls_tcp_transport : &yd__tcp_transport;
+    }
+}
+
+static int connect_to(yd_loop *loop, const yd_addr *addr, yd_tls *tls, const yd_protocol *protocol,
+                      void *data, yd_conn **out)
+{
+    yd_conn *conn = yd__conn_new(loop, transport_for(addr, tls != NULL), protocol, data);
     if (conn == NULL)
         return -ENOMEM;
-    int err = addr.transport == YD_UNIX  ? connect_unix(conn, &addr)
-              : addr.transport == YD_UDP ? yd__dgram_connect(conn, &addr)
-                                         : connect_tcp(conn, &addr);
+    int err = tls != NULL ? yd__tls_attach(conn, tls, addr->host) : 0;
+    if (err == 0)
+        err = addr->transport == YD_UNIX  ? connect_unix(conn, addr)
+              : addr->transport == YD_UDP ? yd__dgram_connect(conn, addr)
+                                          : connect_tcp(conn, addr);
     if (err < 0) {
         if (conn->h.handle.type == UV_UNKNOWN_HANDLE)
             yd__conn_discard(conn);
@@ -164,4 +198,23 @@ int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol
     }
     *out = conn;
     return 0;
+}
+
+int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol, void *data,
+                    yd_conn **out)
+{
+    yd_addr addr;
+    if (protocol == NULL || yd_addr_parse(text, &addr) < 0 || addr.tls)
+        return -EINVAL; /* TLS needs a configuration: yd_conn_connect_tls */
+    return connect_to(loop, &addr, NULL, protocol, data, out);
+}
+
+int yd_conn_connect_tls(yd_loop *loop, const char *text, yd_tls *tls, const yd_protocol *protocol,
+                        void *data, yd_conn **out)
+{
+    yd_addr addr;
+    if (protocol == NULL || tls == NULL || yd_addr_parse(text, &addr) < 0 ||
+        addr.transport == YD_UDP)
+        return -EINVAL;
+    return connect_to(loop, &addr, tls, protocol, data, out);
 }

@@ -69,6 +69,7 @@ struct yd_conn_limit {
 /* ---- loop.c ------------------------------------------------------------------------------ */
 
 #define READ_BUF_BYTES (64u * 1024u)
+#define TLS_BUF_BYTES  (64u * 1024u)
 
 struct call {
     struct call *next;
@@ -79,6 +80,7 @@ struct call {
 struct yd_loop {
     uv_loop_t uv;
     char *read_buf; /* one read buffer for every socket of the loop: idle connections own none */
+    char *tls_buf;  /* the same for plaintext out of TLS, made with the first TLS connection */
     struct block_pool pool;
     struct yd_conn *conns;     /* every open connection */
     struct yd_server *servers; /* every open server */
@@ -112,8 +114,9 @@ struct yd__transport {
     int datagram;     /* each write is one datagram: nothing is queued, no half-close */
     /* Wraps a connected descriptor (the connection owns it from then on). */
     int (*open)(yd_conn *conn, int fd);
-    /* Connected, just before on_connect: per-kind socket options (TCP_NODELAY). */
-    void (*start)(yd_conn *conn);
+    /* Connected: per-kind socket options (TCP_NODELAY), a handshake. 0: ready, on_connect runs
+     * now; 1: not yet, the transport calls yd__conn_ready later; < 0: failed. */
+    int (*start)(yd_conn *conn);
     /* Starts or stops reading: bytes go to yd__conn_received (or yd__conn_datagram). */
     int (*read_start)(yd_conn *conn);
     int (*read_stop)(yd_conn *conn);
@@ -129,10 +132,25 @@ struct yd__transport {
     int (*peer_name)(const yd_conn *conn, char *buf, size_t len);
 };
 
-extern const struct yd__transport yd__tcp_transport;  /* stream.c */
-extern const struct yd__transport yd__unix_transport; /* stream.c */
-extern const struct yd__transport yd__tty_transport;  /* stream.c */
-extern const struct yd__transport yd__udp_transport;  /* dgram.c */
+extern const struct yd__transport yd__tcp_transport;      /* stream.c */
+extern const struct yd__transport yd__unix_transport;     /* stream.c */
+extern const struct yd__transport yd__tty_transport;      /* stream.c */
+extern const struct yd__transport yd__udp_transport;      /* dgram.c */
+extern const struct yd__transport yd__tls_tcp_transport;  /* tls.c */
+extern const struct yd__transport yd__tls_unix_transport; /* tls.c */
+
+/* stream.c's pieces that tls.c shares. */
+int yd__stream_tcp_open(yd_conn *conn, int fd);
+int yd__stream_unix_open(yd_conn *conn, int fd);
+int yd__stream_tcp_peer_name(const yd_conn *conn, char *buf, size_t len);
+int yd__stream_unix_peer_name(const yd_conn *conn, char *buf, size_t len);
+
+/* tls.c: a connection's TLS state on yd_tls (server or client; host for SNI and verification). */
+struct yd__tls_conn;
+int yd__tls_attach(yd_conn *conn, yd_tls *tls, const char *host);
+void yd__tls_detach(yd_conn *conn); /* frees the state of a connection that never opened */
+void yd__tls_ref(yd_tls *tls);
+void yd__tls_unref(yd_tls *tls);
 
 /* The transport for a descriptor of unknown kind (inetd, stdin): the one switch on its type. */
 const struct yd__transport *yd__transport_of_fd(int fd);
@@ -178,7 +196,9 @@ struct yd_conn {
     uint8_t phase;               /* enum conn_phase */
     uint8_t served;              /* accepted (or yd_server_serve_fd): drained by its loop */
     uint8_t on_connect_due;      /* on_connect still to run from the loop's kick */
-    uint8_t started;             /* on_connect ran: counted as active until closed */
+    uint8_t started;             /* counted as active until closed */
+    uint8_t ready;               /* on_connect ran (after the handshake, for TLS) */
+    uint64_t ready_deadline_ms;  /* a handshake not done by then is dropped (0: none) */
     int status;                  /* what on_close will be told */
     yd_server *server;           /* that accepted it, while the server is open */
     yd_stats *stats;
@@ -209,6 +229,7 @@ struct yd_conn {
         uv_connect_t connect;
     } req;
     struct yd__connecting *connecting;
+    struct yd__tls_conn *tls; /* tls.c's state, for a TLS transport */
 };
 
 /* Opens conn on fd through its transport. On failure conn is gone (closed silently) and fd is
@@ -226,8 +247,13 @@ yd_conn *yd__conn_new(yd_loop *loop, const struct yd__transport *transport,
 void yd__conn_discard(yd_conn *conn);
 /* Runs on_connect from the loop's next kick (so that it never runs before *out is set). */
 void yd__conn_start_soon(yd_conn *conn);
-/* The handle is connected: counts it, runs on_connect, starts reading. */
+/* The handle is connected: counts it, starts the transport; on_connect once it is ready. */
 void yd__conn_start(yd_conn *conn);
+/* The transport is ready (a handshake done): runs on_connect, starts reading. */
+void yd__conn_ready(yd_conn *conn);
+/* Ends a connection before on_connect (a failed handshake, a bad PROXY header, max-conns):
+ * counted as kind; an accepted one's protocol hears on_reject instead of on_close. */
+void yd__conn_reject(yd_conn *conn, int status, enum yd_error_kind kind);
 /* Runs the on_connect calls due (the loop's kick timer). */
 void yd__conn_run_kicks(yd_loop *loop);
 /* Closes without telling the protocol (a refused or never-announced connection). */
@@ -275,6 +301,7 @@ struct yd_server {
     yd_server_options options;
     yd_transport transport;
     struct yd_server *prev, *next; /* the loop's list */
+    yd_tls *tls;                   /* every connection speaks TLS (a reference held) */
     unsigned nsockets;
     unsigned open_handles;    /* freed when the last listener handle has closed */
     size_t conns;             /* connections it accepted that are still open */

@@ -144,6 +144,7 @@ int yd_loop_free(yd_loop *loop)
     on_async(&loop->async); /* runs calls made after the last iteration, then frees them */
     pthread_mutex_destroy(&loop->calls_lock);
     yd__block_pool_clear(&loop->pool);
+    free(loop->tls_buf);
     free(loop->read_buf);
     free(loop);
     return 0;

@@ -18,7 +18,7 @@
 #define LOWEST_UDP_SOURCE_PORT 1024
 
 static yd_server *server_new(yd_loop *loop, const yd_server_options *options,
-                             yd_transport transport)
+                             yd_transport transport, yd_tls *tls)
 {
     yd_server *srv = calloc(1, sizeof *srv);
     if (srv == NULL)
@@ -26,6 +26,9 @@ static yd_server *server_new(yd_loop *loop, const yd_server_options *options,
     srv->loop = loop;
     srv->options = *options;
     srv->transport = transport;
+    srv->tls = tls;
+    if (tls != NULL)
+        yd__tls_ref(tls);
     srv->next = loop->servers;
     if (loop->servers != NULL)
         loop->servers->prev = srv;
@@ -37,6 +40,8 @@ static void server_free(yd_server *srv)
 {
     if (srv->options.free_data != NULL)
         srv->options.free_data(srv->options.data);
+    if (srv->tls != NULL)
+        yd__tls_unref(srv->tls);
     free(srv);
 }
 
@@ -139,6 +144,8 @@ static void take_connection(yd_server *srv, int fd, const struct sockaddr *peer,
         /* Accept and close at once: a refused client learns now, instead of waiting in the
          * backlog, and the backlog cannot fill up with them. */
         STAT_ADD(stats, conns_refused, 1);
+        if (srv->options.protocol->on_reject != NULL)
+            srv->options.protocol->on_reject(conn, -ECONNREFUSED);
         yd__conn_close_silently(conn);
         return;
     }
@@ -489,7 +496,9 @@ int yd_server_listen(yd_loop *loop, const char *text, const yd_server_options *o
     yd_addr addr;
     if (options == NULL || options->protocol == NULL || yd_addr_parse(text, &addr) < 0)
         return -EINVAL;
-    yd_server *srv = server_new(loop, options, addr.transport);
+    if (addr.tls && options->tls == NULL) /* a tls:// address needs a certificate */
+        return -EINVAL;
+    yd_server *srv = server_new(loop, options, addr.transport, addr.tls ? options->tls : NULL);
     if (srv == NULL)
         return -ENOMEM;
     int err = addr.transport == YD_UNIX ? listen_unix(srv, addr.path) : listen_inet(srv, &addr);
@@ -516,7 +525,9 @@ int yd_server_adopt(yd_loop *loop, int fd, const yd_server_options *options, yd_
     yd_transport transport = type == SOCK_DGRAM        ? YD_UDP
                              : ss.ss_family == AF_UNIX ? YD_UNIX
                                                        : YD_TCP;
-    yd_server *srv = server_new(loop, options, transport);
+    if (transport == YD_UDP && options->tls != NULL)
+        return -EINVAL; /* no DTLS */
+    yd_server *srv = server_new(loop, options, transport, options->tls);
     if (srv == NULL)
         return -ENOMEM;
     int err = serve_fd(srv, fd, ss.ss_family);

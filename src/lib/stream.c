@@ -76,16 +76,17 @@ static void stream_close(yd_conn *conn, int reset)
 
 /* ---- TCP ---------------------------------------------------------------------------------- */
 
-static int tcp_open(yd_conn *conn, int fd)
+int yd__stream_tcp_open(yd_conn *conn, int fd)
 {
     uv_tcp_init(&conn->loop->uv, &conn->h.tcp);
     conn->h.handle.data = conn;
     return uv_tcp_open(&conn->h.tcp, fd);
 }
 
-static void tcp_start(yd_conn *conn)
+static int tcp_start(yd_conn *conn)
 {
     uv_tcp_nodelay(&conn->h.tcp, 1); /* an echo is a reply: never wait to coalesce it */
+    return 0;
 }
 
 static void tcp_close(yd_conn *conn, int reset)
@@ -97,7 +98,7 @@ static void tcp_close(yd_conn *conn, int reset)
     stream_close(conn, 0);
 }
 
-static int tcp_peer_name(const yd_conn *conn, char *buf, size_t len)
+int yd__stream_tcp_peer_name(const yd_conn *conn, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     int n = sizeof ss;
@@ -108,23 +109,23 @@ static int tcp_peer_name(const yd_conn *conn, char *buf, size_t len)
 
 const struct yd__transport yd__tcp_transport = {
     .name = "tcp",
-    .open = tcp_open,
+    .open = yd__stream_tcp_open,
     .start = tcp_start,
     STREAM_IO,
     .close = tcp_close,
-    .peer_name = tcp_peer_name,
+    .peer_name = yd__stream_tcp_peer_name,
 };
 
 /* ---- Unix sockets (and pipes) ----------------------------------------------------------- */
 
-static int unix_open(yd_conn *conn, int fd)
+int yd__stream_unix_open(yd_conn *conn, int fd)
 {
     uv_pipe_init(&conn->loop->uv, &conn->h.pipe, 0);
     conn->h.handle.data = conn;
     return uv_pipe_open(&conn->h.pipe, fd);
 }
 
-static int unix_peer_name(const yd_conn *conn, char *buf, size_t len)
+int yd__stream_unix_peer_name(const yd_conn *conn, char *buf, size_t len)
 {
     (void)conn;
     return snprintf(buf, len, "unix");
@@ -132,10 +133,10 @@ static int unix_peer_name(const yd_conn *conn, char *buf, size_t len)
 
 const struct yd__transport yd__unix_transport = {
     .name = "unix",
-    .open = unix_open,
+    .open = yd__stream_unix_open,
     STREAM_IO,
     .close = stream_close,
-    .peer_name = unix_peer_name,
+    .peer_name = yd__stream_unix_peer_name,
 };
 
 /* ---- Terminals -------------------------------------------------------------------------- */
