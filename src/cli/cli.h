@@ -38,4 +38,22 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
 /* The CPUs this process may run on (sched_getaffinity), at least 1. */
 int cli_cpu_count(void);
 
+/*
+ * One log line, built in memory and written to stderr with a single write(2), so that lines
+ * written by several threads never interleave. Text beyond the buffer is cut off; the line
+ * always ends with its '\n'.
+ */
+struct cli_line {
+    char buf[4096];
+    size_t len;
+};
+
+void cli_line_add(struct cli_line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adds text as a JSON string: quoted, with '"', '\\' and control characters escaped. */
+void cli_line_add_json_string(struct cli_line *l, const char *text);
+/* Adds the wall-clock time as a JSON member, "ts":1796168946.247, as the echo logs have it. */
+void cli_line_add_ts(struct cli_line *l);
+/* Ends the line with '\n' and writes it to stderr at once; the line is empty again after. */
+void cli_line_write(struct cli_line *l);
+
 #endif

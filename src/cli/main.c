@@ -1,6 +1,8 @@
 /* yodel: echo server, echo client and echo benchmark on libyodel. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "yodel.h"
@@ -18,8 +20,28 @@ static const char usage[] =
     "  yodel COMMAND --help   options of one command\n"
     "  yodel --version        print the version\n";
 
+/*
+ * Opens /dev/null onto any of descriptors 0, 1 and 2 that is closed. Otherwise the next
+ * descriptors opened (libuv's epoll descriptor and its signal pipe) would take those numbers:
+ * our output would go into libuv's pipe, and libuv aborts when it closes a descriptor below 3.
+ */
+static void open_standard_descriptors(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1)
+            continue;
+        /* open returns the lowest free descriptor: fd itself, as the lower ones are open. */
+        int null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (null >= 0 && null != fd) {
+            dup2(null, fd);
+            close(null);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    open_standard_descriptors();
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;

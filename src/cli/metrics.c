@@ -1,16 +1,19 @@
 /*
- * --metrics: GET /metrics in the Prometheus text format (version 0.0.4), over HTTP/1.0 with
- * one request per connection, served by the loop it is given and written on the public
- * libyodel API only. The endpoint shares that loop with the echo service, so everything it
- * does is bounded: the line length, the header count, the number of clients, the time one
- * request may take.
+ * --metrics: GET /metrics in the Prometheus text format (version 0.0.4), and at / a small page
+ * linking it, over HTTP/1.0 with one request per connection, served by the loop it is given and
+ * written on the public libyodel API only. The endpoint shares that loop with the echo service, so
+ * everything it does is bounded: the line length, the header count, the number of clients, the time
+ * one request may take.
  */
 #include "metrics.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #define MAX_LINE_BYTES   8192
 #define MAX_HEADER_LINES 64
@@ -22,18 +25,21 @@
 
 struct metrics {
     yd_server *server;
-    yd_stats *stats; /* the endpoint's own connections and its YD_ERR_HTTP count */
+    yd_stats *stats; /* the endpoint's own connections and its YD_ERR_HTTP count (not ours) */
     metrics_collect_fn collect;
     void *ctx;
     char address[300];
     unsigned refs; /* 1 while listening, plus one per open request */
 };
 
+enum route { ROUTE_METRICS, ROUTE_INDEX };
+
 struct request {
     struct metrics *m;
     yd_timer *deadline;
     unsigned lines;
     int status; /* 0 until the request line is read, then the answer it will get */
+    enum route route;
     int answered;
 };
 
@@ -41,7 +47,6 @@ static void metrics_unref(struct metrics *m)
 {
     if (--m->refs > 0)
         return;
-    yd_stats_free(m->stats);
     free(m);
 }
 
@@ -66,6 +71,7 @@ struct counter {
 };
 
 static const struct counter counters[] = {
+    /* The connection series come first: a UDP listener has none (see put_metrics). */
     {"yodel_connections_accepted_total", "counter", "Connections accepted, refused ones included.",
      offsetof(yd_stats_snapshot, conns_accepted)},
     {"yodel_connections_refused_total", "counter",
@@ -76,13 +82,15 @@ static const struct counter counters[] = {
     {"yodel_connections_active", "gauge", "Connections open now.",
      offsetof(yd_stats_snapshot, conns_active)},
     {"yodel_messages_total", "counter",
-     "Messages echoed: reads in raw mode, lines in line and upper mode, datagrams for UDP.",
+     "Messages received: reads in raw mode, lines in line and upper mode, datagrams for UDP.",
      offsetof(yd_stats_snapshot, messages)},
     {"yodel_bytes_received_total", "counter", "Bytes received from clients.",
      offsetof(yd_stats_snapshot, bytes_in)},
     {"yodel_bytes_sent_total", "counter", "Bytes sent to clients.",
      offsetof(yd_stats_snapshot, bytes_out)},
 };
+
+#define CONNECTION_SERIES 4 /* counters[0..3] count connections */
 
 static uint64_t field(const yd_stats_snapshot *s, size_t offset)
 {
@@ -101,15 +109,98 @@ static void put_sample(FILE *f, const char *metric, const char *listener, const 
     fprintf(f, "\"} %llu\n", (unsigned long long)value);
 }
 
+/* ---- process_*: what every Prometheus client library exports, read from /proc ------------ */
+
+static void put_process_metric(FILE *f, const char *name, const char *type, const char *help,
+                               int decimals, double value)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %.*f\n", name, help, name, type, name, decimals,
+            value);
+}
+
+/* The seconds since the epoch at which the system booted ("btime" in /proc/stat), or -1. */
+static double boot_time(void)
+{
+    FILE *f = fopen("/proc/stat", "re");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    double btime = -1;
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long long v;
+        if (sscanf(line, "btime %llu", &v) == 1) {
+            btime = (double)v;
+            break;
+        }
+    }
+    fclose(f);
+    return btime;
+}
+
+/* Open descriptors, the one reading /proc/self/fd not counted; -1 if unreadable. */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    long n = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void put_process_metrics(FILE *f)
+{
+    long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    char stat[1024];
+    FILE *sf = fopen("/proc/self/stat", "re");
+    size_t len = sf != NULL ? fread(stat, 1, sizeof stat - 1, sf) : 0;
+    if (sf != NULL)
+        fclose(sf);
+    stat[len] = '\0';
+    /* After the command name in parentheses (which may hold spaces), fields 3 onwards. */
+    const char *rest = strrchr(stat, ')');
+    unsigned long long utime, stime, start, vsize;
+    long long rss;
+    if (rest != NULL && ticks > 0 && page > 0 &&
+        sscanf(rest + 1,
+               " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
+               "%llu %llu %lld",
+               &utime, &stime, &start, &vsize, &rss) == 5) {
+        put_process_metric(f, "process_cpu_seconds_total", "counter",
+                           "Total user and system CPU time spent in seconds.", 2,
+                           (double)(utime + stime) / (double)ticks);
+        put_process_metric(f, "process_resident_memory_bytes", "gauge",
+                           "Resident memory size in bytes.", 0, (double)rss * (double)page);
+        put_process_metric(f, "process_virtual_memory_bytes", "gauge",
+                           "Virtual memory size in bytes.", 0, (double)vsize);
+        double btime = boot_time();
+        if (btime >= 0)
+            put_process_metric(f, "process_start_time_seconds", "gauge",
+                               "Start time of the process since unix epoch in seconds.", 2,
+                               btime + (double)start / (double)ticks);
+    }
+    long fds = open_fds();
+    if (fds >= 0)
+        put_process_metric(f, "process_open_fds", "gauge", "Number of open file descriptors.", 0,
+                           (double)fds);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        put_process_metric(f, "process_max_fds", "gauge",
+                           "Maximum number of open file descriptors.", 0, (double)rl.rlim_cur);
+}
+
 /* Writes the whole exposition into f. Returns 0, or -ENOMEM. */
 static int put_metrics(struct metrics *m, FILE *f)
 {
-    yd_stats_snapshot *rows = calloc(MAX_ROWS, sizeof *rows);
-    const char *names[MAX_ROWS];
+    struct metrics_listener *rows = calloc(MAX_ROWS, sizeof *rows);
     if (rows == NULL)
         return -ENOMEM;
     unsigned n = 0;
-    while (n < MAX_ROWS && m->collect(m->ctx, n, &names[n], &rows[n]))
+    while (n < MAX_ROWS && m->collect(m->ctx, n, &rows[n]))
         n++;
     fprintf(f,
             "# HELP yodel_build_info The version of yodel serving these metrics.\n"
@@ -120,7 +211,9 @@ static int put_metrics(struct metrics *m, FILE *f)
         fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", counters[c].name, counters[c].help,
                 counters[c].name, counters[c].type);
         for (unsigned i = 0; i < n; i++)
-            put_sample(f, counters[c].name, names[i], NULL, field(&rows[i], counters[c].offset));
+            if (c >= CONNECTION_SERIES || !rows[i].datagram)
+                put_sample(f, counters[c].name, rows[i].name, NULL,
+                           field(&rows[i].sum, counters[c].offset));
     }
     fputs("# HELP yodel_errors_total Errors by kind; kind=\"http\" counts bad requests to this "
           "endpoint.\n# TYPE yodel_errors_total counter\n",
@@ -128,13 +221,14 @@ static int put_metrics(struct metrics *m, FILE *f)
     for (unsigned i = 0; i < n; i++)
         for (int k = 0; k < YD_ERR__COUNT; k++)
             if (k != YD_ERR_HTTP)
-                put_sample(f, "yodel_errors_total", names[i], yd_error_kind_name(k),
-                           rows[i].errors[k]);
+                put_sample(f, "yodel_errors_total", rows[i].name, yd_error_kind_name(k),
+                           rows[i].sum.errors[k]);
     yd_stats_snapshot own;
     memset(&own, 0, sizeof own);
     yd_stats_read(m->stats, &own);
     put_sample(f, "yodel_errors_total", m->address, yd_error_kind_name(YD_ERR_HTTP),
                own.errors[YD_ERR_HTTP]);
+    put_process_metrics(f);
     free(rows);
     return 0;
 }
@@ -148,10 +242,17 @@ static const char *reason(int status)
         return "Bad Request";
     case 404:
         return "Not Found";
+    case 405:
+        return "Method Not Allowed";
     default:
         return "Internal Server Error";
     }
 }
+
+static const char index_page[] =
+    "<!DOCTYPE html>\n"
+    "<html><head><title>yodel</title></head>\n"
+    "<body><h1>yodel serve</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n";
 
 /* Answers and closes; the connection reads nothing more. */
 static void answer(yd_conn *conn, struct request *req, int status)
@@ -168,24 +269,31 @@ static void answer(yd_conn *conn, struct request *req, int status)
         return;
     }
     int err = 0;
-    if (status == 200)
+    int html = status == 200 && req->route == ROUTE_INDEX;
+    if (status == 200 && req->route == ROUTE_METRICS)
         err = put_metrics(req->m, f);
+    else if (html)
+        fputs(index_page, f);
     else
-        fprintf(f, "%d %s: only GET /metrics is served here\n", status, reason(status));
+        fprintf(f, "%d %s: only GET /metrics and GET / are served here\n", status, reason(status));
     if (fclose(f) != 0 || err < 0) {
         free(body);
         yd_conn_abort(conn);
         return;
     }
     char head[256];
-    int head_len =
-        snprintf(head, sizeof head,
-                 "HTTP/1.0 %d %s\r\n"
-                 "Content-Type: text/plain;%s charset=utf-8\r\n"
-                 "Content-Length: %zu\r\n"
-                 "Connection: close\r\n"
-                 "\r\n",
-                 status, reason(status), status == 200 ? " version=0.0.4;" : "", body_len);
+    int head_len = snprintf(head, sizeof head,
+                            "HTTP/1.0 %d %s\r\n"
+                            "Content-Type: %s; charset=utf-8\r\n"
+                            "Content-Length: %zu\r\n"
+                            "%s"
+                            "Connection: close\r\n"
+                            "\r\n",
+                            status, reason(status),
+                            html            ? "text/html"
+                            : status == 200 ? "text/plain; version=0.0.4"
+                                            : "text/plain",
+                            body_len, status == 405 ? "Allow: GET\r\n" : "");
     if (yd_conn_write(conn, head, (size_t)head_len) == 0 &&
         yd_conn_write(conn, body, body_len) == 0)
         yd_conn_close(conn);
@@ -196,12 +304,20 @@ static void answer(yd_conn *conn, struct request *req, int status)
 
 /* ---- The request ------------------------------------------------------------------------- */
 
+/* Whether the target is path, with or without a query string. */
+static int is_path(const char *target, size_t len, const char *path)
+{
+    size_t n = strlen(path);
+    return len >= n && memcmp(target, path, n) == 0 && (len == n || target[n] == '?');
+}
+
 /*
  * "METHOD SP /TARGET SP HTTP/d.d CRLF" (a bare LF is accepted). Returns the status the
- * request gets: 200 for GET /metrics (a query string is ignored), 404 for any other
- * well-formed request, 400 for anything else.
+ * request gets: 200 for GET /metrics and GET / (a query string is ignored; *route says which),
+ * 405 for another method on those, 404 for any other well-formed request, 400 for anything
+ * else.
  */
-static int parse_request_line(const char *line, size_t len)
+static int parse_request_line(const char *line, size_t len, enum route *route)
 {
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
@@ -222,9 +338,13 @@ static int parse_request_line(const char *line, size_t len)
         line[i + 5] < '0' || line[i + 5] > '9' || line[i + 7] < '0' || line[i + 7] > '9')
         return 400;
     int get = method_len == 3 && memcmp(line, "GET", 3) == 0;
-    int path = (target_len == 8 && memcmp(line + target, "/metrics", 8) == 0) ||
-               (target_len > 8 && memcmp(line + target, "/metrics?", 9) == 0);
-    return get && path ? 200 : 404;
+    if (is_path(line + target, target_len, "/metrics"))
+        *route = ROUTE_METRICS;
+    else if (is_path(line + target, target_len, "/"))
+        *route = ROUTE_INDEX;
+    else
+        return 404;
+    return get ? 200 : 405;
 }
 
 static void on_deadline(yd_timer *timer, void *data)
@@ -261,7 +381,7 @@ static void on_data(yd_conn *conn, const char *data, size_t len)
     if (req == NULL || req->answered)
         return;
     if (req->lines++ == 0) {
-        req->status = parse_request_line(data, len);
+        req->status = parse_request_line(data, len, &req->route);
         if (req->status == 400)
             answer(conn, req, 400);
         return;
@@ -310,7 +430,7 @@ static const yd_protocol http_protocol = {
 /* ---- The endpoint ------------------------------------------------------------------------ */
 
 int metrics_start(yd_loop *loop, const char *addr, metrics_collect_fn collect, void *ctx,
-                  struct metrics **out)
+                  yd_stats *stats, struct metrics **out)
 {
     yd_addr parsed;
     if (yd_addr_parse(addr, &parsed) < 0 || parsed.transport != YD_TCP)
@@ -321,9 +441,7 @@ int metrics_start(yd_loop *loop, const char *addr, metrics_collect_fn collect, v
     m->collect = collect;
     m->ctx = ctx;
     m->refs = 1;
-    int err = yd_stats_new(&m->stats);
-    if (err < 0)
-        goto fail;
+    m->stats = stats;
     yd_server_options so = {
         .protocol = &http_protocol,
         .data = m,
@@ -331,17 +449,15 @@ int metrics_start(yd_loop *loop, const char *addr, metrics_collect_fn collect, v
         .max_conns = MAX_CLIENTS,
         .idle_timeout_ms = IDLE_TIMEOUT_MS,
     };
-    err = yd_server_listen(loop, addr, &so, &m->server);
-    if (err < 0)
-        goto fail;
+    int err = yd_server_listen(loop, addr, &so, &m->server);
+    if (err < 0) {
+        free(m);
+        return err;
+    }
     if (yd_server_address(m->server, 0, m->address, sizeof m->address) < 0)
         snprintf(m->address, sizeof m->address, "%s", addr);
     *out = m;
     return 0;
-fail:
-    yd_stats_free(m->stats);
-    free(m);
-    return err;
 }
 
 int metrics_url(const struct metrics *m, char *buf, size_t len)

@@ -4,21 +4,29 @@
 
 #include "yodel.h"
 
+/* One listener's series: its label value and its counters, summed over the threads. */
+struct metrics_listener {
+    const char *name; /* "tcp://127.0.0.1:8888" */
+    int datagram;     /* a UDP listener: it has no connections to count */
+    yd_stats_snapshot sum;
+};
+
 /*
- * Fills *sum with the counters of listener i and sets *name to its label value
- * ("tcp://127.0.0.1:8888"). Returns 1, or 0 when there is no listener i. Called on
- * the metrics loop's thread for every scrape; it must only read (yd_stats_read).
+ * Fills *out for listener i (out->sum is zeroed). Returns 1, or 0 when there is no listener
+ * i. Called on the metrics loop's thread for every scrape; it must only read (yd_stats_read).
  */
-typedef int (*metrics_collect_fn)(void *ctx, unsigned i, const char **name, yd_stats_snapshot *sum);
+typedef int (*metrics_collect_fn)(void *ctx, unsigned i, struct metrics_listener *out);
 
 struct metrics;
 
 /*
- * Serves GET /metrics on addr ("HOST:PORT", port 0 for an ephemeral one) from loop.
+ * Serves GET /metrics on addr ("HOST:PORT", port 0 for an ephemeral one) from loop, and a
+ * page linking it at /. The endpoint counts its own connections and bad requests (YD_ERR_HTTP)
+ * in stats, which the caller owns: it must outlive the loop's last connection.
  * Returns 0 and sets *out, or a negative error from yd_server_listen.
  */
 int metrics_start(yd_loop *loop, const char *addr, metrics_collect_fn collect, void *ctx,
-                  struct metrics **out);
+                  yd_stats *stats, struct metrics **out);
 
 /* Writes "http://HOST:PORT/metrics" into buf. Returns its length, or a negative error. */
 int metrics_url(const struct metrics *m, char *buf, size_t len);

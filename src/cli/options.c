@@ -9,17 +9,75 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "yodel.h"
 
-_Noreturn void usage_error(const char *cmd, const char *fmt, ...)
+static void line_vadd(struct cli_line *l, const char *fmt, va_list ap)
+{
+    size_t room = sizeof l->buf - 1 - l->len; /* one byte stays free for the '\n' */
+    int n = vsnprintf(l->buf + l->len, room + 1, fmt, ap);
+    if (n > 0)
+        l->len += (size_t)n < room ? (size_t)n : room;
+}
+
+void cli_line_add(struct cli_line *l, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "yodel %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    line_vadd(l, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see 'yodel %s --help')\n", cmd);
+}
+
+void cli_line_add_json_string(struct cli_line *l, const char *text)
+{
+    cli_line_add(l, "\"");
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            cli_line_add(l, "\\%c", *p);
+        else if (*p == '\n')
+            cli_line_add(l, "\\n");
+        else if (*p < 0x20 || *p >= 0x7f)
+            cli_line_add(l, "\\u%04x", *p);
+        else
+            cli_line_add(l, "%c", *p);
+    }
+    cli_line_add(l, "\"");
+}
+
+void cli_line_add_ts(struct cli_line *l)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cli_line_add(l, "\"ts\":%lld.%03ld", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+}
+
+void cli_line_write(struct cli_line *l)
+{
+    l->buf[l->len++] = '\n';
+    size_t done = 0;
+    while (done < l->len) {
+        ssize_t n = write(STDERR_FILENO, l->buf + done, l->len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* nowhere left to tell anyone */
+        done += (size_t)n;
+    }
+    l->len = 0;
+}
+
+_Noreturn void usage_error(const char *cmd, const char *fmt, ...)
+{
+    struct cli_line l = {.len = 0};
+    cli_line_add(&l, "yodel %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    line_vadd(&l, fmt, ap);
+    va_end(ap);
+    cli_line_add(&l, " (see 'yodel %s --help')", cmd);
+    cli_line_write(&l);
     exit(EXIT_USAGE);
 }
 

@@ -1,10 +1,15 @@
 /* yodel serve: the echo server, one libyodel loop per thread. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -14,6 +19,11 @@
 
 #define MAX_LISTEN  32
 #define MAX_THREADS 256
+
+/* While draining, how often the main loop looks whether every worker thread has finished (it is
+ * also told at once by each worker; this is the fallback should that message be lost). */
+#define WORKERS_POLL_MS 100
+#define INETD_WATCH_MS  50
 
 static const char usage[] =
     "usage: yodel serve [OPTIONS]\n"
@@ -34,20 +44,26 @@ static const char usage[] =
     "      --drain-timeout DUR  on SIGINT/SIGTERM, wait this long for clients (default 5s)\n"
     "      --stats[=INTERVAL]   print statistics every INTERVAL (default 1s) to stderr\n"
     "      --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics\n"
-    "      --inetd              serve the one connection on stdin (inetd, xinetd)\n"
-    "      --json               logs and statistics as one JSON object per line\n"
+    "      --inetd              serve the connection (or UDP socket) on stdin (inetd,\n"
+    "                           systemd Accept=yes, socat EXEC:); one thread, no --max-conns\n"
+    "      --json               logs, statistics and errors as one JSON object per line\n"
     "  -v, --verbose            log every connection and message with the peer address\n"
     "  -q, --quiet              no summary at shutdown; errors only\n"
     "  -h, --help               this help\n"
     "\n"
     "Prints 'listening on ADDR' on stdout for each socket, and 'metrics on URL' with\n"
-    "--metrics. SIGINT/SIGTERM: stop accepting, finish echoing, exit 0; a second\n"
-    "signal exits at once.\n";
+    "--metrics, once everything is up. SIGINT/SIGTERM: stop accepting, finish echoing,\n"
+    "exit 0; a second signal exits at once with status 128+signal.\n";
+
+struct serve;
 
 struct worker {
     yd_loop *loop;
     yd_stats *stats[MAX_LISTEN]; /* one set of counters per listener, for --metrics */
     pthread_t thread;
+    int started;
+    atomic_int done; /* its loop has returned: calls still queued for it run only as it is freed */
+    struct serve *serve;
 };
 
 struct serve {
@@ -63,11 +79,17 @@ struct serve {
     int quiet;
     const char *metrics_addr;
     struct metrics *metrics;
+    yd_stats *metrics_stats;     /* the endpoint's own counters: its http errors, for the summary */
     char names[MAX_LISTEN][300]; /* each listener's first address: its metrics label */
+    int datagram[MAX_LISTEN];    /* listener i is a UDP one */
     int nnames;
+    yd_server *servers[MAX_LISTEN]; /* thread 0's servers: their addresses are printed */
+    int nservers;
     struct worker workers[MAX_THREADS];
     int signals;
     yd_timer *stats_timer;
+    yd_timer *keepalive; /* holds the main loop until every worker thread has finished */
+    atomic_int finished; /* worker threads whose loop has returned */
     yd_signal *sigint, *sigterm;
     struct stats_report report;
 };
@@ -192,6 +214,34 @@ static void parse_args(struct serve *s, int argc, char **argv)
         usage_error("serve", "--metrics cannot be used with --inetd");
 }
 
+/* ---- Logging -------------------------------------------------------------------------------- */
+
+/*
+ * One line on stderr, in one write: "yodel serve: MESSAGE", or with --json
+ * {"ts":...,"event":"error","message":"MESSAGE"}.
+ */
+__attribute__((format(printf, 2, 3))) static void say(const struct serve *s, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    struct cli_line l = {.len = 0};
+    if (s->echo.json) {
+        cli_line_add(&l, "{");
+        cli_line_add_ts(&l);
+        cli_line_add(&l, ",\"event\":\"error\",\"message\":");
+        cli_line_add_json_string(&l, msg);
+        cli_line_add(&l, "}");
+    } else {
+        cli_line_add(&l, "yodel serve: %s", msg);
+    }
+    cli_line_write(&l);
+}
+
+/* ---- Counters ------------------------------------------------------------------------------ */
+
 /* The counters of listener i on thread t, created on first use (before the threads start). */
 static yd_stats *stats_for(struct serve *s, int t, int i)
 {
@@ -202,15 +252,18 @@ static yd_stats *stats_for(struct serve *s, int t, int i)
     return s->workers[t].stats[i];
 }
 
-/* Names listener i after its first socket, for the metrics' listener label. */
-static void name_listener(struct serve *s, int i, const yd_server *srv)
+/* Names listener i after its first socket, for the metrics' listener label; keeps the server
+ * (thread 0's) to print its addresses once everything is up. */
+static void name_listener(struct serve *s, int i, yd_server *srv)
 {
     if (i >= MAX_LISTEN)
         return;
     if (yd_server_address(srv, 0, s->names[i], sizeof s->names[i]) < 0)
         snprintf(s->names[i], sizeof s->names[i], "listener%d", i);
+    s->datagram[i] = strncmp(s->names[i], "udp://", 6) == 0;
     if (s->nnames <= i)
         s->nnames = i + 1;
+    s->servers[s->nservers++] = srv;
 }
 
 /* ---- Listening ---------------------------------------------------------------------------- */
@@ -224,6 +277,11 @@ static void with_port(const char *addr, int port, char *out, size_t len)
     yd_addr_format(&a, out, len);
 }
 
+/*
+ * Listens on every address on every thread. Thread 0 owns each port: the address must be free
+ * (another process, or another -l of ours, holding it is "address already in use"); the other
+ * threads join thread 0's port with SO_REUSEPORT.
+ */
 static int listen_all(struct serve *s)
 {
     for (int i = 0; i < s->nlisten; i++) {
@@ -241,6 +299,10 @@ static int listen_all(struct serve *s)
                 snprintf(addr, sizeof addr, "%s", s->listen[i]);
             yd_server_options so = s->limits;
             so.stats = stats_for(s, t, i);
+            if (so.stats == NULL) {
+                say(s, "out of memory");
+                return -1;
+            }
             /* Thread 0 must find the port free; the others join it. */
             so.reuseport = s->threads == 1 ? YD_REUSEPORT_OFF
                            : t == 0        ? YD_REUSEPORT_OWN
@@ -250,27 +312,23 @@ static int listen_all(struct serve *s)
             yd_server *srv;
             int err = yd_echo_listen(s->workers[t].loop, addr, &s->echo, &so, &srv);
             if (err < 0) {
-                fprintf(stderr, "yodel serve: cannot listen on %s: %s\n", s->listen[i],
-                        yd_strerror(err));
+                say(s, "cannot listen on %s: %s", s->listen[i], yd_strerror(err));
                 return -1;
             }
             if (t > 0)
                 continue;
             name_listener(s, i, srv);
             port = yd_server_port(srv);
-            for (unsigned k = 0; k < yd_server_socket_count(srv); k++) {
-                char name[300];
-                if (yd_server_address(srv, k, name, sizeof name) > 0)
-                    printf("listening on %s\n", name);
-            }
         }
     }
-    fflush(stdout);
     return 0;
 }
 
 /*
  * systemd socket activation (sd_listen_fds(3)): serve descriptors 3.. when LISTEN_PID is us.
+ * Every thread serves every socket, through its own duplicate of the descriptor: the
+ * duplicates are one socket, so the threads share its backlog (or its datagrams), and the
+ * kernel wakes whichever loop is free.
  * Returns how many were adopted, 0 when not activated, -1 on error.
  */
 static int adopt_activated(struct serve *s)
@@ -278,33 +336,136 @@ static int adopt_activated(struct serve *s)
     const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
     if (pid == NULL || fds == NULL || atol(pid) != (long)getpid())
         return 0;
-    int n = atoi(fds);
+    char *end;
+    errno = 0;
+    long n = strtol(fds, &end, 10);
+    if (errno != 0 || end == fds || *end != '\0' || n < 0 || n > MAX_LISTEN) {
+        say(s, "socket activation: LISTEN_FDS=%s is not a number of descriptors from 0 to %d", fds,
+            MAX_LISTEN);
+        return -1;
+    }
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
-    for (int i = 0; i < n; i++) {
-        yd_server_options so = s->limits;
-        so.stats = stats_for(s, 0, i);
-        so.limit = s->limit;
-        so.max_conns = 0;
-        yd_server *srv;
-        int err = yd_echo_adopt(s->workers[0].loop, 3 + i, &s->echo, &so, &srv);
-        if (err < 0) {
-            fprintf(stderr, "yodel serve: cannot serve socket-activated descriptor %d: %s\n", 3 + i,
-                    yd_strerror(err));
+    for (int i = 0; i < (int)n; i++) {
+        for (int t = 0; t < s->threads; t++) {
+            int fd = t == 0 ? 3 + i : fcntl(3 + i, F_DUPFD_CLOEXEC, 3);
+            if (fd < 0) {
+                say(s, "cannot serve socket-activated descriptor %d: %s", 3 + i,
+                    yd_strerror(-errno));
+                return -1;
+            }
+            yd_server_options so = s->limits;
+            so.stats = stats_for(s, t, i);
+            if (so.stats == NULL) {
+                say(s, "out of memory");
+                return -1;
+            }
+            so.limit = s->limit;
+            so.max_conns = 0;
+            yd_server *srv;
+            int err = yd_echo_adopt(s->workers[t].loop, fd, &s->echo, &so, &srv);
+            if (err < 0) {
+                say(s, "cannot serve socket-activated descriptor %d: %s", 3 + i, yd_strerror(err));
+                return -1;
+            }
+            if (t == 0)
+                name_listener(s, i, srv);
+        }
+    }
+    return (int)n;
+}
+
+/* The "listening on" lines, once every listener of every thread (and --metrics) is up. */
+static void print_listening(struct serve *s)
+{
+    for (int i = 0; i < s->nservers; i++) {
+        for (unsigned k = 0; k < yd_server_socket_count(s->servers[i]); k++) {
+            char name[300];
+            if (yd_server_address(s->servers[i], k, name, sizeof name) > 0)
+                printf("listening on %s\n", name);
+        }
+    }
+    char url[320];
+    if (s->metrics != NULL && metrics_url(s->metrics, url, sizeof url) > 0)
+        printf("metrics on %s\n", url);
+    fflush(stdout);
+}
+
+/* ---- inetd ------------------------------------------------------------------------------- */
+
+/* Whether descriptor fd is the same file as *st. */
+static int same_file(int fd, const struct stat *st)
+{
+    struct stat other;
+    return fstat(fd, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino;
+}
+
+/*
+ * --inetd: standard input must be a socket (the connection, or a UDP socket); we read and write
+ * it through descriptor 0. Descriptors 1 and 2 may be that socket too (inetd gives it as all
+ * three): they are pointed at /dev/null, so that logs never go to the client, and so that
+ * closing the connection really closes it (the client sees the end at once, not when we exit).
+ */
+static int check_inetd_stdio(struct serve *s)
+{
+    struct stat in;
+    if (fstat(STDIN_FILENO, &in) < 0 || !S_ISSOCK(in.st_mode)) {
+        say(s, "--inetd: standard input is not a socket (run it from inetd, systemd Accept=yes, "
+               "or socat EXEC:)");
+        return -1;
+    }
+    for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (!same_file(fd, &in))
+            continue;
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null < 0 || dup2(null, fd) < 0) {
+            /* Nowhere to log but the client: better to fail than to write to it. */
             return -1;
         }
-        char name[300];
-        if (yd_server_address(srv, 0, name, sizeof name) > 0)
-            printf("listening on %s\n", name);
-        name_listener(s, i, srv);
+        close(null);
     }
-    fflush(stdout);
-    return n;
+    return 0;
+}
+
+/* --inetd with --stats: once the one connection is gone, the stats timer must not keep the
+ * process alive. Looks every INETD_WATCH_MS. */
+static void on_inetd_watch(yd_timer *timer, void *data)
+{
+    struct serve *s = data;
+    yd_stats_snapshot now;
+    memset(&now, 0, sizeof now);
+    yd_stats_read(s->workers[0].stats[0], &now);
+    if (now.conns_closed == 0 || now.conns_active > 0)
+        return;
+    yd_timer_free(timer);
+    if (s->stats_timer != NULL) {
+        yd_timer_free(s->stats_timer);
+        s->stats_timer = NULL;
+    }
+}
+
+static int serve_inetd(struct serve *s)
+{
+    yd_server_options so = s->limits;
+    so.stats = stats_for(s, 0, 0);
+    if (so.stats == NULL) {
+        say(s, "out of memory");
+        return -1;
+    }
+    so.max_conns = 0; /* one connection: nothing to limit */
+    /* stdout is the client here: nothing may be printed to it. */
+    int err = yd_echo_serve_fd(s->workers[0].loop, STDIN_FILENO, &s->echo, &so);
+    if (err < 0) {
+        say(s, "--inetd: cannot serve standard input: %s", yd_strerror(err));
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- Statistics and shutdown -------------------------------------------------------------- */
 
+/* Every counter of the process: the listeners' on every thread, and the metrics endpoint's. */
 static void merged(const struct serve *s, yd_stats_snapshot *sum)
 {
     memset(sum, 0, sizeof *sum);
@@ -312,33 +473,40 @@ static void merged(const struct serve *s, yd_stats_snapshot *sum)
         for (int i = 0; i < MAX_LISTEN; i++)
             if (s->workers[t].stats[i] != NULL)
                 yd_stats_read(s->workers[t].stats[i], sum);
+    if (s->metrics_stats == NULL)
+        return;
+    /* Only its errors: scrapes are not echo traffic. */
+    yd_stats_snapshot own;
+    memset(&own, 0, sizeof own);
+    yd_stats_read(s->metrics_stats, &own);
+    for (int k = 0; k < YD_ERR__COUNT; k++)
+        sum->errors[k] += own.errors[k];
 }
 
 /* metrics_collect_fn: listener i's counters, summed over the threads. */
-static int collect_listener(void *ctx, unsigned i, const char **name, yd_stats_snapshot *sum)
+static int collect_listener(void *ctx, unsigned i, struct metrics_listener *out)
 {
     struct serve *s = ctx;
     if (i >= (unsigned)s->nnames)
         return 0;
-    *name = s->names[i];
+    out->name = s->names[i];
+    out->datagram = s->datagram[i];
     for (int t = 0; t < s->threads; t++)
         if (s->workers[t].stats[i] != NULL)
-            yd_stats_read(s->workers[t].stats[i], sum);
+            yd_stats_read(s->workers[t].stats[i], &out->sum);
     return 1;
 }
 
 static int start_metrics(struct serve *s)
 {
-    int err = metrics_start(s->workers[0].loop, s->metrics_addr, collect_listener, s, &s->metrics);
+    int err = yd_stats_new(&s->metrics_stats);
+    if (err == 0)
+        err = metrics_start(s->workers[0].loop, s->metrics_addr, collect_listener, s,
+                            s->metrics_stats, &s->metrics);
     if (err < 0) {
-        fprintf(stderr, "yodel serve: cannot serve metrics on %s: %s\n", s->metrics_addr,
-                yd_strerror(err));
+        say(s, "cannot serve metrics on %s: %s", s->metrics_addr, yd_strerror(err));
         return -1;
     }
-    char url[320];
-    if (metrics_url(s->metrics, url, sizeof url) > 0)
-        printf("metrics on %s\n", url);
-    fflush(stdout);
     return 0;
 }
 
@@ -351,30 +519,62 @@ static void on_stats_timer(yd_timer *timer, void *data)
     stats_report_interval(&s->report, &now, yd_loop_now_ms(s->workers[0].loop));
 }
 
+/* On the main loop: lets it return once every worker thread has finished (and it has too). */
+static void check_workers(struct serve *s)
+{
+    if (s->keepalive != NULL && atomic_load(&s->finished) == s->threads - 1) {
+        yd_timer_free(s->keepalive);
+        s->keepalive = NULL;
+    }
+}
+
+static void on_keepalive(yd_timer *timer, void *data)
+{
+    (void)timer;
+    check_workers(data);
+}
+
+static void on_worker_finished(yd_loop *loop, void *data)
+{
+    (void)loop;
+    check_workers(data);
+}
+
 static void drain_worker(yd_loop *loop, void *data)
 {
-    struct serve *s = data;
-    yd_loop_drain(loop, s->drain_ms);
+    struct worker *w = data;
+    if (!atomic_load(&w->done))
+        yd_loop_drain(loop, w->serve->drain_ms);
 }
 
 static void on_signal(yd_signal *sig, int signum, void *data)
 {
     (void)sig;
     struct serve *s = data;
+    struct cli_line l = {.len = 0};
     if (s->signals++ > 0) {
         /* The operator insists: leave now, as a process killed by that signal would. */
-        static const char msg[] = "yodel serve: second signal, exiting now\n";
-        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
-            /* nothing left to tell anyone */
+        if (s->echo.json) {
+            cli_line_add(&l, "{");
+            cli_line_add_ts(&l);
+            cli_line_add(&l, ",\"event\":\"exiting\",\"signal\":%d}", signum);
+        } else {
+            cli_line_add(&l, "yodel serve: second signal, exiting now");
         }
+        cli_line_write(&l);
         _exit(128 + signum);
     }
-    if (!s->quiet && s->echo.json)
-        fprintf(stderr, "{\"event\":\"draining\",\"signal\":%d,\"drain_ms\":%llu}\n", signum,
-                (unsigned long long)s->drain_ms);
-    else if (!s->quiet)
-        fprintf(stderr, "yodel serve: %s, draining connections (up to %llu ms)\n",
-                strsignal(signum), (unsigned long long)s->drain_ms);
+    if (!s->quiet && s->echo.json) {
+        cli_line_add(&l, "{");
+        cli_line_add_ts(&l);
+        cli_line_add(&l, ",\"event\":\"draining\",\"signal\":%d,\"drain_ms\":%llu}", signum,
+                     (unsigned long long)s->drain_ms);
+        cli_line_write(&l);
+    } else if (!s->quiet) {
+        cli_line_add(&l, "yodel serve: %s, draining connections (up to %llu ms)", strsignal(signum),
+                     (unsigned long long)s->drain_ms);
+        cli_line_write(&l);
+    }
     if (s->stats_timer != NULL) {
         yd_timer_free(s->stats_timer);
         s->stats_timer = NULL;
@@ -382,86 +582,127 @@ static void on_signal(yd_signal *sig, int signum, void *data)
     metrics_stop(s->metrics);
     s->metrics = NULL;
     for (int t = 1; t < s->threads; t++)
-        yd_loop_call_threadsafe(s->workers[t].loop, drain_worker, s);
+        yd_loop_call_threadsafe(s->workers[t].loop, drain_worker, &s->workers[t]);
     yd_loop_drain(s->workers[0].loop, s->drain_ms);
+    /* The main loop stays up (and a second signal is acted on at once) until the other threads
+     * have drained too; they say so when they finish, and we also look now and then. */
+    if (s->keepalive != NULL)
+        yd_timer_start(s->keepalive, WORKERS_POLL_MS, WORKERS_POLL_MS);
+    check_workers(s);
 }
 
 static void *run_worker(void *arg)
 {
     struct worker *w = arg;
     yd_loop_run(w->loop);
+    atomic_store(&w->done, 1);
+    atomic_fetch_add(&w->serve->finished, 1);
+    /* If this cannot be queued (out of memory), the main loop's poll still sees the count. */
+    yd_loop_call_threadsafe(w->serve->workers[0].loop, on_worker_finished, w->serve);
     return NULL;
 }
 
 static void free_workers(struct serve *s)
 {
+    for (int t = 0; t < s->threads; t++)
+        if (s->workers[t].started)
+            pthread_join(s->workers[t].thread, NULL);
+    /* Freed with the main loop, as any handle left on it; a worker's last message, run as the
+     * loop is freed, must not touch it. */
+    s->keepalive = NULL;
     for (int t = 0; t < s->threads; t++) {
         if (s->workers[t].loop != NULL)
             yd_loop_free(s->workers[t].loop);
         for (int i = 0; i < MAX_LISTEN; i++)
             yd_stats_free(s->workers[t].stats[i]);
     }
+    yd_stats_free(s->metrics_stats); /* after the loop: a request still open counts into it */
     yd_conn_limit_free(s->limit);
 }
 
-static int serve_inetd(struct serve *s)
+/* Tells the other threads to stop at once: they are started only when everything is up, so
+ * this is only for a failure while starting them. */
+static void stop_worker(yd_loop *loop, void *data)
 {
-    /* stdout is the client here: nothing may be printed to it. */
-    yd_server_options so = s->limits;
-    so.stats = stats_for(s, 0, 0);
-    int err = yd_echo_serve_fd(s->workers[0].loop, STDIN_FILENO, &s->echo, &so);
-    if (err < 0) {
-        fprintf(stderr, "yodel serve: --inetd: cannot serve standard input: %s\n",
-                yd_strerror(err));
-        return EXIT_RUNTIME;
-    }
-    yd_loop_run(s->workers[0].loop);
-    return EXIT_OK;
+    struct worker *w = data;
+    if (!atomic_load(&w->done))
+        yd_loop_drain(loop, 0);
 }
 
 static int run(struct serve *s)
 {
-    if (s->limits.max_conns > 0 && yd_conn_limit_new(s->limits.max_conns, &s->limit) < 0) {
-        fprintf(stderr, "yodel serve: out of memory\n");
+    if (s->inetd && check_inetd_stdio(s) < 0)
+        return EXIT_RUNTIME;
+    int err;
+    if (s->limits.max_conns > 0 && (err = yd_conn_limit_new(s->limits.max_conns, &s->limit)) < 0) {
+        say(s, "cannot set up --max-conns: %s", yd_strerror(err));
         return EXIT_RUNTIME;
     }
     for (int t = 0; t < s->threads; t++) {
-        if (yd_loop_new(&s->workers[t].loop) < 0) {
-            fprintf(stderr, "yodel serve: out of memory\n");
+        s->workers[t].serve = s;
+        if ((err = yd_loop_new(&s->workers[t].loop)) < 0) {
+            say(s, "cannot create event loop %d of %d: %s", t + 1, s->threads, yd_strerror(err));
             return EXIT_RUNTIME;
         }
     }
-    if (s->inetd)
-        return serve_inetd(s);
     yd_loop *main_loop = s->workers[0].loop;
     /* Signals are watched before the first "listening on" line: a script that stops us as soon
      * as it reads that line must get the graceful shutdown, not the default death. */
-    if (yd_signal_new(main_loop, SIGINT, on_signal, s, &s->sigint) < 0 ||
-        yd_signal_new(main_loop, SIGTERM, on_signal, s, &s->sigterm) < 0) {
-        fprintf(stderr, "yodel serve: cannot watch signals\n");
+    if ((err = yd_signal_new(main_loop, SIGINT, on_signal, s, &s->sigint)) < 0 ||
+        (err = yd_signal_new(main_loop, SIGTERM, on_signal, s, &s->sigterm)) < 0) {
+        say(s, "cannot watch signals: %s", yd_strerror(err));
         return EXIT_RUNTIME;
     }
-    int activated = adopt_activated(s);
-    if (activated < 0 || (activated == 0 && listen_all(s) < 0))
-        return EXIT_RUNTIME;
-    if (s->metrics_addr != NULL && start_metrics(s) < 0)
-        return EXIT_RUNTIME;
+    if (s->inetd) {
+        if (serve_inetd(s) < 0)
+            return EXIT_RUNTIME;
+    } else {
+        int activated = adopt_activated(s);
+        if (activated < 0 || (activated == 0 && listen_all(s) < 0))
+            return EXIT_RUNTIME;
+        if (s->metrics_addr != NULL && start_metrics(s) < 0)
+            return EXIT_RUNTIME;
+        /* Only now is every promise of those lines kept. */
+        print_listening(s);
+    }
     stats_report_init(&s->report, s->echo.json, yd_loop_now_ms(main_loop));
     if (s->stats_ms > 0) {
-        yd_timer_new(main_loop, on_stats_timer, s, &s->stats_timer);
-        yd_timer_start(s->stats_timer, s->stats_ms, s->stats_ms);
-    }
-    for (int t = 1; t < s->threads; t++) {
-        if (pthread_create(&s->workers[t].thread, NULL, run_worker, &s->workers[t]) != 0) {
-            fprintf(stderr, "yodel serve: cannot start thread %d\n", t);
+        if ((err = yd_timer_new(main_loop, on_stats_timer, s, &s->stats_timer)) < 0 ||
+            (err = yd_timer_start(s->stats_timer, s->stats_ms, s->stats_ms)) < 0) {
+            say(s, "cannot start the --stats timer: %s", yd_strerror(err));
             return EXIT_RUNTIME;
         }
+        yd_timer *watch;
+        if (s->inetd && ((err = yd_timer_new(main_loop, on_inetd_watch, s, &watch)) < 0 ||
+                         (err = yd_timer_start(watch, INETD_WATCH_MS, INETD_WATCH_MS)) < 0)) {
+            say(s, "cannot start the --stats timer: %s", yd_strerror(err));
+            return EXIT_RUNTIME;
+        }
+    }
+    if (s->threads > 1) {
+        /* Armed far ahead: it only holds the loop; on_signal makes it poll. */
+        if ((err = yd_timer_new(main_loop, on_keepalive, s, &s->keepalive)) < 0 ||
+            (err = yd_timer_start(s->keepalive, 3600 * 1000, 3600 * 1000)) < 0) {
+            say(s, "cannot start the shutdown timer: %s", yd_strerror(err));
+            return EXIT_RUNTIME;
+        }
+    }
+    for (int t = 1; t < s->threads; t++) {
+        if ((err = pthread_create(&s->workers[t].thread, NULL, run_worker, &s->workers[t])) != 0) {
+            say(s, "cannot start thread %d of %d: %s", t + 1, s->threads, strerror(err));
+            for (int u = 1; u < t; u++)
+                yd_loop_call_threadsafe(s->workers[u].loop, stop_worker, &s->workers[u]);
+            return EXIT_RUNTIME;
+        }
+        s->workers[t].started = 1;
     }
     yd_loop_run(main_loop);
     metrics_stop(s->metrics);
     s->metrics = NULL;
-    for (int t = 1; t < s->threads; t++)
+    for (int t = 1; t < s->threads; t++) {
         pthread_join(s->workers[t].thread, NULL);
+        s->workers[t].started = 0;
+    }
     if (!s->quiet) {
         yd_stats_snapshot total;
         merged(s, &total);

@@ -1,8 +1,9 @@
 /* Statistics lines: the tutorial's messages-per-second counter, done for operators. */
 #include "stats_report.h"
 
-#include <stdio.h>
 #include <string.h>
+
+#include "cli.h"
 
 void stats_report_init(struct stats_report *r, int json, uint64_t now_ms)
 {
@@ -19,14 +20,14 @@ static uint64_t error_total(const yd_stats_snapshot *s)
     return n;
 }
 
-static void print_errors(const yd_stats_snapshot *s, int json)
+static void add_errors(struct cli_line *l, const yd_stats_snapshot *s, int json)
 {
     for (int i = 0; i < YD_ERR__COUNT; i++) {
         if (json)
-            fprintf(stderr, "%s\"%s\":%llu", i ? "," : "", yd_error_kind_name(i),
-                    (unsigned long long)s->errors[i]);
+            cli_line_add(l, "%s\"%s\":%llu", i ? "," : "", yd_error_kind_name(i),
+                         (unsigned long long)s->errors[i]);
         else
-            fprintf(stderr, " %s=%llu", yd_error_kind_name(i), (unsigned long long)s->errors[i]);
+            cli_line_add(l, " %s=%llu", yd_error_kind_name(i), (unsigned long long)s->errors[i]);
     }
 }
 
@@ -39,20 +40,26 @@ void stats_report_interval(struct stats_report *r, const yd_stats_snapshot *now,
     double in = (double)(now->bytes_in - r->last.bytes_in) / secs;
     double out = (double)(now->bytes_out - r->last.bytes_out) / secs;
     uint64_t errs = error_total(now) - error_total(&r->last);
-    if (r->json)
-        fprintf(stderr,
-                "{\"event\":\"stats\",\"conns_active\":%llu,\"conns_accepted\":%llu,"
-                "\"conns_refused\":%llu,\"messages_per_s\":%.0f,\"bytes_in_per_s\":%.0f,"
-                "\"bytes_out_per_s\":%.0f,\"errors\":%llu}\n",
-                (unsigned long long)now->conns_active, (unsigned long long)now->conns_accepted,
-                (unsigned long long)now->conns_refused, msgs, in, out, (unsigned long long)errs);
-    else
-        fprintf(stderr,
-                "yodel: stats: active=%llu accepted=%llu refused=%llu %.0f msg/s in=%.0f B/s "
-                "out=%.0f B/s errors=%llu\n",
-                (unsigned long long)now->conns_active, (unsigned long long)now->conns_accepted,
-                (unsigned long long)now->conns_refused, msgs, in, out, (unsigned long long)errs);
-    fflush(stderr);
+    struct cli_line l = {.len = 0};
+    if (r->json) {
+        cli_line_add(&l, "{");
+        cli_line_add_ts(&l);
+        cli_line_add(&l,
+                     ",\"event\":\"stats\",\"conns_active\":%llu,\"conns_accepted\":%llu,"
+                     "\"conns_refused\":%llu,\"messages_per_s\":%.0f,\"bytes_in_per_s\":%.0f,"
+                     "\"bytes_out_per_s\":%.0f,\"errors\":%llu}",
+                     (unsigned long long)now->conns_active, (unsigned long long)now->conns_accepted,
+                     (unsigned long long)now->conns_refused, msgs, in, out,
+                     (unsigned long long)errs);
+    } else {
+        cli_line_add(&l,
+                     "yodel serve: stats: active=%llu accepted=%llu refused=%llu %.0f msg/s "
+                     "in=%.0f B/s out=%.0f B/s errors=%llu",
+                     (unsigned long long)now->conns_active, (unsigned long long)now->conns_accepted,
+                     (unsigned long long)now->conns_refused, msgs, in, out,
+                     (unsigned long long)errs);
+    }
+    cli_line_write(&l);
     r->last = *now;
     r->last_ms = now_ms;
 }
@@ -60,27 +67,29 @@ void stats_report_interval(struct stats_report *r, const yd_stats_snapshot *now,
 void stats_report_summary(struct stats_report *r, const yd_stats_snapshot *now, uint64_t now_ms)
 {
     double secs = (double)(now_ms - r->start_ms) / 1000.0;
+    struct cli_line l = {.len = 0};
     if (r->json) {
-        fprintf(stderr,
-                "{\"event\":\"summary\",\"seconds\":%.3f,\"conns_accepted\":%llu,"
-                "\"conns_refused\":%llu,\"conns_closed\":%llu,\"messages\":%llu,"
-                "\"bytes_in\":%llu,\"bytes_out\":%llu,\"errors\":{",
-                secs, (unsigned long long)now->conns_accepted,
-                (unsigned long long)now->conns_refused, (unsigned long long)now->conns_closed,
-                (unsigned long long)now->messages, (unsigned long long)now->bytes_in,
-                (unsigned long long)now->bytes_out);
-        print_errors(now, 1);
-        fputs("}}\n", stderr);
+        cli_line_add(&l, "{");
+        cli_line_add_ts(&l);
+        cli_line_add(&l,
+                     ",\"event\":\"summary\",\"seconds\":%.3f,\"conns_accepted\":%llu,"
+                     "\"conns_refused\":%llu,\"conns_closed\":%llu,\"messages\":%llu,"
+                     "\"bytes_in\":%llu,\"bytes_out\":%llu,\"errors\":{",
+                     secs, (unsigned long long)now->conns_accepted,
+                     (unsigned long long)now->conns_refused, (unsigned long long)now->conns_closed,
+                     (unsigned long long)now->messages, (unsigned long long)now->bytes_in,
+                     (unsigned long long)now->bytes_out);
+        add_errors(&l, now, 1);
+        cli_line_add(&l, "}}");
     } else {
-        fprintf(stderr,
-                "yodel: summary: %.1fs accepted=%llu refused=%llu closed=%llu messages=%llu "
-                "bytes_in=%llu bytes_out=%llu errors:",
-                secs, (unsigned long long)now->conns_accepted,
-                (unsigned long long)now->conns_refused, (unsigned long long)now->conns_closed,
-                (unsigned long long)now->messages, (unsigned long long)now->bytes_in,
-                (unsigned long long)now->bytes_out);
-        print_errors(now, 0);
-        fputc('\n', stderr);
+        cli_line_add(&l,
+                     "yodel serve: summary: %.1fs accepted=%llu refused=%llu closed=%llu "
+                     "messages=%llu bytes_in=%llu bytes_out=%llu errors:",
+                     secs, (unsigned long long)now->conns_accepted,
+                     (unsigned long long)now->conns_refused, (unsigned long long)now->conns_closed,
+                     (unsigned long long)now->messages, (unsigned long long)now->bytes_in,
+                     (unsigned long long)now->bytes_out);
+        add_errors(&l, now, 0);
     }
-    fflush(stderr);
+    cli_line_write(&l);
 }

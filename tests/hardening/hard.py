@@ -12,6 +12,7 @@ import socket
 import struct
 import sys
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -29,6 +30,53 @@ MIB = 1 << 20
 def serve1(*args, **kw):
     """One event loop: keeps counts and timings exact."""
     return serve("--threads", "1", *args, **kw)
+
+
+# ---- thread variants -------------------------------------------------------------------------
+
+def usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# What users run is the default: one loop per usable CPU. On a one-CPU machine that would be the
+# --threads 1 variant again, so the "default" variant asks for two loops there.
+DEFAULT_THREADS = max(2, usable_cpus())
+DEFAULT_THREAD_ARGS = [] if usable_cpus() >= 2 else ["--threads", "2"]
+VARIANTS = (("Threads1", 1, ["--threads", "1"]),
+            ("ThreadsDefault", DEFAULT_THREADS, DEFAULT_THREAD_ARGS))
+
+
+class ThreadVariant:
+    """Mixin for a test class that runs once per thread variant (see both_thread_counts):
+    self.threads is the number of event loops, self.serve() starts the server with them."""
+
+    threads = 1
+    thread_args = ["--threads", "1"]
+
+    def serve(self, *args, **kw):
+        return serve(*self.thread_args, *args, **kw)
+
+    def server_args(self, *args):
+        """The thread arguments and args, for servers not started with self.serve()."""
+        return list(self.thread_args) + list(args)
+
+
+def both_thread_counts(cls):
+    """Class decorator: cls (a ThreadVariant mixin, not a TestCase) becomes two TestCases in its
+    module, cls.__name__ + 'Threads1' and + 'ThreadsDefault', so every test runs with one event
+    loop and with the default count (one per CPU, at least two)."""
+    module = sys.modules[cls.__module__]
+    for suffix, threads, args in VARIANTS:
+        name = cls.__name__ + suffix
+        variant = type(name, (cls, unittest.TestCase),
+                       {"threads": threads, "thread_args": list(args),
+                        "__module__": cls.__module__, "__qualname__": name,
+                        "__doc__": cls.__doc__})
+        setattr(module, name, variant)
+    return cls
 
 
 # ---- /proc -----------------------------------------------------------------------------------
@@ -61,6 +109,21 @@ def sig_ignored(pid, signum):
     raise AssertionError("no SigIgn for pid %d" % pid)
 
 
+def thread_wakeups(pid):
+    """{tid: voluntary context switches} for every thread of pid. An event loop thread blocks in
+    epoll_wait between events: its count rises only when it had something to do."""
+    found = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        found[int(tid)] = int(line.split()[1])
+        except OSError:
+            pass  # the thread ended meanwhile
+    return found
+
+
 # ---- waiting ---------------------------------------------------------------------------------
 
 def wait_for(predicate, timeout, what, interval=0.01):
@@ -76,7 +139,7 @@ def wait_for(predicate, timeout, what, interval=0.01):
         time.sleep(interval)
 
 
-SUMMARY_RE = re.compile(r"^yodel: summary: .*$", re.M)
+SUMMARY_RE = re.compile(r"^yodel(?: serve)?: summary: .*$", re.M)
 
 
 def summary(stderr):
@@ -159,6 +222,35 @@ def echo_ok(listener, payload=b"ping\n", timeout=None):
             return harness.recv_exactly(s, len(payload), timeout) == payload
         except (OSError, AssertionError):
             return False
+
+
+def connect_on_a_worker(srv, listener=None, attempts=30):
+    """A connection that a worker thread (not the main one, whose loop also handles the signals)
+    serves: the thread that woke up to echo a round trip is the one serving it. The kernel
+    spreads connections over the loops (SO_REUSEPORT) at random, so connections served by the
+    main thread are closed (and their close awaited) until one lands on a worker."""
+    pid = srv.proc.pid
+    listener = listener or srv.tcp
+    baseline = fd_count(pid)
+    for i in range(attempts):
+        s = harness.connect(listener)
+        # Accepted first: the accept's own wake-up is out of the way.
+        wait_for(lambda: fd_count(pid) > baseline, 5 * SLOW, "connection %d accepted" % i)
+        before = thread_wakeups(pid)
+        payload = b"which thread %d\n" % i
+        if round_trip(s, payload) != payload:
+            raise AssertionError("no echo on connection %d" % i)
+
+        def woke():
+            now = thread_wakeups(pid)
+            return {tid for tid, n in now.items() if n > before.get(tid, 0)}
+
+        threads = wait_for(woke, 5 * SLOW, "the serving thread back in epoll_wait")
+        if pid not in threads:
+            return s
+        s.close()
+        wait_for(lambda: fd_count(pid) <= baseline, 5 * SLOW, "the discarded connection closed")
+    raise AssertionError("%d connections in a row served by the main thread" % attempts)
 
 
 def round_trip(sock, payload, timeout=None):

@@ -11,16 +11,22 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hard  # noqa: E402
-from hard import MIB, harness, serve1  # noqa: E402
+from hard import MIB, harness  # noqa: E402
 
 PUSH_LIMIT = 256 * MIB
 # The server's own bound: under ASan the shadow memory and allocator add a constant on top.
 RSS_LIMIT_KIB = (64 + (64 if hard.SANITIZE else 0)) * 1024
+# README: "a client pushing 256 MiB leaves RSS at ~2.3 MiB": the queue (64 KiB) plus one read
+# and the loop's block pool, far below a MiB. ASan's quarantine keeps freed blocks around.
+RSS_GROWTH_LIMIT_KIB = (16 if hard.SANITIZE else 2) * 1024
+# README: "no read buffer of its own while idle (~800 B in all)" per connection.
+IDLE_CONN_BYTES = 8192 if hard.SANITIZE else 1600
 
 
-class BackPressure(unittest.TestCase):
+@hard.both_thread_counts
+class BackPressure(hard.ThreadVariant):
     def setUp(self):
-        self.srv = serve1("-l", hard.LOCAL, "-m", "raw")
+        self.srv = self.serve("-l", hard.LOCAL, "-m", "raw")
         self.addCleanup(self.srv.kill)
         self.baseline_kib = hard.rss_kib(self.srv.proc.pid)
 
@@ -61,6 +67,9 @@ class BackPressure(unittest.TestCase):
         self.assertLess(peak[0], RSS_LIMIT_KIB,
                         "RSS peaked at %d KiB (baseline %d KiB) after %d bytes pushed"
                         % (peak[0], self.baseline_kib, sent))
+        self.assertLess(peak[0] - self.baseline_kib, RSS_GROWTH_LIMIT_KIB,
+                        "RSS grew by %d KiB (baseline %d KiB) after %d bytes pushed"
+                        % (peak[0] - self.baseline_kib, self.baseline_kib, sent))
         self.assertIsNone(self.srv.proc.poll())
 
     def test_server_stops_reading_a_client_that_never_reads(self):
@@ -79,6 +88,30 @@ class BackPressure(unittest.TestCase):
             self.assertEqual(harness.exchange(self.srv.tcp, payload, timeout=5 * hard.SLOW),
                              payload)
             self.assertLess(time.monotonic() - started, 2.0 * hard.SLOW)
+
+    def test_idle_connection_costs_the_server_under_1600_bytes(self):
+        # 2000 connections, each served once and then idle: what they cost the server in RSS.
+        n = 2000
+        pid = self.srv.proc.pid
+        socks = []
+        try:
+            for i in range(50):  # the loops' buffers and pools exist before the baseline
+                socks.append(harness.connect(self.srv.tcp))
+                self.assertEqual(hard.round_trip(socks[-1], b"warm"), b"warm")
+            baseline_fds = hard.fd_count(pid)
+            baseline_kib = hard.rss_kib(pid)
+            for i in range(n):
+                socks.append(harness.connect(self.srv.tcp))
+            hard.wait_for(lambda: hard.fd_count(pid) >= baseline_fds + n, 10 * hard.SLOW,
+                          "%d connections accepted" % n)
+            for s in socks[50:]:
+                self.assertEqual(hard.round_trip(s, b"idle"), b"idle")
+            grown = (hard.rss_kib(pid) - baseline_kib) * 1024
+        finally:
+            for s in socks:
+                s.close()
+        self.assertLess(grown / n, IDLE_CONN_BYTES,
+                        "%d idle connections grew RSS by %d KiB" % (n, grown // 1024))
 
     def test_stalled_client_gets_every_byte_back_once_it_reads(self):
         # A patterned 32 MiB stream: every byte must come back, in order, after the stall.

@@ -1,6 +1,8 @@
 """The server never binds beyond loopback unless asked, and --help says so. The default
 address is port 8888, which may be taken on a shared machine: these tests run the server in a
-network namespace of its own (unshare -n) and read its sockets from /proc/PID/net."""
+network namespace of its own (unshare -n) and read its sockets from /proc/PID/net. And a port
+that is taken is an error (exit 1, one line), whatever the thread count: SO_REUSEPORT between
+a process's own loops must not let a second server share it."""
 
 import os
 import select
@@ -102,31 +104,81 @@ class NamespacedServer:
         return False
 
 
-class Loopback(unittest.TestCase):
+@hard.both_thread_counts
+class Loopback(hard.ThreadVariant):
     def setUp(self):
         if not can_unshare():
             self.skipTest("cannot create a network namespace here (unshare -n)")
 
     def test_default_binds_127_0_0_1_only(self):
-        with NamespacedServer(["--threads", "1"], expect=2) as srv:
+        with NamespacedServer(self.server_args(), expect=2) as srv:
             self.assertEqual(sorted(srv.lines), ["listening on tcp://127.0.0.1:8888",
                                                  "listening on udp://127.0.0.1:8888"])
             # What the kernel says, not what the server prints: /proc/PID/net is its namespace.
+            # One TCP and one UDP socket per event loop.
             self.assertEqual(own_sockets(srv.proc.pid),
-                             [("tcp", "127.0.0.1", 8888), ("udp", "127.0.0.1", 8888)])
+                             [("tcp", "127.0.0.1", 8888)] * self.threads
+                             + [("udp", "127.0.0.1", 8888)] * self.threads)
             self.assertEqual(srv.stop(), 0)
 
-    def test_default_binds_loopback_only_with_several_threads(self):
+    def test_wildcard_is_bound_only_when_asked(self):
+        with NamespacedServer(self.server_args("-l", "0.0.0.0:0"), expect=1) as srv:
+            socks = own_sockets(srv.proc.pid)
+            self.assertEqual([(p, h) for p, h, _ in socks], [("tcp", "0.0.0.0")] * self.threads,
+                             socks)
+            self.assertEqual(srv.stop(), 0)
+
+
+@hard.both_thread_counts
+class PortTaken(hard.ThreadVariant):
+    def assert_cannot_listen(self, args, what, printed_nothing=True):
+        try:
+            r = harness.run([harness.YODEL_BIN, "serve"] + self.server_args(*args),
+                            timeout=3 * hard.SLOW)
+        except AssertionError:
+            self.fail("%s: still serving after 3 s instead of failing" % what)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 1, "%s: exit %d, stderr %r" % (what, r.returncode, err))
+        self.assertEqual(len(harness.stderr_lines(err)), 1, err)
+        self.assertRegex(err, r"(?i)address already in use", err)
+        if printed_nothing:
+            # Nothing was bound: a script waiting for "listening on" must not be told otherwise.
+            self.assertNotIn(b"listening on", r.stdout, what)
+
+    def test_second_server_on_a_taken_tcp_port_exits_1(self):
+        with self.serve("-l", hard.LOCAL) as first:
+            self.assert_cannot_listen(["-l", "127.0.0.1:%d" % first.tcp.port],
+                                      "a second server on tcp %d" % first.tcp.port)
+            self.assertTrue(hard.echo_ok(first.tcp), "the first server stopped serving")
+
+    def test_second_server_on_a_taken_udp_port_exits_1(self):
+        with self.serve("-l", "udp://127.0.0.1:0") as first:
+            self.assert_cannot_listen(["-l", "udp://127.0.0.1:%d" % first.udp.port],
+                                      "a second server on udp %d" % first.udp.port)
+
+    def test_same_address_twice_in_one_server_exits_1(self):
+        port = None
+        with self.serve("-l", hard.LOCAL) as probe:
+            port = probe.tcp.port
+        # The port was free a moment ago; another test may take it meanwhile, rarely.
+        if not harness.free_port(port):
+            self.skipTest("port %d was taken meanwhile" % port)
+        addr = "127.0.0.1:%d" % port
+        # (Whether the first address's line is printed before the second fails is not promised.)
+        self.assert_cannot_listen(["-l", addr, "-l", addr], "-l %s twice" % addr,
+                                  printed_nothing=False)
+
+
+class LoopbackManyThreads(unittest.TestCase):
+    def setUp(self):
+        if not can_unshare():
+            self.skipTest("cannot create a network namespace here (unshare -n)")
+
+    def test_default_binds_loopback_only_with_three_threads(self):
         with NamespacedServer(["--threads", "3"], expect=2) as srv:
             socks = own_sockets(srv.proc.pid)
             self.assertEqual(len(socks), 6, socks)
             self.assertEqual({h for _, h, _ in socks}, {"127.0.0.1"}, socks)
-            self.assertEqual(srv.stop(), 0)
-
-    def test_wildcard_is_bound_only_when_asked(self):
-        with NamespacedServer(["--threads", "1", "-l", "0.0.0.0:0"], expect=1) as srv:
-            socks = own_sockets(srv.proc.pid)
-            self.assertEqual([(p, h) for p, h, _ in socks], [("tcp", "0.0.0.0")], socks)
             self.assertEqual(srv.stop(), 0)
 
 

@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hard  # noqa: E402
-from hard import MIB, harness, serve1  # noqa: E402
+from hard import MIB, harness  # noqa: E402
 
 BLOCK = hashlib.sha256(b"drain").digest() * 2048  # 64 KiB; byte i of a stream is BLOCK[i % 64K]
 
@@ -46,9 +46,10 @@ def read_all(sock, timeout):
         chunks.append(chunk)
 
 
-class Drain(unittest.TestCase):
+@hard.both_thread_counts
+class Drain(hard.ThreadVariant):
     def test_data_not_yet_echoed_at_the_signal_is_echoed_in_full(self):
-        with serve1("-l", hard.LOCAL) as srv:
+        with self.serve("-l", hard.LOCAL) as srv:
             with harness.connect(srv.tcp) as s:
                 # Megabytes the server has not echoed yet: in its queue and socket buffers.
                 pushed = hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW,
@@ -65,7 +66,7 @@ class Drain(unittest.TestCase):
             self.assertEqual(counts["bytes_out"], pushed, counts)
 
     def test_data_from_a_half_closed_client_is_echoed_in_full_after_the_signal(self):
-        with serve1("-l", hard.LOCAL) as srv:
+        with self.serve("-l", hard.LOCAL) as srv:
             with harness.connect(srv.tcp) as s:
                 pushed = hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW,
                                                  chunk=BLOCK)
@@ -77,7 +78,7 @@ class Drain(unittest.TestCase):
             self.assertEqual(srv.wait_exit()[0], 0)
 
     def test_client_sending_during_the_drain_is_echoed_until_the_deadline(self):
-        with serve1("-l", hard.LOCAL, "-m", "line", "--drain-timeout", "1s") as srv:
+        with self.serve("-l", hard.LOCAL, "-m", "line", "--drain-timeout", "1s") as srv:
             with harness.connect(srv.tcp) as s:
                 sent, got = b"", b""
                 signalled = ended = None
@@ -123,7 +124,7 @@ class Drain(unittest.TestCase):
             hard.summary(err)
 
     def test_server_exits_promptly_once_the_drain_deadline_passes(self):
-        with serve1("-l", hard.LOCAL, "--drain-timeout", "500ms") as srv:
+        with self.serve("-l", hard.LOCAL, "--drain-timeout", "500ms") as srv:
             with harness.connect(srv.tcp) as s:
                 hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW)
                 started = time.monotonic()
@@ -138,7 +139,7 @@ class Drain(unittest.TestCase):
             hard.summary(err)
 
     def test_idle_clients_are_closed_soon_after_the_signal(self):
-        with serve1("-l", hard.LOCAL) as srv:
+        with self.serve("-l", hard.LOCAL) as srv:
             socks = [harness.connect(srv.tcp) for _ in range(20)]
             try:
                 for s in socks:
@@ -157,8 +158,64 @@ class Drain(unittest.TestCase):
             counts = hard.summary(err)
             self.assertEqual((counts["accepted"], counts["closed"]), (20, 20), counts)
 
+    def test_sigint_alone_drains_and_exits_0_with_a_summary(self):
+        with self.serve("-l", hard.LOCAL, "-m", "line") as srv:
+            with harness.connect(srv.tcp) as s:
+                self.assertEqual(hard.round_trip(s, b"before\n"), b"before\n")
+                srv.send_signal(signal.SIGINT)
+                # Still served while draining, then closed once quiet.
+                self.assertEqual(hard.round_trip(s, b"during\n"), b"during\n")
+                self.assertEqual(hard.closed_by_peer(s, 5 * hard.SLOW), "eof")
+            status, err = srv.wait_exit()
+            self.assertEqual(status, 0, err)
+            counts = hard.summary(err)
+            self.assertEqual((counts["accepted"], counts["closed"]), (1, 1), counts)
+
+    def test_partial_line_received_before_the_signal_is_not_dropped_silently(self):
+        # "Echo everything received": a line without its '\n' yet is echoed before the close
+        # (as at EOF), or the connection is reset so that the client knows. Never a clean FIN
+        # with the bytes gone.
+        with self.serve("-l", hard.LOCAL, "-m", "line") as srv:
+            with harness.connect(srv.tcp) as s:
+                s.sendall(b"full line\npartial line")
+                self.assertEqual(harness.recv_exactly(s, 10), b"full line\n")
+                # One 22-byte segment: the full line's echo means the partial one was read too
+                # (bytes_in in the summary confirms it).
+                srv.send_signal(signal.SIGTERM)
+                got, how = read_all(s, 10 * hard.SLOW)
+            status, err = srv.wait_exit()
+            self.assertEqual(status, 0, err)
+            counts = hard.summary(err)
+            self.assertEqual(counts["bytes_in"], 22, counts)
+            self.assertTrue(how == "reset" or (how == "eof" and got == b"partial line"),
+                            "after the signal: %r then %s" % (got, how))
+
+    def test_default_drain_timeout_is_5_seconds(self):
+        with self.serve("-l", hard.LOCAL) as srv:
+            with harness.connect(srv.tcp) as s:
+                # Never reads: only the deadline ends its drain.
+                hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW)
+                started = time.monotonic()
+                signal_and_wait_for_drain(srv)
+                status, err = srv.wait_exit(timeout=15 * hard.SLOW)
+                took = time.monotonic() - started
+            self.assertEqual(status, 0, err)
+            self.assertGreater(took, 4.5)
+            self.assertLess(took, 7.0 * hard.SLOW)
+
+    def test_connection_force_closed_at_the_drain_deadline_is_counted(self):
+        # A connection reset at the deadline lost data: the summary must not read "0 errors".
+        with self.serve("-l", hard.LOCAL, "--drain-timeout", "300ms") as srv:
+            with harness.connect(srv.tcp) as s:
+                hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW)
+                signal_and_wait_for_drain(srv)
+                status, err = srv.wait_exit(timeout=5 * hard.SLOW)
+            self.assertEqual(status, 0, err)
+            counts = hard.summary(err)
+            self.assertEqual(counts.get("drain_timeout"), 1, counts)
+
     def test_listeners_are_closed_when_draining_starts(self):
-        with serve1("-l", hard.LOCAL, "--drain-timeout", "30s") as srv:
+        with self.serve("-l", hard.LOCAL, "--drain-timeout", "30s") as srv:
             with harness.connect(srv.tcp) as s:
                 hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW)
                 signal_and_wait_for_drain(srv)
@@ -170,10 +227,14 @@ class Drain(unittest.TestCase):
             srv.kill()
 
 
-class SecondSignal(unittest.TestCase):
+@hard.both_thread_counts
+class SecondSignal(hard.ThreadVariant):
     def assert_second_signal_exits_at_once(self, first, second):
-        with serve1("-l", hard.LOCAL, "--drain-timeout", "30s") as srv:
-            with harness.connect(srv.tcp) as s:
+        with self.serve("-l", hard.LOCAL, "--drain-timeout", "30s") as srv:
+            # With several loops, the client is on a worker thread and the main loop (which
+            # watches the signals) has nothing left to drain: the case users hit half the time.
+            s = hard.connect_on_a_worker(srv) if self.threads > 1 else harness.connect(srv.tcp)
+            with s:
                 # A client that never reads keeps the drain going for its 30 s.
                 hard.push_until_stalled(s, 256 * MIB, stall=0.5 * hard.SLOW)
                 signal_and_wait_for_drain(srv, first)

@@ -183,10 +183,10 @@ class Server:
             try:
                 self.returncode = self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self.kill()  # keeps what it logged in self.stderr
                 raise AssertionError(
                     "yodel serve did not exit within %.0fs of %s; stderr: %r"
-                    % (timeout, signal.Signals(sig).name, self.read_stderr())
+                    % (timeout, signal.Signals(sig).name, self.stderr)
                 )
             self._close()
         return self.returncode, self.stderr

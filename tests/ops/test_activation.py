@@ -1,6 +1,7 @@
 """Socket activation (systemd's LISTEN_FDS) and --inetd: yodel serves sockets it is given."""
 
 import os
+import re
 import select
 import socket
 import subprocess
@@ -71,6 +72,23 @@ class Activated:
             f.close()
 
 
+def epoll_watchers(pid, fd):
+    """How many of the process's epoll instances (one per event loop) watch the socket that is
+    its descriptor fd (each loop may hold its own duplicate of it)."""
+    inode = int(os.readlink("/proc/%d/fd/%d" % (pid, fd))[len("socket:["):-1])
+    n = 0
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, name)) != "anon_inode:[eventpoll]":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, name)) as f:
+                if re.search(r"\bino:%x\b" % inode, f.read()):
+                    n += 1
+        except FileNotFoundError:
+            pass
+    return n
+
+
 class SocketActivationTest(unittest.TestCase):
     def setUp(self):
         harness.require_tool(self, "systemd-socket-activate")
@@ -103,6 +121,40 @@ class SocketActivationTest(unittest.TestCase):
         self.assertEqual(status, 0, err)
         self.assertEqual(out.splitlines(), ["listening on udp://127.0.0.1:%d" % act.port])
         self.assertIn("messages=1 ", err)
+
+
+    def assert_every_thread_serves(self, act):
+        pid = act.proc.pid
+        # A thread's loop registers the socket with its epoll when it first runs: a moment.
+        deadline = time.monotonic() + IO_TIMEOUT
+        while epoll_watchers(pid, 3) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(len(os.listdir("/proc/%d/task" % pid)), 2, "threads of yodel serve")
+        self.assertEqual(epoll_watchers(pid, 3), 2, "event loops watching the activated socket")
+
+    def test_activated_tcp_socket_is_served_by_every_thread(self):
+        act = Activated(self, False, "--threads", "2", "-m", "line")
+        for i in range(10):
+            with socket.create_connection(("127.0.0.1", act.port), timeout=IO_TIMEOUT) as s:
+                s.sendall(b"client %d\n" % i)
+                self.assertEqual(harness.recv_exactly(s, 9), b"client %d\n" % i)
+        self.assert_every_thread_serves(act)
+        status, out, err = act.stop()
+        self.assertEqual(status, 0, err)
+        self.assertEqual(out.splitlines(), ["listening on tcp://127.0.0.1:%d" % act.port])
+        self.assertIn("accepted=10 ", err)
+
+    def test_activated_udp_socket_is_served_by_every_thread(self):
+        act = Activated(self, True, "--threads", "2")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(IO_TIMEOUT)
+            for i in range(5):
+                s.sendto(b"datagram %d" % i, ("127.0.0.1", act.port))
+                self.assertEqual(s.recvfrom(65536)[0], b"datagram %d" % i)
+        self.assert_every_thread_serves(act)
+        status, out, err = act.stop()
+        self.assertEqual(status, 0, err)
+        self.assertIn("messages=5 ", err)
 
 
 class ListenFdsTest(unittest.TestCase):
@@ -145,6 +197,17 @@ class ListenFdsTest(unittest.TestCase):
         self.assertEqual(metric(samples, "yodel_bytes_received_total", listener=srv.tcp.addr), 8)
         status, stderr = srv.stop()
         self.assertEqual(status, 0, stderr)
+
+    def test_listen_fds_that_is_not_a_count_is_one_line_and_exit_1(self):
+        for value in ["-1", "two", "99999"]:
+            r = harness.run(["/bin/sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS="$1" exec "$0" serve',
+                             YODEL, value])
+            self.assertEqual(r.returncode, 1, (value, r.stderr))
+            self.assertEqual(r.stdout, b"")
+            lines = r.stderr.decode().splitlines()
+            self.assertEqual(len(lines), 1, lines)
+            self.assertTrue(lines[0].startswith("yodel serve: socket activation: LISTEN_FDS=%s "
+                                                % value), lines)
 
     def test_listen_fds_for_another_pid_is_ignored(self):
         srv = self.start(listen_pid_matches=False, extra=["-l", "127.0.0.1:0"])

@@ -1,6 +1,9 @@
 """--metrics: the Prometheus endpoint, and that no HTTP client can hurt the echo service."""
 
+import os
+import shutil
 import socket
+import subprocess
 import time
 import unittest
 
@@ -87,8 +90,6 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(metric(samples, "yodel_bytes_sent_total", listener=tcp), 503)
         self.assertEqual(metric(samples, "yodel_messages_total", listener=udp), 3)
         self.assertEqual(metric(samples, "yodel_bytes_sent_total", listener=udp), 24)
-        # Scrapes are not echo traffic.
-        self.assertEqual(metric(samples, "yodel_connections_accepted_total", listener=udp), 0)
 
     def test_counters_merge_every_thread(self):
         srv = self.serve("--threads", "2")
@@ -102,20 +103,100 @@ class MetricsTest(unittest.TestCase):
                                 listener=srv.tcp.addr), 8)
         self.assertEqual(metric(samples, "yodel_messages_total", listener=srv.tcp.addr), 8)
 
-    def test_other_paths_and_methods_get_404(self):
+    def test_other_paths_get_404(self):
         srv = self.serve()
-        for raw in [b"GET / HTTP/1.0\r\n\r\n",
-                    b"GET /metricsx HTTP/1.1\r\nHost: x\r\n\r\n",
+        for raw in [b"GET /metricsx HTTP/1.1\r\nHost: x\r\n\r\n",
                     b"GET /favicon.ico HTTP/1.1\r\n\r\n",
-                    b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-                    b"HEAD /metrics HTTP/1.0\r\n\r\n"]:
+                    b"POST /other HTTP/1.1\r\nContent-Length: 0\r\n\r\n"]:
             status, headers, body = http_request(srv.metrics_port, raw)
             self.assertEqual(status, 404, raw)
             self.assertNotIn(b"yodel_", body)
         status, _, body = http_request(srv.metrics_port, b"GET /metrics?x=1 HTTP/1.0\n\n")
         self.assertEqual(status, 200)
         samples = parse_exposition(body.decode())[0]
-        self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 5)
+        self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 3)
+
+    def test_other_methods_on_metrics_get_405_allowing_get(self):
+        srv = self.serve()
+        for raw in [b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                    b"HEAD /metrics HTTP/1.0\r\n\r\n",
+                    b"PUT /metrics?x=1 HTTP/1.0\r\n\r\n"]:
+            status, headers, body = http_request(srv.metrics_port, raw)
+            self.assertEqual(status, 405, raw)
+            self.assertEqual(headers.get("allow"), "GET", headers)
+            self.assertNotIn(b"yodel_", body)
+        samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
+        self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 3)
+
+    def test_root_serves_an_html_page_linking_metrics(self):
+        srv = self.serve()
+        status, headers, body = http_request(srv.metrics_port, b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("text/html"), headers)
+        self.assertEqual(int(headers["content-length"]), len(body))
+        self.assertIn(b'<a href="/metrics">', body)
+        samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
+        self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 0)
+
+    def test_process_metrics_describe_this_process(self):
+        srv = self.serve()
+        started = time.time()
+        samples, types = parse_exposition(scrape(srv.metrics_port)[2])
+        for name, kind in [("process_cpu_seconds_total", "counter"),
+                           ("process_resident_memory_bytes", "gauge"),
+                           ("process_virtual_memory_bytes", "gauge"),
+                           ("process_start_time_seconds", "gauge"),
+                           ("process_open_fds", "gauge"),
+                           ("process_max_fds", "gauge")]:
+            self.assertEqual(types.get(name), kind, name)
+        pid = srv.proc.pid
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+        self.assertLessEqual(abs(metric(samples, "process_open_fds") - fds), 2)
+        with open("/proc/%d/limits" % pid) as f:
+            soft = next(l.split()[3] for l in f if l.startswith("Max open files"))
+        self.assertEqual(metric(samples, "process_max_fds"), int(soft))
+        self.assertGreater(metric(samples, "process_resident_memory_bytes"), 1 << 20)
+        self.assertGreater(metric(samples, "process_virtual_memory_bytes"),
+                           metric(samples, "process_resident_memory_bytes"))
+        self.assertGreaterEqual(metric(samples, "process_cpu_seconds_total"), 0)
+        # It started a moment before our scrape (the clock ticks are 10 ms).
+        start = metric(samples, "process_start_time_seconds")
+        self.assertLess(abs(start - started), 30, start)
+
+    def test_udp_listeners_export_no_connection_series(self):
+        srv = self.serve()
+        samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
+        udp = srv.udp.addr
+        for name in ("yodel_connections_accepted_total", "yodel_connections_refused_total",
+                     "yodel_connections_closed_total", "yodel_connections_active"):
+            self.assertFalse([k for k in samples if k[0] == name and ("listener", udp) in k[1]],
+                             name)
+            self.assertEqual(metric(samples, name, listener=srv.tcp.addr), 0)
+        self.assertEqual(metric(samples, "yodel_messages_total", listener=udp), 0)
+        self.assertEqual(metric(samples, "yodel_errors_total", listener=udp, kind="udp_send"), 0)
+
+    def test_messages_total_is_described_as_messages_received(self):
+        srv = self.serve()
+        body = scrape(srv.metrics_port)[2]
+        self.assertIn("# HELP yodel_messages_total Messages received:", body)
+
+    def test_errors_total_has_a_drain_timeout_series(self):
+        srv = self.serve()
+        samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
+        self.assertEqual(metric(samples, "yodel_errors_total", listener=srv.tcp.addr,
+                                kind="drain_timeout"), 0)
+
+    def test_promtool_accepts_the_exposition(self):
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            self.skipTest("promtool is not installed (apt-get install prometheus)")
+        srv = self.serve()
+        self.assertEqual(harness.exchange(srv.tcp, b"traffic"), b"traffic")
+        body = scrape(srv.metrics_port)[2]
+        r = subprocess.run([promtool, "check", "metrics"], input=body.encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(r.stdout.strip(), b"", r.stdout)
 
     def test_malformed_request_gets_400_and_is_counted(self):
         srv = self.serve()
@@ -207,6 +288,26 @@ class MetricsTest(unittest.TestCase):
             r = harness.yodel("serve", "-l", "127.0.0.1:0", "--metrics", "127.0.0.1:%d" % port)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn(b"cannot serve metrics on", r.stderr)
+
+    def test_no_listening_line_is_printed_when_metrics_cannot_listen(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            r = harness.yodel("serve", "-l", "127.0.0.1:0", "--metrics", "127.0.0.1:%d" % port)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stdout, b"")
+        self.assertEqual(r.stderr.decode().splitlines(),
+                         ["yodel serve: cannot serve metrics on 127.0.0.1:%d: address already in "
+                          "use" % port])
+
+    def test_bad_requests_are_counted_in_the_summary_as_http_errors(self):
+        srv = self.serve()
+        for _ in range(2):
+            self.assertEqual(http_request(srv.metrics_port, b"GET /x HTTP/1.0\r\n\r\n")[0], 404)
+        status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        self.assertRegex(stderr, r"(?m)^yodel serve: summary: .* http=2\b")
 
 
 if __name__ == "__main__":

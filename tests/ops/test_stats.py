@@ -10,7 +10,7 @@ import unittest
 from opslib import IO_TIMEOUT, harness, ops_serve, wait_until
 
 STATS_RE = re.compile(
-    r"^yodel: stats: active=(\d+) accepted=(\d+) refused=(\d+) (\d+) msg/s in=(\d+) B/s "
+    r"^yodel serve: stats: active=(\d+) accepted=(\d+) refused=(\d+) (\d+) msg/s in=(\d+) B/s "
     r"out=(\d+) B/s errors=(\d+)$")
 
 
@@ -67,7 +67,7 @@ class StatsTest(unittest.TestCase):
         self.assertEqual(int(m.group(2)), 1, m.group(0))
         self.assertGreater(int(m.group(5)), 0, "bytes/s in: " + m.group(0))
         self.assertGreater(int(m.group(6)), 0, "bytes/s out: " + m.group(0))
-        summary = [l for l in stderr.splitlines() if l.startswith("yodel: summary:")]
+        summary = [l for l in stderr.splitlines() if l.startswith("yodel serve: summary:")]
         self.assertEqual(len(summary), 1, stderr)
         self.assertIn("accepted=1 ", summary[0])
         self.assertIn("messages=%d " % sent, summary[0])
@@ -75,7 +75,7 @@ class StatsTest(unittest.TestCase):
     def test_stats_lines_come_at_the_interval(self):
         with ops_serve("-l", "127.0.0.1:0", "--stats=100ms") as srv:
             start = time.monotonic()
-            srv.wait_stderr(lambda t: t.count("yodel: stats:") >= 5, what="five stats lines")
+            srv.wait_stderr(lambda t: t.count("yodel serve: stats:") >= 5, what="five stats lines")
             elapsed = time.monotonic() - start
             srv.stop()
         # Five lines at 100 ms take about 0.5 s: not one per second, not a burst.
@@ -87,8 +87,8 @@ class StatsTest(unittest.TestCase):
             self.assertEqual(harness.exchange(srv.tcp, b"ping"), b"ping")
             status, stderr = srv.stop()
         self.assertEqual(status, 0)
-        self.assertNotIn("yodel: stats:", stderr)
-        self.assertRegex(stderr, r"yodel: summary: [\d.]+s accepted=1 refused=0 closed=1 "
+        self.assertNotIn("yodel serve: stats:", stderr)
+        self.assertRegex(stderr, r"yodel serve: summary: [\d.]+s accepted=1 refused=0 closed=1 "
                                  r"messages=1 bytes_in=4 bytes_out=4 errors:")
 
     def test_json_makes_every_stderr_line_one_json_object(self):
@@ -138,6 +138,70 @@ class StatsTest(unittest.TestCase):
         self.assertTrue(received, stderr)
         self.assertTrue(received[0]["data"].startswith("\x80\x81\x82"), received[0])
         self.assertTrue(received[0]["data"].endswith("..."), received[0])
+
+    def test_summary_and_stats_count_bad_requests_to_the_metrics_endpoint(self):
+        from opslib import http_request
+        with ops_serve("-l", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--stats=100ms") as srv:
+            for _ in range(3):
+                self.assertEqual(http_request(srv.metrics_port, b"GET /nope HTTP/1.0\r\n\r\n")[0],
+                                 404)
+            text = srv.wait_stderr(
+                lambda t: any((m := STATS_RE.match(l)) and int(m.group(7)) == 3
+                              for l in t.splitlines()),
+                what="a stats line with the 3 bad requests as errors")
+            self.assertTrue(text)
+            status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        self.assertRegex(stderr, r"(?m)^yodel serve: summary: .* http=3\b")
+
+    def test_json_stats_draining_and_summary_events_carry_a_timestamp(self):
+        with ops_serve("-l", "127.0.0.1:0", "--json", "--stats=100ms") as srv:
+            srv.wait_stderr(lambda t: '"event":"stats"' in t, what="a JSON stats line")
+            before = time.time()
+            status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        events = {}
+        for line in stderr.splitlines():
+            obj = json.loads(line)
+            events.setdefault(obj["event"], obj)
+        self.assertTrue({"stats", "draining", "summary"} <= set(events), events)
+        for name in ("stats", "draining", "summary"):
+            ts = events[name].get("ts")
+            self.assertIsInstance(ts, float, events[name])
+            self.assertLess(abs(ts - before), 60, events[name])
+        self.assertGreaterEqual(events["summary"]["ts"], events["draining"]["ts"])
+
+    def test_every_line_of_the_server_on_stderr_starts_with_yodel_serve(self):
+        with ops_serve("-l", "127.0.0.1:0", "--stats=100ms", "--metrics", "127.0.0.1:0") as srv:
+            self.assertEqual(harness.exchange(srv.tcp, b"ping"), b"ping")
+            srv.wait_stderr(lambda t: "stats:" in t, what="a stats line")
+            status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        lines = [l for l in stderr.splitlines() if l.strip()]
+        self.assertTrue(any("draining" in l for l in lines), lines)
+        self.assertTrue(any("summary:" in l for l in lines), lines)
+        for line in lines:
+            self.assertTrue(line.startswith("yodel serve: "), line)
+
+    def test_summary_counts_a_connection_reset_at_the_drain_deadline_as_drain_timeout(self):
+        with ops_serve("-l", "127.0.0.1:0", "-m", "line", "--delay", "10s", "--drain-timeout",
+                       "200ms", "-v") as srv:
+            with harness.connect(srv.tcp) as s:
+                s.sendall(b"never answered\n")
+                srv.wait_stderr(lambda t: "received" in t, what="the line read by the server")
+                status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        self.assertRegex(stderr, r"(?m)^yodel serve: summary: .* drain_timeout=1\b")
+
+    def test_summary_with_json_lists_drain_timeout_among_the_errors(self):
+        with ops_serve("-l", "127.0.0.1:0", "--json") as srv:
+            status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        summary = [json.loads(l) for l in stderr.splitlines() if '"summary"' in l]
+        self.assertEqual(len(summary), 1, stderr)
+        self.assertEqual(summary[0]["errors"].get("drain_timeout"), 0, summary[0])
+        self.assertEqual(summary[0]["errors"].get("http"), 0, summary[0])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,13 +1,16 @@
 """`make soak`: many concurrent connections against yodel serve for SOAK_SECONDS, then checks.
 
-Three servers (raw, line and upper mode: the mode is per process) with the default thread
-count, on 127.0.0.1 ephemeral ports. SOAK_PROCS client processes, each from its own 127.0.0.x
+A server per mode (raw, line and upper: the mode is per process) and per thread setting in
+SOAK_THREADS (default "default,1": the default thread count, one loop per CPU as users run it,
+and --threads 1), on 127.0.0.1 ephemeral ports. SOAK_PROCS client processes, each from its own 127.0.0.x
 source address, share SOAK_CONNS connections and do mixed work (see soak_client.py). Afterwards:
 every echoed byte was verified, no unexpected error, each server's descriptors back to the
 baseline (/proc/PID/fd), RSS near the baseline, and a clean exit with a summary.
 
 Environment: YODEL_BIN (default build/yodel), SOAK_SECONDS (60), SOAK_CONNS (10000),
-SOAK_PROCS (4), SOAK_RSS_SLACK_MIB (32: RSS after the soak may exceed the baseline by this).
+SOAK_PROCS (4), SOAK_RSS_SLACK_MIB (32: RSS after the soak may exceed the baseline by this),
+SOAK_THREADS ("default,1"), SOAK_OP_TIMEOUT (60: an operation on which nothing moved for this
+long fails as a timeout; see soak_client.py).
 """
 
 import json
@@ -29,6 +32,7 @@ CONNS = int(os.environ.get("SOAK_CONNS", "10000"))
 PROCS = int(os.environ.get("SOAK_PROCS", "4"))
 RSS_SLACK_KIB = int(os.environ.get("SOAK_RSS_SLACK_MIB", "32")) * 1024
 MODES = ("raw", "line", "upper")
+THREADS = [t.strip() for t in os.environ.get("SOAK_THREADS", "default,1").split(",") if t.strip()]
 
 
 def raise_nofile():
@@ -49,14 +53,17 @@ def fd_count(pid):
 
 
 class Server:
-    def __init__(self, mode):
+    def __init__(self, mode, threads):
         self.mode = mode
+        self.threads = threads
+        self.name = "%s/%s" % (mode, "t" + threads if threads != "default" else "default")
+        extra = [] if threads == "default" else ["--threads", threads]
         # The server writes through its own O_APPEND descriptor, so reading the log (seek(0))
         # can never move its write position.
         self.err = tempfile.NamedTemporaryFile(prefix="yodel-soak-")
         child_err = open(self.err.name, "ab")
         self.proc = subprocess.Popen(
-            [YODEL, "serve", "-l", "127.0.0.1:0", "-m", mode], stdin=subprocess.DEVNULL,
+            [YODEL, "serve", "-l", "127.0.0.1:0", "-m", mode] + extra, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=child_err, preexec_fn=raise_nofile)
         child_err.close()
         self.pid = self.proc.pid
@@ -99,7 +106,7 @@ class Server:
         return self.status
 
     def summary(self):
-        m = re.findall(r"^yodel: summary: .*$", self.stderr(), re.M)
+        m = re.findall(r"^yodel(?: serve)?: summary: .*$", self.stderr(), re.M)
         return {k: int(v) for k, v in re.findall(r"\b(\w+)=(\d+)", m[-1])} if m else {}
 
 
@@ -110,19 +117,22 @@ def main():
         raise SystemExit("soak: RLIMIT_NOFILE hard limit below %d" % need)
     print("soak: %d connections from %d processes for %.0f s against %s"
           % (CONNS, PROCS, SECONDS, YODEL), flush=True)
-    servers = [Server(m) for m in MODES]
+    servers = [Server(m, t) for t in THREADS for m in MODES]
+    print("soak: servers %s" % " ".join(s.name for s in servers), flush=True)
     failures = []
     clients = []
     peak_total = 0
     elapsed = 0.0
     total = {}
     after = []
+    stalls = []
+    lag_max = longest_op = 0.0
     try:
         for i in range(PROCS):
             n = CONNS // PROCS + (1 if i < CONNS % PROCS else 0)
             source = "127.0.0.%d" % (10 + i)
             cmd = [sys.executable, os.path.join(HERE, "soak_client.py"), str(1000 + i), source,
-                   str(n), str(SECONDS)] + [str(s.port) for s in servers]
+                   str(n), str(SECONDS)] + ["%s:%d" % (s.mode, s.port) for s in servers]
             clients.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             stdin=subprocess.DEVNULL))
         started = time.monotonic()
@@ -158,7 +168,12 @@ def main():
                                 % (i, c.returncode, err.decode()[-2000:]))
         elapsed = time.monotonic() - started
         total = {}
+        stalls = []
+        lag_max = longest_op = 0.0
         for r in reports:
+            stalls += r.pop("stalls", [])
+            lag_max = max(lag_max, r.pop("loop_lag_max", 0.0))
+            longest_op = max(longest_op, r.pop("longest_op", 0.0))
             for k, v in r.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     total[k] = total.get(k, 0) + v
@@ -176,10 +191,10 @@ def main():
         for s, (fds, rss) in zip(servers, after):
             if fds != s.base_fds:
                 failures.append("%s server: %d descriptors after the soak, baseline %d"
-                                % (s.mode, fds, s.base_fds))
+                                % (s.name, fds, s.base_fds))
             if rss > s.base_rss + RSS_SLACK_KIB:
                 failures.append("%s server: RSS %d KiB after the soak, baseline %d KiB"
-                                % (s.mode, rss, s.base_rss))
+                                % (s.name, rss, s.base_rss))
     finally:
         for c in clients:
             if c.poll() is None:
@@ -188,7 +203,7 @@ def main():
         statuses = [s.stop() for s in servers]
     for s, st in zip(servers, statuses):
         if st != 0:
-            failures.append("%s server exited with %r: %s" % (s.mode, st, s.stderr()[-2000:]))
+            failures.append("%s server exited with %r: %s" % (s.name, st, s.stderr()[-2000:]))
 
     sums = [s.summary() for s in servers]
     print()
@@ -207,12 +222,18 @@ def main():
                                              "timeouts", "other_errors", "connect_errors")))
     print("concurrency         peak %d connections open at once on the servers (sampled every "
           "0.25 s)" % peak_total)
-    print("client cpu          %.1f s" % total.get("cpu_seconds", 0))
+    print("client load         cpu=%.1f s waited_for_cpu=%.1f s; event loops at most %.2f s late; "
+          "longest operation %.1f s; slow_ops=%d (moving, but over %.0f s)"
+          % (total.get("cpu_seconds", 0), total.get("cpu_wait_seconds", 0) or 0, lag_max,
+             longest_op, total.get("slow_ops", 0), float(os.environ.get("SOAK_OP_TIMEOUT", 60))))
     for s, (fds, rss), sm in zip(servers, after, sums):
-        print("server %-5s        fds baseline=%d peak=%d after=%d  rss_kib baseline=%d peak=%d "
-              "after=%d  exit=%s" % (s.mode, s.base_fds, s.peak_fds, fds, s.base_rss,
+        print("server %-13s fds baseline=%d peak=%d after=%d  rss_kib baseline=%d peak=%d "
+              "after=%d  exit=%s" % (s.name, s.base_fds, s.peak_fds, fds, s.base_rss,
                                      s.peak_rss, rss, s.status))
         print("  summary           %s" % " ".join("%s=%d" % kv for kv in sm.items()))
+    for st in stalls:
+        # A timed-out operation: both ends of the connection as ss saw them, a second apart.
+        print("stalled connection  %s" % json.dumps(st))
     print("result              %s" % ("PASS" if not failures else "FAIL"))
     for f in failures:
         print("  failure: %s" % f)
