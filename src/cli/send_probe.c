@@ -354,12 +354,23 @@ static void on_tick(yd_timer *timer, void *data)
     start_probe(data);
 }
 
+/* The deadline: the probe is lost. If the one line back was taken as a banner, say so: it may
+ * have been a server's wrong answer (one that does not echo). */
 static void on_deadline(yd_timer *timer, void *data)
 {
     (void)timer;
     struct probe *p = data;
-    if (p->phase == PHASE_AWAITING)
+    struct probe_conn *pc = p->cur;
+    if (p->phase != PHASE_AWAITING)
+        return;
+    if (pc == NULL || pc->lines != 1 || pc->banner_len == 0) {
         lost(p, "timeout", NULL);
+        return;
+    }
+    char detail[BACKEND_MAX + 64];
+    snprintf(detail, sizeof detail, "the only line back, '%.*s', was taken as a banner",
+             (int)pc->banner_len, pc->banner);
+    lost(p, "timeout", detail);
 }
 
 /* SIGINT, SIGTERM: the summary now; a probe in flight is not counted. */

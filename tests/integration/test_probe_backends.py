@@ -162,11 +162,22 @@ class ProbeNamesTheBackend(unittest.TestCase):
 
     def test_a_reply_that_is_not_the_probe_is_a_mismatch(self):
         with PythonPeer(harness.PY_WRONG_SERVER) as peer:
-            r = send("-c", "127.0.0.1:%d" % peer.port, "--count", "2", *FAST)
+            r = send("-c", "127.0.0.1:%d" % peer.port, "--count", "2", "--interval", "50ms",
+                     "--timeout", "300ms")
         out, err = out_err(r)
         self.assertEqual(r.returncode, 1, (out, err))
-        # The first line of a connection that is no probe is taken as its banner.
+        # The first line of a connection that is no probe is taken as its banner: the timeout
+        # says so; the next wrong line is a mismatch.
+        self.assertRegex(out, r"(?m)^seq=1 timeout: the only line back, 'something else', was "
+                              r"taken as a banner$")
         self.assertRegex(out, r"(?m)^seq=2 mismatch: got 15 bytes 'something else'$")
+
+    def test_no_check_takes_any_line_as_the_reply(self):
+        with PythonPeer(harness.PY_WRONG_SERVER) as peer:
+            r = send("-c", "127.0.0.1:%d" % peer.port, "--count", "2", "--no-check", *FAST)
+        out, err = out_err(r)
+        self.assertEqual(r.returncode, 0, (out, err))
+        self.assertEqual(len(re.findall(r"(?m)^seq=\d bytes=15 time=[\d.]+ ms$", out)), 2, out)
 
 
 def summary_loss(out):
