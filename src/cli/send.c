@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "send.h"
 #include "yodel.h"
 
 static const char usage[] =
     "usage: yodel send [OPTIONS] MESSAGE...\n"
     "       yodel send [OPTIONS] -\n"
+    "       yodel send --count N | --interval D [PROBE OPTIONS] [MESSAGE]\n"
     "\n"
     "Echo client: sends each MESSAGE as a line ('\\n' appended), prints each reply\n"
     "and checks it is the line that was sent (or --expect's). With '-', streams\n"
@@ -40,11 +42,31 @@ static const char usage[] =
     "      --expect TEXT      the reply every message must get: TEXT and a newline\n"
     "                         (e.g. the upper-cased line from 'yodel serve -m upper')\n"
     "      --no-check         print what comes back without comparing it\n"
-    "  -q, --quiet            do not print the replies\n"
+    "  -q, --quiet            do not print the replies (probes: the summary only)\n"
     "  -h, --help             this help\n"
     "\n"
+    "Probe mode, like ping: one probe, the line 'MESSAGE SEQ' (default MESSAGE\n"
+    "'yodel-probe'), per interval and a line per probe, then the statistics. A reply\n"
+    "is the line (datagram) that ends with the probe; what precedes it is the\n"
+    "backend's prefix; on a stream, a first line that is no probe is its banner.\n"
+    "      --count N          send N probes (default: until interrupted)\n"
+    "  -i, --interval D       from one probe's start to the next (default 1s)\n"
+    "      --reconnect        a new connection (UDP socket) per probe; report the\n"
+    "                         connect time\n"
+    "      --source-port P    bind the client socket to port P (TCP, UDP)\n"
+    "      --max-loss PERCENT exit 1 when more than PERCENT of the probes are lost\n"
+    "                         (default 100: only when nothing came back)\n"
+    "      --tally            count the replies per backend (banner or prefix)\n"
+    "      --json             one JSON object per probe, then the summary (and tally)\n"
+    "      --proxy-protocol v1|v2  send a PROXY protocol header first on each\n"
+    "                         connection (v2: before each UDP datagram)\n"
+    "      --proxy-source ADDR:PORT, --proxy-dest ADDR:PORT  the header's ends\n"
+    "                         (default: the client socket's own address, the server's)\n"
+    "  --timeout is then how long the connect and each reply may take; a probe\n"
+    "  not answered in time is lost, and its reply, if it comes, is late.\n"
+    "\n"
     "Exit status: 0 when every reply matched, 1 on any mismatch, loss, timeout or\n"
-    "connection error, 2 for bad usage.\n";
+    "connection error (probes: loss above --max-loss), 2 for bad usage.\n";
 
 /* The largest UDP payload: 65535 bytes less the headers (IPv6's length leaves out its own). */
 #define UDP_MAX_IPV4 65507u
@@ -77,6 +99,12 @@ struct run {
     int stdout_failed;
     struct client *all; /* every client, in order: replies are printed in this order */
     int next_print;     /* the first client whose replies are not printed yet */
+    /* Probe mode (--count, --interval): its options, and the first probe-only option seen
+     * (an error without probe mode). */
+    int probing;
+    struct probe_options probe;
+    const char *probe_only;
+    int retries_set;
 };
 
 /* Reports a failed write to standard output, once; errno is the write's. */
@@ -940,7 +968,22 @@ static int send_stdin(struct run *run)
 
 /* ---- Options ------------------------------------------------------------------------------ */
 
-enum { OPT_PARTS = 256, OPT_UDP, OPT_TIMEOUT, OPT_RETRIES, OPT_EXPECT, OPT_NO_CHECK };
+enum {
+    OPT_PARTS = 256,
+    OPT_UDP,
+    OPT_TIMEOUT,
+    OPT_RETRIES,
+    OPT_EXPECT,
+    OPT_NO_CHECK,
+    OPT_RECONNECT,
+    OPT_SOURCE_PORT,
+    OPT_MAX_LOSS,
+    OPT_TALLY,
+    OPT_JSON,
+    OPT_PROXY_PROTOCOL,
+    OPT_PROXY_SOURCE,
+    OPT_PROXY_DEST
+};
 
 static const struct option longopts[] = {
     {"connect", required_argument, NULL, 'c'},
@@ -951,15 +994,108 @@ static const struct option longopts[] = {
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"expect", required_argument, NULL, OPT_EXPECT},
     {"no-check", no_argument, NULL, OPT_NO_CHECK},
+    {"count", required_argument, NULL, 'C'},
+    {"interval", required_argument, NULL, 'i'},
+    {"reconnect", no_argument, NULL, OPT_RECONNECT},
+    {"source-port", required_argument, NULL, OPT_SOURCE_PORT},
+    {"max-loss", required_argument, NULL, OPT_MAX_LOSS},
+    {"tally", no_argument, NULL, OPT_TALLY},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"proxy-source", required_argument, NULL, OPT_PROXY_SOURCE},
+    {"proxy-dest", required_argument, NULL, OPT_PROXY_DEST},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
+static double opt_percent(const char *opt, const char *value)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno != 0 || end == value || *end != '\0')
+        usage_error("send", "%s: '%s' is not a number", opt, value);
+    if (!(v >= 0 && v <= 100))
+        usage_error("send", "%s: %s is out of range (0 to 100 percent)", opt, value);
+    return v;
+}
+
+static enum proxy_version opt_proxy_version(const char *value)
+{
+    if (strcmp(value, "v1") == 0 || strcmp(value, "1") == 0)
+        return PROXY_V1;
+    if (strcmp(value, "v2") == 0 || strcmp(value, "2") == 0)
+        return PROXY_V2;
+    usage_error("send", "--proxy-protocol: unknown version '%s' (use v1 or v2)", value);
+}
+
+static const char *opt_proxy_addr(const char *opt, const char *value)
+{
+    struct sockaddr_storage ss;
+    if (proxy_addr_parse(value, &ss) < 0)
+        usage_error("send",
+                    "%s: bad address '%s' (use a numeric IPV4:PORT or [IPV6]:PORT, e.g. "
+                    "192.0.2.1:5000)",
+                    opt, value);
+    return value;
+}
+
+/* The options only probe mode takes. Returns 1 if c was one. */
+static int parse_probe_option(struct run *run, int c, const char *arg)
+{
+    struct probe_options *o = &run->probe;
+    switch (c) {
+    case 'C':
+        o->count = (uint64_t)opt_long("send", "--count", arg, 1, 1000000000L);
+        run->probing = 1;
+        return 1;
+    case 'i':
+        o->interval_ms = opt_duration_ms("send", "--interval", arg);
+        if (o->interval_ms == 0)
+            usage_error("send", "--interval: must be above 0");
+        run->probing = 1;
+        return 1;
+    case OPT_RECONNECT:
+        o->reconnect = 1;
+        break;
+    case OPT_SOURCE_PORT:
+        o->source_port = (int)opt_long("send", "--source-port", arg, 1, 65535);
+        break;
+    case OPT_MAX_LOSS:
+        o->max_loss_pct = opt_percent("--max-loss", arg);
+        break;
+    case OPT_TALLY:
+        o->tally = 1;
+        break;
+    case OPT_JSON:
+        o->json = 1;
+        break;
+    case OPT_PROXY_PROTOCOL:
+        o->proxy = opt_proxy_version(arg);
+        break;
+    case OPT_PROXY_SOURCE:
+        o->proxy_source = opt_proxy_addr("--proxy-source", arg);
+        break;
+    case OPT_PROXY_DEST:
+        o->proxy_dest = opt_proxy_addr("--proxy-dest", arg);
+        break;
+    default:
+        return 0;
+    }
+    if (run->probe_only == NULL)
+        for (const struct option *lo = longopts; lo->name != NULL; lo++)
+            if (lo->val == c)
+                run->probe_only = lo->name;
+    return 1;
+}
+
 static void parse_args(struct run *run, int argc, char **argv)
 {
     int c;
-    while ((c = cli_getopt("send", argc, argv, "c:n:qh", longopts)) != -1) {
+    while ((c = cli_getopt("send", argc, argv, "c:n:qhi:", longopts)) != -1) {
+        if (parse_probe_option(run, c, optarg))
+            continue;
         switch (c) {
         case 'c':
             run->addr = opt_addr("send", "-c", optarg);
@@ -980,6 +1116,7 @@ static void parse_args(struct run *run, int argc, char **argv)
             break;
         case OPT_RETRIES:
             run->retries = (int)opt_long("send", "--retries", optarg, 1, 1000);
+            run->retries_set = 1;
             break;
         case OPT_EXPECT:
             if (strchr(optarg, '\n') != NULL)
@@ -999,13 +1136,50 @@ static void parse_args(struct run *run, int argc, char **argv)
     }
     run->messages = argv + optind;
     run->nmessages = argc - optind;
-    if (run->nmessages == 0)
+    if (run->nmessages == 0 && !run->probing)
         usage_error("send", "no MESSAGE given (use '-' for standard input)");
     if (run->expect != NULL && run->no_check)
         usage_error("send", "--expect and --no-check: choose one");
     for (int i = 0; i < run->nmessages; i++)
         if (strchr(run->messages[i], '\n') != NULL)
             usage_error("send", "MESSAGE %d contains a newline: each message is one line", i + 1);
+}
+
+/* Probe mode's own rules, and what it does not take (the address is resolved already). */
+static void check_probe_args(struct run *run)
+{
+    struct probe_options *o = &run->probe;
+    yd_addr a;
+    yd_addr_parse(run->addr, &a);
+    if (run->nmessages > 1 || (run->nmessages == 1 && strcmp(run->messages[0], "-") == 0))
+        usage_error("send", "probe mode (--count, --interval) takes one MESSAGE, the probe's text");
+    if (run->clients > 1 || run->parts || run->expect != NULL || run->retries_set)
+        usage_error("send", "%s: not in probe mode (--count, --interval)",
+                    run->clients > 1 ? "-n"
+                    : run->parts     ? "--parts"
+                    : run->expect    ? "--expect (use --no-check)"
+                                     : "--retries (a lost probe is lost)");
+    if (a.tls)
+        usage_error("send", "probes over TLS are not supported yet");
+    o->message = run->nmessages == 1 ? run->messages[0] : "yodel-probe";
+    if (strlen(o->message) > 1024)
+        usage_error("send", "MESSAGE: a probe's text is at most 1024 bytes");
+    if (o->source_port != 0 && a.transport == YD_UNIX)
+        usage_error("send", "--source-port: a Unix socket has no port");
+    if (o->source_port != 0 && o->reconnect && a.transport == YD_TCP)
+        usage_error("send", "--source-port with --reconnect over TCP: the kernel does not reuse "
+                            "an address pair in TIME-WAIT");
+    if (o->proxy == PROXY_V1 && a.transport == YD_UDP)
+        usage_error("send", "--proxy-protocol v1 is for streams: use v2 over UDP");
+    if (o->proxy == PROXY_NONE && (o->proxy_source != NULL || o->proxy_dest != NULL))
+        usage_error("send", "--proxy-source, --proxy-dest: only with --proxy-protocol");
+    if (a.transport == YD_UNIX && (o->proxy_source == NULL) != (o->proxy_dest == NULL))
+        usage_error("send", "--proxy-source and --proxy-dest: a Unix socket needs both (or "
+                            "neither: the header then says UNKNOWN)");
+    o->addr = run->addr;
+    o->timeout_ms = run->timeout_ms;
+    o->quiet = run->quiet;
+    o->no_check = run->no_check;
 }
 
 /* The address to connect to, made udp:// for --udp (in static storage). */
@@ -1059,9 +1233,20 @@ static void check_datagram_sizes(const struct run *run)
 
 int cmd_send(int argc, char **argv)
 {
-    struct run run = {.addr = "127.0.0.1:8888", .clients = 1, .timeout_ms = 5000, .retries = 3};
+    struct run run = {.addr = "127.0.0.1:8888",
+                      .clients = 1,
+                      .timeout_ms = 5000,
+                      .retries = 3,
+                      .probe = {.interval_ms = 1000, .max_loss_pct = 100}};
     parse_args(&run, argc, argv);
     run.addr = resolve_transport(&run);
+    if (run.probing) {
+        check_probe_args(&run);
+        signal(SIGPIPE, SIG_IGN);
+        return send_probe(&run.probe);
+    }
+    if (run.probe_only != NULL)
+        usage_error("send", "--%s: only in probe mode (--count, --interval)", run.probe_only);
     int streaming = run.nmessages == 1 && strcmp(run.messages[0], "-") == 0;
     if (streaming && (run.clients > 1 || run.parts || run.udp))
         usage_error("send", "'-' streams one connection: not with -n, --parts or --udp");
