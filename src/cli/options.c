@@ -116,8 +116,10 @@ const char *opt_addr(const char *cmd, const char *opt, const char *value)
 {
     yd_addr addr;
     if (yd_addr_parse(value, &addr) < 0)
-        usage_error(cmd, "%s: bad address '%s' (use HOST:PORT, udp://HOST:PORT, unix:PATH)", opt,
-                    value);
+        usage_error(
+            cmd,
+            "%s: bad address '%s' (use HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, unix:PATH)",
+            opt, value);
     return value;
 }
 

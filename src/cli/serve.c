@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
  * also told at once by each worker; this is the fallback should that message be lost). */
 #define WORKERS_POLL_MS 100
 #define INETD_WATCH_MS  50
+#define TLS_ERR_BYTES   512
 
 static const char usage[] =
     "usage: yodel serve [OPTIONS]\n"
@@ -32,8 +34,9 @@ static const char usage[] =
     "127.0.0.1:8888 by default: never beyond loopback unless an address says so.\n"
     "\n"
     "  -l, --listen ADDR        listen on ADDR (repeatable): HOST:PORT, tcp://HOST:PORT,\n"
-    "                           udp://HOST:PORT, unix:PATH, [::1]:PORT; port 0 = ephemeral;\n"
-    "                           a host name binds every address it resolves to\n"
+    "                           udp://HOST:PORT, tls://HOST:PORT, unix:PATH, tls+unix:PATH,\n"
+    "                           [::1]:PORT; port 0 = ephemeral; a host name binds every\n"
+    "                           address it resolves to\n"
     "  -m, --mode MODE          raw (bytes until EOF), line, or upper (lines upper-cased)\n"
     "      --once               reply to the first message, then close\n"
     "      --delay DURATION     hold each reply this long (500ms, 2s, 1m)\n"
@@ -47,13 +50,24 @@ static const char usage[] =
     "      --inetd              serve the connection (or UDP socket) on stdin (inetd,\n"
     "                           systemd Accept=yes, socat EXEC:); one thread, no --max-conns\n"
     "      --json               logs, statistics and errors as one JSON object per line\n"
+    "\n"
+    "TLS (for tls:// and tls+unix: listeners, and socket-activated stream sockets):\n"
+    "      --cert FILE          the server's certificate chain (PEM, leaf first)\n"
+    "      --key FILE           its private key (PEM; default: read from the --cert file)\n"
+    "      --client-ca FILE     mutual TLS: clients must present a certificate this CA signed\n"
+    "      --tls-min VERSION    1.2 (default: TLS 1.2 and 1.3) or 1.3 (TLS 1.3 only)\n"
+    "      --alpn LIST          protocols to accept, by preference (h2,http/1.1); a client\n"
+    "                           offering none of them is refused\n"
+    "      --handshake-timeout DUR  drop a client that has not finished its handshake\n"
+    "                           in DUR (default 10s)\n"
     "  -v, --verbose            log every connection and message with the peer address\n"
     "  -q, --quiet              no summary at shutdown; errors only\n"
     "  -h, --help               this help\n"
     "\n"
     "Prints 'listening on ADDR' on stdout for each socket, and 'metrics on URL' with\n"
     "--metrics, once everything is up. SIGINT/SIGTERM: stop accepting, finish echoing,\n"
-    "exit 0; a second signal exits at once with status 128+signal.\n";
+    "exit 0; a second signal exits at once with status 128+signal. SIGHUP (with --cert):\n"
+    "read the certificate, key and CA files again for new connections; open ones go on.\n";
 
 struct serve;
 
@@ -90,8 +104,12 @@ struct serve {
     yd_timer *stats_timer;
     yd_timer *keepalive; /* holds the main loop until every worker thread has finished */
     atomic_int finished; /* worker threads whose loop has returned */
-    yd_signal *sigint, *sigterm;
+    yd_signal *sigint, *sigterm, *sighup;
     struct stats_report report;
+    /* TLS: one configuration for every thread's servers, reloaded on SIGHUP. */
+    yd_tls_options tls_options;
+    yd_tls *tls;
+    int tls_listener[MAX_LISTEN]; /* listener i serves TLS: its addresses say tls:// */
 };
 
 enum {
@@ -105,7 +123,13 @@ enum {
     OPT_STATS,
     OPT_INETD,
     OPT_METRICS,
-    OPT_JSON
+    OPT_JSON,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_CLIENT_CA,
+    OPT_TLS_MIN,
+    OPT_ALPN,
+    OPT_HANDSHAKE_TIMEOUT
 };
 
 static const struct option longopts[] = {
@@ -122,6 +146,12 @@ static const struct option longopts[] = {
     {"inetd", no_argument, NULL, OPT_INETD},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"json", no_argument, NULL, OPT_JSON},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"client-ca", required_argument, NULL, OPT_CLIENT_CA},
+    {"tls-min", required_argument, NULL, OPT_TLS_MIN},
+    {"alpn", required_argument, NULL, OPT_ALPN},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -145,6 +175,74 @@ static const char *opt_metrics_addr(const char *value)
     if (yd_addr_parse(opt_addr("serve", "--metrics", value), &a) < 0 || a.transport != YD_TCP)
         usage_error("serve", "--metrics: '%s' is not a TCP address (HOST:PORT)", value);
     return value;
+}
+
+static int opt_tls_min(const char *value)
+{
+    if (strcmp(value, "1.2") == 0)
+        return YD_TLS_1_2;
+    if (strcmp(value, "1.3") == 0)
+        return YD_TLS_1_3;
+    usage_error("serve", "--tls-min: unknown version '%s' (use 1.2 or 1.3)", value);
+}
+
+/* "h2,http/1.1": names of 1 to 255 bytes, the list short enough for the library (its wire form,
+ * each name behind its length byte, fits 256 bytes). */
+static const char *opt_alpn(const char *value)
+{
+    size_t wire = 0;
+    for (const char *p = value;;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 255)
+            usage_error("serve", "--alpn: '%s' is not a list of protocol names (h2,http/1.1)",
+                        value);
+        wire += 1 + n;
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    if (wire > 256)
+        usage_error("serve", "--alpn: '%s' is too long", value);
+    return value;
+}
+
+/* Whether systemd passes us sockets (sd_listen_fds(3)): then they are served, not -l's. */
+static int activation_pending(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    return pid != NULL && fds != NULL && atol(pid) == (long)getpid();
+}
+
+/* The TLS options belong together: a tls:// listener needs --cert, and --cert a TLS socket. */
+static void check_tls_args(struct serve *s)
+{
+    const yd_tls_options *o = &s->tls_options;
+    int tls_listeners = 0;
+    for (int i = 0; i < s->nlisten; i++) {
+        yd_addr a;
+        yd_addr_parse(s->listen[i], &a); /* checked by opt_addr */
+        if (!a.tls)
+            continue;
+        tls_listeners++;
+        if (o->cert_file == NULL)
+            usage_error("serve", "-l %s: a TLS listener needs --cert FILE (and --key FILE)",
+                        s->listen[i]);
+    }
+    if (o->cert_file == NULL) {
+        const char *needs = o->key_file               ? "--key"
+                            : o->ca_file              ? "--client-ca"
+                            : o->min_version          ? "--tls-min"
+                            : o->alpn                 ? "--alpn"
+                            : o->handshake_timeout_ms ? "--handshake-timeout"
+                                                      : NULL;
+        if (needs != NULL)
+            usage_error("serve", "%s needs --cert FILE", needs);
+        return;
+    }
+    if (s->inetd)
+        usage_error("serve", "--cert cannot be used with --inetd");
+    if (tls_listeners == 0 && !activation_pending())
+        usage_error("serve", "--cert: no TLS listener to use it on (add -l tls://HOST:PORT)");
 }
 
 static void parse_args(struct serve *s, int argc, char **argv)
@@ -195,6 +293,27 @@ static void parse_args(struct serve *s, int argc, char **argv)
         case OPT_JSON:
             s->echo.json = 1;
             break;
+        case OPT_CERT:
+            s->tls_options.cert_file = optarg;
+            break;
+        case OPT_KEY:
+            s->tls_options.key_file = optarg;
+            break;
+        case OPT_CLIENT_CA:
+            s->tls_options.ca_file = optarg;
+            break;
+        case OPT_TLS_MIN:
+            s->tls_options.min_version = opt_tls_min(optarg);
+            break;
+        case OPT_ALPN:
+            s->tls_options.alpn = opt_alpn(optarg);
+            break;
+        case OPT_HANDSHAKE_TIMEOUT:
+            s->tls_options.handshake_timeout_ms =
+                opt_duration_ms("serve", "--handshake-timeout", optarg);
+            if (s->tls_options.handshake_timeout_ms == 0)
+                usage_error("serve", "--handshake-timeout: the timeout must be above 0");
+            break;
         case 'v':
             s->echo.verbose = 1;
             break;
@@ -212,6 +331,7 @@ static void parse_args(struct serve *s, int argc, char **argv)
         usage_error("serve", "-v and -q contradict each other");
     if (s->inetd && s->metrics_addr != NULL)
         usage_error("serve", "--metrics cannot be used with --inetd");
+    check_tls_args(s);
 }
 
 /* ---- Logging -------------------------------------------------------------------------------- */
@@ -254,11 +374,24 @@ static yd_stats *stats_for(struct serve *s, int t, int i)
 
 /* Names listener i after its first socket, for the metrics' listener label; keeps the server
  * (thread 0's) to print its addresses once everything is up. */
+/* Socket k of listener i's server, as "tcp://127.0.0.1:8888"; a TLS listener's as "tls://..."
+ * or "tls+unix:PATH", so that the address read back connects the way it must. */
+static int listener_address(const struct serve *s, int i, const yd_server *srv, unsigned k,
+                            char *buf, size_t len)
+{
+    int n = yd_server_address(srv, k, buf, len);
+    yd_addr a;
+    if (n < 0 || !s->tls_listener[i] || yd_addr_parse(buf, &a) < 0)
+        return n;
+    a.tls = 1;
+    return yd_addr_format(&a, buf, len);
+}
+
 static void name_listener(struct serve *s, int i, yd_server *srv)
 {
     if (i >= MAX_LISTEN)
         return;
-    if (yd_server_address(srv, 0, s->names[i], sizeof s->names[i]) < 0)
+    if (listener_address(s, i, srv, 0, s->names[i], sizeof s->names[i]) < 0)
         snprintf(s->names[i], sizeof s->names[i], "listener%d", i);
     s->datagram[i] = strncmp(s->names[i], "udp://", 6) == 0;
     if (s->nnames <= i)
@@ -309,6 +442,8 @@ static int listen_all(struct serve *s)
                                            : YD_REUSEPORT_JOIN;
             so.limit = s->limit; /* --max-conns counts across every thread */
             so.max_conns = 0;
+            so.tls = s->tls; /* the library uses it for tls:// addresses only */
+            s->tls_listener[i] = a.tls;
             yd_server *srv;
             int err = yd_echo_listen(s->workers[t].loop, addr, &s->echo, &so, &srv);
             if (err < 0) {
@@ -322,6 +457,47 @@ static int listen_all(struct serve *s)
         }
     }
     return 0;
+}
+
+/* The name systemd gives descriptor i (FileDescriptorName=), from LISTEN_FDNAMES "a:b:c". */
+static int fd_name_is(const char *names, int i, const char *name)
+{
+    for (; names != NULL && i > 0; i--) {
+        names = strchr(names, ':');
+        if (names != NULL)
+            names++;
+    }
+    if (names == NULL)
+        return 0;
+    size_t n = strcspn(names, ":");
+    return n == strlen(name) && strncmp(names, name, n) == 0;
+}
+
+/*
+ * Whether activated descriptor fd (the i-th) is served with TLS. Datagram sockets never are.
+ * Stream sockets named "tls" (FileDescriptorName=tls) are; when any descriptor has that name,
+ * only those are, so that one unit can pass a plain and a TLS port. Otherwise, every stream
+ * socket is TLS when --cert is given. Returns 1, 0, or -1 (said why) for a socket named "tls"
+ * without --cert.
+ */
+static int activated_tls(const struct serve *s, int fd, int i, const char *names)
+{
+    int type;
+    socklen_t tl = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM)
+        return 0; /* not a socket at all: yd_echo_adopt says so */
+    int named = 0;
+    for (int k = 0; k < MAX_LISTEN && !named; k++)
+        named = fd_name_is(names, k, "tls");
+    if (!named)
+        return s->tls != NULL;
+    if (!fd_name_is(names, i, "tls"))
+        return 0;
+    if (s->tls == NULL) {
+        say(s, "socket activation: descriptor %d is named tls, and TLS needs --cert FILE", fd);
+        return -1;
+    }
+    return 1;
 }
 
 /*
@@ -344,10 +520,17 @@ static int adopt_activated(struct serve *s)
             MAX_LISTEN);
         return -1;
     }
+    char names[1024] = "";
+    if (getenv("LISTEN_FDNAMES") != NULL)
+        snprintf(names, sizeof names, "%s", getenv("LISTEN_FDNAMES"));
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
     for (int i = 0; i < (int)n; i++) {
+        int tls = activated_tls(s, 3 + i, i, names);
+        if (tls < 0)
+            return -1;
+        s->tls_listener[i] = tls;
         for (int t = 0; t < s->threads; t++) {
             int fd = t == 0 ? 3 + i : fcntl(3 + i, F_DUPFD_CLOEXEC, 3);
             if (fd < 0) {
@@ -363,6 +546,7 @@ static int adopt_activated(struct serve *s)
             }
             so.limit = s->limit;
             so.max_conns = 0;
+            so.tls = tls ? s->tls : NULL;
             yd_server *srv;
             int err = yd_echo_adopt(s->workers[t].loop, fd, &s->echo, &so, &srv);
             if (err < 0) {
@@ -382,7 +566,7 @@ static void print_listening(struct serve *s)
     for (int i = 0; i < s->nservers; i++) {
         for (unsigned k = 0; k < yd_server_socket_count(s->servers[i]); k++) {
             char name[300];
-            if (yd_server_address(s->servers[i], k, name, sizeof name) > 0)
+            if (listener_address(s, i, s->servers[i], k, name, sizeof name) > 0)
                 printf("listening on %s\n", name);
         }
     }
@@ -591,6 +775,55 @@ static void on_signal(yd_signal *sig, int signum, void *data)
     check_workers(s);
 }
 
+/*
+ * SIGHUP: the certificate, key and CA files are read again, once, for the one configuration
+ * every thread shares; connections open go on with what they negotiated, new ones get the new
+ * files. A reload that fails keeps the old configuration and says why.
+ */
+static void on_sighup(yd_signal *sig, int signum, void *data)
+{
+    (void)sig;
+    (void)signum;
+    struct serve *s = data;
+    char err[TLS_ERR_BYTES];
+    if (yd_tls_reload(s->tls, err, sizeof err) < 0) {
+        say(s, "reload failed: %s (still serving the old certificate)", err);
+        return;
+    }
+    if (s->quiet)
+        return;
+    struct cli_line l = {.len = 0};
+    if (s->echo.json) {
+        cli_line_add(&l, "{");
+        cli_line_add_ts(&l);
+        cli_line_add(&l, ",\"event\":\"reloaded\",\"cert\":");
+        cli_line_add_json_string(&l, s->tls_options.cert_file);
+        cli_line_add(&l, "}");
+    } else {
+        cli_line_add(&l, "yodel serve: reloaded the certificate from %s", s->tls_options.cert_file);
+    }
+    cli_line_write(&l);
+}
+
+/* --cert: the TLS configuration, and SIGHUP to reload it (on the main loop only). */
+static int setup_tls(struct serve *s)
+{
+    if (s->tls_options.cert_file == NULL)
+        return 0;
+    char err[TLS_ERR_BYTES];
+    int r = yd_tls_server_new(&s->tls_options, &s->tls, err, sizeof err);
+    if (r < 0) {
+        say(s, "cannot set up TLS: %s", err[0] ? err : yd_strerror(r));
+        return -1;
+    }
+    r = yd_signal_new(s->workers[0].loop, SIGHUP, on_sighup, s, &s->sighup);
+    if (r < 0) {
+        say(s, "cannot watch SIGHUP: %s", yd_strerror(r));
+        return -1;
+    }
+    return 0;
+}
+
 static void *run_worker(void *arg)
 {
     struct worker *w = arg;
@@ -618,6 +851,7 @@ static void free_workers(struct serve *s)
     }
     yd_stats_free(s->metrics_stats); /* after the loop: a request still open counts into it */
     yd_conn_limit_free(s->limit);
+    yd_tls_free(s->tls);
 }
 
 /* Tells the other threads to stop at once: they are started only when everything is up, so
@@ -653,6 +887,8 @@ static int run(struct serve *s)
         say(s, "cannot watch signals: %s", yd_strerror(err));
         return EXIT_RUNTIME;
     }
+    if (setup_tls(s) < 0)
+        return EXIT_RUNTIME;
     if (s->inetd) {
         if (serve_inetd(s) < 0)
             return EXIT_RUNTIME;
