@@ -110,50 +110,23 @@ class Limits(Base):
 
 @hard.both_thread_counts
 class Drain(Base):
-    def test_sigterm_drains_a_tls_client_mid_stream_losing_nothing_and_sends_close_notify(self):
+    def test_sigterm_echoes_all_a_stalled_tls_client_sent_then_sends_close_notify(self):
         srv = self.serve_tls("-m", "raw", "--drain-timeout", "20s")
-        block = hashlib.sha256(b"drain").digest() * 2048  # 64 KiB
-        total = 8 * MIB
         s = tlslib.tls_connect(tlslib.tls_listener(srv), timeout=30 * tlslib.SLOW)
         self.addCleanup(s.close)
-        sent_half = threading.Event()
-        errors = []
-
-        def writer():
-            try:
-                for off in range(0, total, len(block)):
-                    if off >= total // 2:
-                        sent_half.set()
-                    s.sendall(block)
-            except OSError as e:
-                errors.append(e)
-            sent_half.set()
-
-        t = threading.Thread(target=writer, daemon=True)
-        t.start()
-        got = hashlib.sha256()
-        n = 0
-        signalled = False
-        deadline = time.monotonic() + 60 * tlslib.SLOW
-        while n < total:
-            if sent_half.is_set() and not signalled:
-                srv.send_signal(signal.SIGTERM)
-                signalled = True
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = s.recv(1 << 20)
-            self.assertNotEqual(chunk, b"", "closed after %d of %d bytes" % (n, total))
-            got.update(chunk)
-            n += len(chunk)
-        t.join(tlslib.IO_TIMEOUT)
-        self.assertEqual(errors, [])
-        self.assertTrue(signalled)
-        self.assertEqual(got.hexdigest(),
-                         hashlib.sha256(block * (total // len(block))).hexdigest())
-        # Quiet now: the drain closes us, with close_notify (b"", not SSLEOFError).
-        self.assertEqual(tlslib.recv_until_close_notify(s, timeout=30 * tlslib.SLOW), b"")
+        # Megabytes the server has not echoed yet: in its queues and the socket buffers.
+        pushed = push_tls_until_stalled(s, PUSH_LIMIT, stall=0.5 * tlslib.SLOW)
+        self.assertGreater(pushed, 0)
+        srv.send_signal(signal.SIGTERM)
+        srv.wait_stderr(lambda t: "draining" in t, what="the draining line")
+        # Quiet now: the drain echoes everything, then closes with close_notify (the read
+        # ends with b"", not SSLEOFError).
+        got = tlslib.recv_until_close_notify(s, timeout=30 * tlslib.SLOW, limit=PUSH_LIMIT)
+        self.assertEqual(len(got), pushed, srv.read_stderr())
+        self.assertEqual(got, pattern(pushed))
         self.assertEqual(srv.wait_exit(timeout=30 * tlslib.SLOW)[0], 0)
         counts = hard.summary(srv.stderr)
-        self.assertEqual(counts["bytes_out"], total)
+        self.assertEqual(counts["bytes_out"], pushed)
         self.assertEqual(counts["drain_timeout"] + counts["reset"] + counts["io"], 0)
 
     def test_sigterm_delivers_a_held_reply_before_close_notify(self):
@@ -174,10 +147,20 @@ class Drain(Base):
         self.assertEqual(srv.wait_exit()[0], 0)
 
 
+# One TLS record's worth of plaintext (16 KiB at most): SSL_write sends a chunk whole or not at
+# all, so a write the kernel cut short leaves the server a record it cannot decrypt, never part
+# of one it can. Byte i of the stream is BLOCK[i % len(BLOCK)].
+BLOCK = hashlib.sha256(b"yodel tls").digest() * 500  # 16000 bytes
+
+
+def pattern(n):
+    return (BLOCK * (n // len(BLOCK) + 1))[:n]
+
+
 def push_tls_until_stalled(s, limit, stall):
-    """Writes up to limit bytes over the TLS socket s without reading; stops once it has not
-    been writable for `stall` seconds. Returns the bytes SSL_write took."""
-    chunk = b"x" * 65536
+    """Writes up to limit bytes of BLOCKs over the TLS socket s without reading; stops once it
+    has not been writable for `stall` seconds. Returns the bytes SSL_write took. One thread
+    only: an SSL object is not to be read and written from two at once."""
     s.setblocking(False)
     sent = 0
     deadline = time.monotonic() + 60 * tlslib.SLOW
@@ -186,7 +169,7 @@ def push_tls_until_stalled(s, limit, stall):
             if not select.select([], [s], [], stall)[1]:
                 return sent
             try:
-                sent += s.send(chunk)
+                sent += s.send(BLOCK)
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                 continue
         return sent
@@ -235,40 +218,14 @@ class BackPressure(Base):
 
     def test_a_stalled_tls_client_gets_every_byte_back_once_it_reads(self):
         srv = self.serve_tls("-m", "raw")
-        block = hashlib.sha256(b"stall").digest() * 2048  # 64 KiB
-        total = 16 * MIB
         s = tlslib.tls_connect(tlslib.tls_listener(srv), timeout=60 * tlslib.SLOW)
         self.addCleanup(s.close)
-        # Stall first: write without reading until the server stops reading us.
-        s.setblocking(False)
-        pushed = 0
-        while pushed < total:
-            if not select.select([], [s], [], 0.5 * tlslib.SLOW)[1]:
-                break
-            try:
-                pushed += s.send(block)
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                continue
-        s.setblocking(True)
-        s.settimeout(60 * tlslib.SLOW)
-        self.assertLess(pushed, total, "never stalled")
-        rest = total - pushed
-
-        def writer():
-            s.sendall(block * (rest // len(block)))
-
-        t = threading.Thread(target=writer, daemon=True)
-        t.start()
-        got = hashlib.sha256()
-        n = 0
-        while n < total:
-            chunk = s.recv(1 << 20)
-            self.assertNotEqual(chunk, b"", "closed after %d of %d bytes" % (n, total))
-            got.update(chunk)
-            n += len(chunk)
-        t.join(tlslib.IO_TIMEOUT)
-        self.assertEqual(got.hexdigest(),
-                         hashlib.sha256(block * (total // len(block))).hexdigest())
+        pushed = push_tls_until_stalled(s, PUSH_LIMIT, stall=0.5 * tlslib.SLOW)
+        self.assertLess(pushed, PUSH_LIMIT, "never stalled")
+        got = tlslib.recv_exactly(s, pushed, timeout=60 * tlslib.SLOW)
+        self.assertEqual(got, pattern(pushed))
+        # The connection goes on as before.
+        self.assertEqual(tlslib.round_trip(s, b"and more"), b"and more")
 
 
 if __name__ == "__main__":
