@@ -12,10 +12,13 @@ import ast
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -27,7 +30,7 @@ IO_TIMEOUT = 10.0
 
 ECHO_SERVER_DELAY = 0.2  # DELAY_MS in examples/echo_server.c
 
-LISTEN_RE = re.compile(r"listening on ((tcp|udp)://(\S+):(\d+))")
+LISTEN_RE = re.compile(r"listening on ((tcp|udp|tls)://(\S+):(\d+))")
 
 
 def binary(name):
@@ -1056,6 +1059,151 @@ class TestTwoServers(ExampleTest):
         self.assertIn("received: hello, first server\n", client.stdout)
         self.assertIn("received: HELLO, SECOND SERVER\n", client.stdout)
         self.assertIn("both servers answered", client.stdout)
+
+
+# Python docs, asyncio "Streams": the TCP echo client, with the ssl= context the ssl module's
+# docs make for a client (verifying the server against CAFILE).
+DOCS_TLS_ECHO_CLIENT = r"""
+import asyncio
+import ssl
+
+async def tcp_echo_client(message):
+    context = ssl.create_default_context(cafile='CAFILE')
+    reader, writer = await asyncio.open_connection(
+        '127.0.0.1', 8888, ssl=context)
+
+    print(f'Send: {message!r}')
+    writer.write(message.encode())
+    await writer.drain()
+
+    data = await reader.read(100)
+    print(f'Received: {data.decode()!r}')
+
+    print('Close the connection')
+    writer.close()
+    await writer.wait_closed()
+
+asyncio.run(tcp_echo_client('Hello World!'))
+"""
+
+
+def openssl(*args):
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise AssertionError("openssl %s: %s" % (" ".join(args), r.stderr))
+
+
+class TestTlsEchoServer(ExampleTest):
+    """tls_echo_server with a certificate made here by the openssl command (never a committed
+    key): a self-signed one for 127.0.0.1, and for mutual TLS a client CA and its client."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("no openssl command")
+        cls.dir = tempfile.mkdtemp(prefix="yodel-example-tls-")
+        cls.cert, cls.key = cls.file("cert.pem"), cls.file("key.pem")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"]
+        openssl("req", "-x509", *ec, "-subj", "/CN=localhost", "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", cls.key, "-out", cls.cert)
+        cls.ca, cls.ca_key = cls.file("ca.pem"), cls.file("ca.key")
+        openssl("req", "-x509", *ec, "-subj", "/CN=example client CA", "-keyout", cls.ca_key,
+                "-out", cls.ca)
+        cls.client, cls.client_key = cls.file("client.pem"), cls.file("client.key")
+        openssl("req", "-new", *ec[:5], "-subj", "/CN=alice", "-keyout", cls.client_key,
+                "-out", cls.file("client.csr"))
+        openssl("x509", "-req", "-in", cls.file("client.csr"), "-CA", cls.ca, "-CAkey",
+                cls.ca_key, "-set_serial", "7", "-days", "2", "-out", cls.client)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def file(cls, name):
+        return os.path.join(cls.dir, name)
+
+    def start_tls(self, *extra):
+        return self.start("tls_echo_server", self.cert, self.key, "tls://127.0.0.1:0", *extra)
+
+    def docs_client(self, port):
+        return run_tutorial_client(DOCS_TLS_ECHO_CLIENT.replace("CAFILE", self.cert), 8888, port)
+
+    def test_the_docs_tcp_echo_client_with_an_ssl_context_gets_hello_world_back(self):
+        server = self.start_tls()
+        client = self.docs_client(server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assertEqual(client.stdout, "Send: 'Hello World!'\nReceived: 'Hello World!'\n"
+                                        "Close the connection\n")
+        server.wait_for("stderr", r"Received 'Hello World!' from 127\.0\.0\.1:\d+\n"
+                                  r"Send: 'Hello World!'\nClose the connection\n")
+        self.assert_stops_cleanly(server)
+
+    def test_a_client_that_does_not_trust_the_certificate_gets_nothing(self):
+        server = self.start_tls()
+        context = ssl.create_default_context()  # the system's CAs: not our self-signed one
+
+        async def untrusting():
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port,
+                                                           ssl=context)
+            writer.close()
+
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            self.run_async(untrusting())
+        server.wait_for("stderr", r"handshake failed from 127\.0\.0\.1:\d+")
+        self.assert_stops_cleanly(server)
+
+    def test_plaintext_is_a_failed_handshake_and_the_server_goes_on(self):
+        server = self.start_tls()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as s:
+            s.sendall(b"Hello World!")
+            s.settimeout(IO_TIMEOUT)
+            try:
+                while s.recv(4096):  # an alert, perhaps; then the end
+                    pass
+            except ConnectionResetError:
+                pass
+        server.wait_for("stderr", r"handshake failed from 127\.0\.0\.1:\d+: protocol error")
+        client = self.docs_client(server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assert_stops_cleanly(server)
+
+    def test_with_a_client_ca_the_verified_client_is_named_and_others_are_refused(self):
+        server = self.start_tls(self.ca)
+        context = ssl.create_default_context(cafile=self.cert)
+        context.load_cert_chain(self.client, self.client_key)
+
+        async def with_certificate():
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port,
+                                                           ssl=context)
+            writer.write(b"it is me")
+            data = await reader.read(100)
+            writer.close()
+            await writer.wait_closed()
+            return data
+
+        self.assertEqual(self.run_async(with_certificate()), b"it is me")
+        server.wait_for("stderr", r"TLSv1\.3 from 127\.0\.0\.1:\d+ is CN=alice\n")
+        client = self.docs_client(server.port)  # no certificate
+        self.assertNotEqual(client.returncode, 0, describe(client))
+        server.wait_for("stderr", r"handshake failed from 127\.0\.0\.1:\d+")
+        self.assert_stops_cleanly(server)
+
+    def test_sighup_reloads_the_certificate(self):
+        server = self.start_tls()
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_for("stderr", r"reloaded the certificate\n")
+        client = self.docs_client(server.port)
+        self.assertEqual(client.returncode, 0, describe(client))
+        self.assert_stops_cleanly(server)
+
+    def test_a_missing_certificate_is_one_line_and_exit_1(self):
+        client = run_client("tls_echo_server", self.file("none.pem"), self.key,
+                            "tls://127.0.0.1:0")
+        self.assertEqual(client.returncode, 1, describe(client))
+        self.assertEqual(client.stderr, "tls_echo_server: cannot read %s: No such file or "
+                                        "directory\n" % self.file("none.pem"))
 
 
 if __name__ == "__main__":
