@@ -165,7 +165,8 @@ class ManPageExamplesTest(unittest.TestCase):
         archive = os.path.join(BUILD_DIR, "src", "lib", "libyodel.a")
         if not os.path.exists(archive):
             self.fail("no %s: build the tree first" % archive)
-        status, uv, err = run(["pkg-config", "--libs", "libuv"])
+        # The static library's own dependencies: libuv, and OpenSSL for TLS.
+        status, uv, err = run(["pkg-config", "--libs", "libuv", "openssl"])
         self.assertEqual(status, 0, err)
         src = os.path.join(self.dir, name)
         with open(src, "w") as f:
