@@ -786,6 +786,12 @@ static void on_sighup(yd_signal *sig, int signum, void *data)
     (void)signum;
     struct serve *s = data;
     char err[TLS_ERR_BYTES];
+    if (s->tls == NULL) {
+        /* systemctl reload must not kill a server that has nothing to reload. */
+        if (!s->quiet)
+            say(s, "SIGHUP: nothing to reload (no --cert)");
+        return;
+    }
     if (yd_tls_reload(s->tls, err, sizeof err) < 0) {
         say(s, "reload failed: %s (still serving the old certificate)", err);
         return;
@@ -805,13 +811,14 @@ static void on_sighup(yd_signal *sig, int signum, void *data)
     cli_line_write(&l);
 }
 
-/* --cert: the TLS configuration, and SIGHUP to reload it (on the main loop only). */
+/* --cert: the TLS configuration; SIGHUP reloads it (watched on the main loop only, and without
+ * --cert too, so that a reload never kills the server). */
 static int setup_tls(struct serve *s)
 {
-    if (s->tls_options.cert_file == NULL)
-        return 0;
     char err[TLS_ERR_BYTES];
-    int r = yd_tls_server_new(&s->tls_options, &s->tls, err, sizeof err);
+    int r = s->tls_options.cert_file == NULL
+                ? 0
+                : yd_tls_server_new(&s->tls_options, &s->tls, err, sizeof err);
     if (r < 0) {
         say(s, "cannot set up TLS: %s", err[0] ? err : yd_strerror(r));
         return -1;

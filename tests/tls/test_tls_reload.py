@@ -222,5 +222,20 @@ class FailedReload(Base):
         self.assertNotIn("reloaded", err)
 
 
+@hard.both_thread_counts
+class PlainSighup(hard.ThreadVariant):
+    def test_sighup_to_a_server_without_cert_changes_nothing_and_kills_nothing(self):
+        srv = self.serve("-l", "127.0.0.1:0", "-m", "line")
+        self.addCleanup(srv.kill)
+        with harness.connect(srv.tcp) as s:
+            self.assertEqual(hard.round_trip(s, b"before\n"), b"before\n")
+            srv.send_signal(signal.SIGHUP)
+            srv.wait_stderr(lambda t: "yodel serve: SIGHUP: nothing to reload (no --cert)\n" in t,
+                            what="the SIGHUP line")
+            self.assertEqual(hard.round_trip(s, b"after\n"), b"after\n")
+        status, err = srv.stop()
+        self.assertEqual(status, 0, err)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
