@@ -226,8 +226,59 @@ class MutualTls(Base):
             port = s.getsockname()[1]
             self.assertEqual(tlslib.round_trip(s, b"who\n"), b"who\n")
         srv.wait_stderr(
-            lambda t: ("yodel: 127.0.0.1:%d connected (TLSv1.3, CN=client,O=yodel)" % port) in t,
+            lambda t: ("yodel: 127.0.0.1:%d connected (TLSv1.3, CN=client,O=yodel)\n" % port)
+            in t,
             timeout=2 * tlslib.SLOW, what="the subject on the connected line")
+
+
+class RejectLogs(Base, unittest.TestCase):
+    """What the echo protocol should log for a connection that ends before on_connect
+    (src/lib/echo.c has no on_reject yet: expected failures until it has)."""
+
+    @unittest.expectedFailure
+    def test_a_failed_handshake_is_logged_with_its_peer_without_verbose(self):
+        srv = self.serve_tls()
+        with harness.connect(tlslib.tls_listener(srv)) as s:
+            port = s.getsockname()[1]
+            s.sendall(b"plaintext\n")
+            hard.closed_by_peer(s, tlslib.IO_TIMEOUT)
+        srv.wait_stderr(
+            lambda t: "yodel: 127.0.0.1:%d handshake failed (protocol error)\n" % port in t,
+            timeout=2 * tlslib.SLOW, what="the handshake failure")
+
+    @unittest.expectedFailure
+    def test_a_handshake_timeout_is_logged_with_its_peer(self):
+        srv = self.serve_tls("--handshake-timeout", "200ms")
+        with harness.connect(tlslib.tls_listener(srv)) as s:
+            port = s.getsockname()[1]
+            hard.closed_by_peer(s, tlslib.IO_TIMEOUT)
+        srv.wait_stderr(
+            lambda t: "yodel: 127.0.0.1:%d handshake failed (connection timed out)\n" % port
+            in t, timeout=2 * tlslib.SLOW, what="the handshake timeout")
+
+    @unittest.expectedFailure
+    def test_a_failed_handshake_is_a_json_event_with_json(self):
+        srv = self.serve_tls("--json")
+        with harness.connect(tlslib.tls_listener(srv)) as s:
+            port = s.getsockname()[1]
+            s.sendall(b"plaintext\n")
+            hard.closed_by_peer(s, tlslib.IO_TIMEOUT)
+        text = srv.wait_stderr(lambda t: '"handshake failed (protocol error)"' in t,
+                               timeout=2 * tlslib.SLOW, what="the JSON event")
+        event = [json.loads(l) for l in text.splitlines() if "handshake failed" in l][0]
+        self.assertEqual(event["peer"], "127.0.0.1:%d" % port)
+
+    @unittest.expectedFailure
+    def test_verbose_logs_a_max_conns_refusal_with_its_peer(self):
+        srv = self.serve_tls("-v", "--max-conns", "1")
+        li = tlslib.tls_listener(srv)
+        with tlslib.tls_connect(li) as first:
+            self.assertEqual(tlslib.round_trip(first, b"in\n"), b"in\n")
+            with harness.connect(li) as s:
+                port = s.getsockname()[1]
+                hard.closed_by_peer(s, tlslib.IO_TIMEOUT)
+        srv.wait_stderr(lambda t: "yodel: 127.0.0.1:%d refused (max-conns)\n" % port in t,
+                        timeout=2 * tlslib.SLOW, what="the refusal")
 
 
 class Counters(Base, unittest.TestCase):
