@@ -179,8 +179,8 @@ typedef struct yd_protocol {
     /*
      * A connection the server accepted ended before on_connect: refused past max_conns
      * (-ECONNREFUSED), a TLS handshake that failed (-EPROTO) or did not finish in time
-     * (-ETIMEDOUT). For logging (yd_conn_peer_name works); no other call is allowed, and
-     * on_close will not run. Counted in the server's statistics.
+     * (-ETIMEDOUT), while the server is open. For logging (yd_conn_peer_name works); no other
+     * call is allowed, and on_close will not run. Counted in the server's statistics.
      */
     void (*on_reject)(yd_conn *conn, int status);
 } yd_protocol;

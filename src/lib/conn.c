@@ -653,7 +653,9 @@ void yd__conn_reject(yd_conn *conn, int status, enum yd_error_kind kind)
     STAT_ADD(conn->stats, errors[kind], 1);
     conn->status = status;
     if (conn->served) {
-        if (conn->protocol->on_reject != NULL)
+        /* Only while its server is open: the server's data (what on_reject may use) lives as
+         * long as the server does. */
+        if (conn->protocol->on_reject != NULL && conn->server != NULL)
             conn->protocol->on_reject(conn, status);
         conn->protocol = &silent;
     }
@@ -691,7 +693,9 @@ void yd__conn_closed(yd_conn *conn)
         yd__server_conn_closed(conn->server);
     if (conn->limit != NULL)
         atomic_fetch_sub(&conn->limit->open, 1);
-    if (conn->protocol->on_close != NULL)
+    /* on_close ends what on_connect began: an accepted connection that never got that far
+     * (closed mid-handshake by a drain) says nothing; one the protocol made always hears it. */
+    if (conn->protocol->on_close != NULL && (conn->ready || !conn->served))
         conn->protocol->on_close(conn, conn->status);
     yd__bufq_clear(&conn->wq, &conn->loop->pool);
     free(conn->connecting);
