@@ -368,6 +368,12 @@ YD_EXTERN void yd_conn_resume_reading(yd_conn *conn);
  */
 YD_EXTERN int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
 
+/*
+ * The original client a PROXY protocol header named ("203.0.113.7:51234"), or 0 bytes when the
+ * connection had none. yd_conn_peer_name then names that client too.
+ */
+YD_EXTERN int yd_conn_proxy_source(const yd_conn *conn, char *buf, size_t len);
+
 /* Writes the connection's own address ("127.0.0.1:40112"; "unix", "tty") into buf. */
 YD_EXTERN int yd_conn_sock_name(const yd_conn *conn, char *buf, size_t len);
 

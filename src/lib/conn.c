@@ -785,6 +785,15 @@ int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len)
     return conn->transport->peer_name(conn, buf, len);
 }
 
+int yd_conn_proxy_source(const yd_conn *conn, char *buf, size_t len)
+{
+    (void)conn; /* the PROXY protocol is not read yet: no connection has a source */
+    if (len == 0)
+        return -ENOBUFS;
+    buf[0] = '\0';
+    return 0;
+}
+
 int yd_conn_sock_name(const yd_conn *conn, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
