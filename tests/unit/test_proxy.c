@@ -959,9 +959,55 @@ static void test_v2_header_len_is_exact_and_the_payload_is_untouched(void **stat
     assert_memory_equal(guard_end(&g) - v.n, copy, v.n);
 }
 
+/* Bytes HAProxy 2.6.12 sent (captured from its server connections), for "server ... send-proxy-v2
+ * proxy-v2-options crc32c,unique-id,authority,ssl" relaying a plain TCP client: */
+static const unsigned char HAPROXY_PROXY_V2[] = {
+    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, /* signature */
+    0x21, 0x11, 0x00, 0x1e,                         /* PROXY, TCP over IPv4, 30 bytes */
+    0x7f, 0x00, 0x00, 0x01, 0x7f, 0x00, 0x00, 0x01, /* 127.0.0.1 -> 127.0.0.1 */
+    0xe3, 0x0e, 0x49, 0x49,                         /* 58126 -> 18761 */
+    0x03, 0x00, 0x04, 0x1c, 0x00, 0x4b, 0x20,       /* CRC32C */
+    0x05, 0x00, 0x00,                               /* UNIQUE_ID, empty */
+    0x20, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00, /* SSL: not over TLS */
+};
+
+/* ... and for "check-send-proxy" health checks with "send-proxy-v2 proxy-v2-options crc32c": */
+static const unsigned char HAPROXY_LOCAL_V2[] = {
+    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, /* signature */
+    0x20, 0x00, 0x00, 0x07,                   /* LOCAL, UNSPEC, 7 bytes */
+    0x03, 0x00, 0x04, 0xa9, 0xb8, 0x7e, 0x8f, /* CRC32C */
+};
+
+static void test_v2_what_haproxy_sends_for_a_relayed_client_is_accepted(void **state)
+{
+    (void)state;
+    yd_proxy_header h = parse_ok(HAPROXY_PROXY_V2, sizeof HAPROXY_PROXY_V2);
+    assert_int_equal(h.version, 2);
+    assert_int_equal(h.local, 0);
+    assert_int_equal(h.socktype, SOCK_STREAM);
+    assert_in4(&h.src, "127.0.0.1", 58126);
+    assert_in4(&h.dst, "127.0.0.1", 18761);
+    assert_non_null(h.unique_id);
+    assert_int_equal(h.unique_id_len, 0);
+    assert_null(h.authority);
+    assert_int_equal(h.ssl, 0);
+}
+
+static void test_v2_what_haproxy_sends_for_a_health_check_is_local(void **state)
+{
+    (void)state;
+    yd_proxy_header h = parse_ok(HAPROXY_LOCAL_V2, sizeof HAPROXY_LOCAL_V2);
+    assert_int_equal(h.local, 1);
+    assert_no_address(&h);
+    unsigned char bad[sizeof HAPROXY_LOCAL_V2];
+    memcpy(bad, HAPROXY_LOCAL_V2, sizeof bad);
+    bad[sizeof bad - 1] ^= 0x80; /* its checksum is checked, not just skipped */
+    assert_refused(bad, sizeof bad, "HAProxy's health check with a wrong CRC");
+}
+
 /* ---- Both: prefixes, other protocols, arguments ---------------------------------------- */
 
-#define MAX_VALID 16
+#define MAX_VALID 20
 
 /* Stores header k of valid_headers; returns the next k. */
 static size_t keep(unsigned char out[][YD_PROXY_MAX_BYTES], size_t *lens, size_t k,
@@ -1001,6 +1047,8 @@ static size_t valid_headers(unsigned char out[][YD_PROXY_MAX_BYTES], size_t *len
     }
     v2_start(&v, 0x20, 0x00);
     k = keep(out, lens, k, v.b, v2_done(&v));
+    k = keep(out, lens, k, HAPROXY_PROXY_V2, sizeof HAPROXY_PROXY_V2);
+    k = keep(out, lens, k, HAPROXY_LOCAL_V2, sizeof HAPROXY_LOCAL_V2);
     v2_start(&v, 0x21, 0x11);
     v2_put_ipv4_block(&v);
     v2_tlv(&v, 0x02, "sni.example", 11);
@@ -1286,6 +1334,8 @@ int main(void)
         cmocka_unit_test(test_v2_tlv_running_past_the_header_is_refused),
         cmocka_unit_test(test_v2_tlv_head_cut_by_the_header_end_is_refused),
         cmocka_unit_test(test_v2_header_len_is_exact_and_the_payload_is_untouched),
+        cmocka_unit_test(test_v2_what_haproxy_sends_for_a_relayed_client_is_accepted),
+        cmocka_unit_test(test_v2_what_haproxy_sends_for_a_health_check_is_local),
         cmocka_unit_test(test_every_truncation_of_a_valid_header_needs_more),
         cmocka_unit_test(test_every_valid_header_followed_by_payload_gives_its_own_length),
         cmocka_unit_test(test_other_protocols_are_refused_at_their_first_wrong_byte),
