@@ -526,15 +526,16 @@ typedef struct yd_proxy_header {
 
 /*
  * Parses a PROXY header (v1 or v2, told apart by its first byte) at the start of buf. Returns
- * its length (> 0, header_len) and fills *out; 0 when more bytes are needed: buf is too short
- * to decide (a prefix of a valid header; an address, port or v2 block is checked once it is
- * whole) - read more and call again with all of it; or -EPROTO for anything malformed: not a
+ * its length (> 0, header_len) and fills *out; 0 when more bytes are needed, as long as buf may
+ * still begin a valid header (a v1 IPv6 address, and v2's bytes after its first 16, are checked
+ * once whole): read more and call again with all of it; or -EPROTO for anything malformed: not a
  * PROXY header; a bad v2 signature, version, command, family or protocol; a v1 line over 107
  * bytes with its CRLF, extra or missing spaces, a bad address or a port over 65535; a v2 length
  * past YD_PROXY_MAX_BYTES or too short for its addresses; a TLV whose length runs past the header
  * (or an SSL sub-TLV past its TLV); a CRC32C TLV that does not match; an interpreted TLV given
- * twice. Once the answer is not 0, more bytes never change it. Never reads past len; *out is
- * untouched unless the return is > 0. -EINVAL if out is NULL.
+ * twice. Once the answer is not 0, more bytes never change it; YD_PROXY_MAX_BYTES bytes always
+ * decide. Never reads past len; *out is untouched unless the return is > 0. -EINVAL if out is
+ * NULL, or buf is NULL and len is not 0.
  */
 YD_EXTERN long yd_proxy_parse(const char *buf, size_t len, yd_proxy_header *out);
 

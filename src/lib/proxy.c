@@ -4,10 +4,10 @@
  * functions over buffers: nothing here allocates, does I/O or keeps state, so both are
  * unit-tested and fuzzed alone.
  *
- * The parser answers for whatever prefix of the stream it is given: 0 (need more) as long as the
- * bytes can still become a valid header, then, for good, the header's length or -EPROTO. It
- * never reads past len and never uses a length from the wire before checking it against the bytes
- * it was given.
+ * The parser answers for whatever prefix of the stream it is given: 0 (need more) while the bytes
+ * may still begin a valid header, then, for good, the header's length or -EPROTO. ("May": two
+ * parts, noted below, are judged only once whole.) It never reads past len and never uses a
+ * length from the wire before checking it against the bytes it was given.
  *
  * Version 1: one line of US-ASCII, at most 107 bytes with its CRLF (spec 2.1):
  *
@@ -21,8 +21,9 @@
  *             "::ffff:192.0.2.1" too, which is how inet_ntop (so HAProxy) writes a mapped address
  *
  * Exactly one SP between fields; decimals without a leading zero ("0" alone is one); the source
- * address first; the line ends with CR LF, never a lone CR or LF. A number or address is judged
- * once the byte after it has come; until then it need only be on its way to a valid one.
+ * address first; the line ends with CR LF, never a lone CR or LF. Numbers and IPv4 addresses are
+ * checked byte by byte; an IPv6 address is judged once the byte after it has come, and until then
+ * only its alphabet and length are.
  *
  * Version 2: 16 bytes, then the `len` more they announce (spec 2.2):
  *
