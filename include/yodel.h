@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h> /* struct sockaddr_storage, AF_*, SOCK_* of yd_proxy_header */
 
 #ifdef __cplusplus
 extern "C" {
@@ -512,6 +513,64 @@ YD_EXTERN long yd_frame_line(const char *buf, size_t len, size_t max_line);
 
 /* Copies n bytes from src to dst with ASCII letters upper-cased (dst may be src). */
 YD_EXTERN void yd_ascii_upper(char *dst, const char *src, size_t n);
+
+/* ---- PROXY protocol (pure, no allocation) ------------------------------------------------ */
+
+/*
+ * The header a proxy puts before the bytes of a connection it relays, to name the client it
+ * relays (HAProxy's send-proxy and send-proxy-v2): HAProxy's "The PROXY protocol", version 1 (a
+ * text line) and version 2 (binary, with TLVs). It replaces the peer's address, so accept it only
+ * on a port that only trusted proxies reach, and only where it is expected: never guess.
+ */
+
+/* The longest header accepted: v1's 107 bytes, v2's 16 and a generous TLV area (the smallest
+ * TCP segment every host takes, 576 - 40 bytes, as the spec sizes both). */
+#define YD_PROXY_MAX_BYTES 536
+
+typedef struct yd_proxy_header {
+    int version;  /* 1 or 2 */
+    int local;    /* v2 LOCAL (a proxy's own connection, e.g. a health check) or v1 UNKNOWN: the
+                     header gives no address; use the connection's own */
+    int family;   /* of src and dst: AF_INET, AF_INET6, AF_UNIX, or 0 when the header gives no
+                     address (local, or v2 AF_UNSPEC): then use the connection's own */
+    int socktype; /* SOCK_STREAM or SOCK_DGRAM; 0 when v2 leaves it unspecified or is LOCAL;
+                     v1 is always SOCK_STREAM */
+    struct sockaddr_storage src; /* the original client (a sockaddr_in, sockaddr_in6 or
+                                    sockaddr_un by family; zeroes when family is 0) */
+    struct sockaddr_storage dst; /* the address it connected to (the same) */
+    size_t header_len;           /* bytes the header took: the payload starts after them */
+    /* v2 TLVs, pointing into the caller's buffer (valid as long as it is); NULL and 0 when
+     * absent. Their bytes are the proxy's, unchecked: treat them as untrusted text. */
+    const char *authority; /* PP2_TYPE_AUTHORITY: the host name the client asked for (TLS SNI) */
+    size_t authority_len;
+    const char *unique_id; /* PP2_TYPE_UNIQUE_ID: the proxy's ID of the connection, <= 128 bytes */
+    size_t unique_id_len;
+    int ssl; /* PP2_TYPE_SSL with PP2_CLIENT_SSL: the client reached the proxy over TLS */
+} yd_proxy_header;
+
+/*
+ * Parses a PROXY header (v1 or v2, told apart by its first byte) at the start of buf. Returns
+ * its length (> 0, header_len) and fills *out; 0 when more bytes are needed, as long as buf may
+ * still begin a valid header (a v1 IPv6 address, and v2's bytes after its first 16, are checked
+ * once whole): read more and call again with all of it; or -EPROTO for anything malformed: not a
+ * PROXY header; a bad v2 signature, version, command, family or protocol; a v1 line over 107
+ * bytes with its CRLF, extra or missing spaces, a bad address or a port over 65535; a v2 length
+ * past YD_PROXY_MAX_BYTES or too short for its addresses; a TLV whose length runs past the header
+ * (or an SSL sub-TLV past its TLV); a CRC32C TLV that does not match; an interpreted TLV given
+ * twice. Once the answer is not 0, more bytes never change it; YD_PROXY_MAX_BYTES bytes always
+ * decide. Never reads past len; *out is untouched unless the return is > 0. -EINVAL if out is
+ * NULL, or buf is NULL and len is not 0.
+ */
+YD_EXTERN long yd_proxy_parse(const char *buf, size_t len, yd_proxy_header *out);
+
+/*
+ * Writes a header for a TCP connection from src to dst (a sockaddr_in or sockaddr_in6, both of
+ * one family) into buf: version 1 ("PROXY TCP4 ...\r\n") or 2 (PROXY command, no TLVs).
+ * Returns its length (YD_PROXY_MAX_BYTES of room is always enough), -ENOBUFS if len is too
+ * short (buf is then untouched), or -EINVAL for another version, family or mixed families.
+ */
+YD_EXTERN long yd_proxy_format(int version, const void *src, const void *dst, char *buf,
+                               size_t len);
 
 /* ---- Echo: the behaviours of `yodel serve` ------------------------------------------------ */
 
