@@ -110,6 +110,7 @@ enum yd_error_kind {
     YD_ERR_HTTP,          /* a malformed or unknown request on the metrics endpoint */
     YD_ERR_DRAIN_TIMEOUT, /* reset at the drain deadline with work still pending */
     YD_ERR_TLS_HANDSHAKE, /* a TLS handshake failed or did not finish in time */
+    YD_ERR_PROXY_HEADER,  /* a PROXY protocol header missing, malformed or too slow */
     YD_ERR__COUNT
 };
 
@@ -178,12 +179,13 @@ typedef struct yd_protocol {
     void (*on_datagram)(yd_server *server, const char *data, size_t len, const void *peer,
                         unsigned peer_len);
     /*
-     * A connection the server accepted ended before on_connect: refused past max_conns
-     * (-ECONNREFUSED), a TLS handshake that failed (-EPROTO) or did not finish in time
-     * (-ETIMEDOUT), while the server is open. For logging (yd_conn_peer_name works); no other
-     * call is allowed, and on_close will not run. Counted in the server's statistics.
+     * A connection the server accepted ended before on_connect, while the server is open:
+     * refused past max_conns (status -ECONNREFUSED, kind YD_ERR__COUNT: counted as refused), or
+     * a TLS handshake or PROXY header (kind YD_ERR_TLS_HANDSHAKE or YD_ERR_PROXY_HEADER) that
+     * failed (-EPROTO) or did not come in time (-ETIMEDOUT). For logging (yd_conn_peer_name
+     * works); no other call is allowed, and on_close will not run.
      */
-    void (*on_reject)(yd_conn *conn, int status);
+    void (*on_reject)(yd_conn *conn, int status, enum yd_error_kind kind);
 } yd_protocol;
 
 /* ---- Servers ------------------------------------------------------------------------------ */
@@ -206,6 +208,8 @@ typedef struct yd_server_options {
     int reuseport;                 /* YD_REUSEPORT_*: one listening socket per thread */
     int backlog;                   /* 0: a sensible default (SOMAXCONN) */
     struct yd_tls *tls;            /* TLS for every connection: required for tls:// addresses */
+    int proxy_protocol;            /* every connection (datagram) starts with a PROXY header */
+    uint64_t proxy_timeout_ms;     /* 0: 5 s for the header to arrive */
     void (*free_data)(void *data); /* or NULL: called with data when the server is freed
                                       (not if listening fails: data stays the caller's) */
 } yd_server_options;
@@ -371,7 +375,8 @@ YD_EXTERN int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
 
 /*
  * The original client a PROXY protocol header named ("203.0.113.7:51234"), or 0 bytes when the
- * connection had none. yd_conn_peer_name then names that client too.
+ * connection had none (or a LOCAL one: a proxy's health check). yd_conn_peer_name then names
+ * that client too: the original client replaces the proxy as the peer.
  */
 YD_EXTERN int yd_conn_proxy_source(const yd_conn *conn, char *buf, size_t len);
 
