@@ -77,12 +77,19 @@ YD_EXTERN int yd_loop_free(yd_loop *loop);
 YD_EXTERN void yd_loop_drain(yd_loop *loop, uint64_t drain_ms);
 
 /*
- * Ctrl-C done properly, for a server: the first SIGINT or SIGTERM runs yd_loop_drain(loop,
- * drain_ms), a second one stops the loop at once; and SIGPIPE is ignored for the process, so a
- * peer that resets while we write is an error to handle, not a death (libuv writes with
- * write(2); any program using libyodel without this call should ignore SIGPIPE itself). The
- * watchers do not keep the loop alive.
+ * Ctrl-C done properly, the one policy of every yodel program: the first SIGINT or SIGTERM
+ * calls on_first (finish what you are doing: a server drains, a load generator stops and
+ * reports); a second one calls on_second if not NULL (to say so, briefly) and ends the process
+ * at once with status 128 + signum, the status a shell reports for a process that signal
+ * killed. SIGPIPE is ignored for the process, so a peer that resets while we write is an error
+ * to handle, not a death (libuv writes with write(2); a program using libyodel without these
+ * calls should ignore SIGPIPE itself). The watchers do not keep the loop alive.
  */
+typedef void (*yd_shutdown_cb)(yd_loop *loop, int signum, void *data);
+YD_EXTERN int yd_loop_on_shutdown_signals(yd_loop *loop, yd_shutdown_cb on_first,
+                                          yd_shutdown_cb on_second, void *data);
+
+/* The same for a server on one loop: the first signal runs yd_loop_drain(loop, drain_ms). */
 YD_EXTERN int yd_loop_drain_on_signals(yd_loop *loop, uint64_t drain_ms);
 
 /* The loop's cached monotonic clock, in milliseconds. */
