@@ -136,13 +136,14 @@ typedef struct yd_stats_snapshot {
 
 /*
  * A set of counters. One loop thread writes it; any thread may read it with
- * yd_stats_read() at any time. Several servers on one loop may share one.
+ * yd_stats_add_to() at any time. Several servers on one loop may share one.
  */
 YD_EXTERN int yd_stats_new(yd_stats **out);
 YD_EXTERN void yd_stats_free(yd_stats *stats);
 
-/* Adds the current values of stats into *sum (so several threads' counters merge). */
-YD_EXTERN void yd_stats_read(const yd_stats *stats, yd_stats_snapshot *sum);
+/* Adds the current values of stats to *sum: start from a zeroed snapshot, and call it once per
+ * set to merge several threads' counters. (Named for what it does: it never overwrites.) */
+YD_EXTERN void yd_stats_add_to(const yd_stats *stats, yd_stats_snapshot *sum);
 
 /* Counts one error of the given kind (for protocols that detect their own). */
 YD_EXTERN void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind);
