@@ -87,7 +87,7 @@ static void client_on_data(yd_conn *conn, const char *data, size_t len)
 {
     struct client *c = yd_conn_data(conn);
     assert_true(c->got + len <= GREETING_LEN);
-    assert_memory_equal(data, GREETING + c->got, len);
+    assert_memory_equal(data, &GREETING[c->got], len);
     c->got += len;
     if (c->got == GREETING_LEN) {
         c->scene->greeted++;
