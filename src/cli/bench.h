@@ -94,15 +94,16 @@ typedef struct client {
     uint64_t acked;    /* TCP: the sequence number the next echo must carry; UDP: one past
                           the highest that came back */
     uint64_t next_due_ns;
+    size_t rx_off;      /* stream: bytes of the next echo received so far */
+    int rx_bad;         /* stream: those bytes differ from what was sent */
+    size_t lost_next;   /* UDP: where the next lost sequence number goes in lost[] */
+    char *msg;          /* the message template; its header is rewritten per send */
+    uint64_t *start_ns; /* DEPTH slots: when each message in flight started */
+    uint64_t *slot_seq; /* UDP only: which message each slot holds, or NO_SEQ */
+    uint64_t *lost;     /* UDP only: the last lost_record() sequence numbers counted lost */
+    /* Not per message (after the fields that are, so that those keep their places). */
     uint64_t connect_ns; /* when the current connection's connect was called */
     uint64_t conn_seq;   /* --reconnect-every: the first sequence number of this connection */
-    size_t rx_off;       /* stream: bytes of the next echo received so far */
-    int rx_bad;          /* stream: those bytes differ from what was sent */
-    size_t lost_next;    /* UDP: where the next lost sequence number goes in lost[] */
-    char *msg;           /* the message template; its header is rewritten per send */
-    uint64_t *start_ns;  /* DEPTH slots: when each message in flight started */
-    uint64_t *slot_seq;  /* UDP only: which message each slot holds, or NO_SEQ */
-    uint64_t *lost;      /* UDP only: the last lost_record() sequence numbers counted lost */
 } client;
 
 struct bench;
