@@ -452,7 +452,7 @@ static void pump(yd_conn *conn)
         if (r > 0)
             return;
         if (r < 0) {
-            yd__conn_reject(conn, -EPROTO, YD_ERR_TLS_HANDSHAKE);
+            yd__conn_reject(conn, -EPROTO, yd__conn_opening_kind(conn));
             return;
         }
         yd__conn_ready(conn);
@@ -483,18 +483,31 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct yd__tls_conn *t = conn->tls;
     if (nread < 0 && nread != UV_EOF) {
         if (t->handshaking)
-            yd__conn_reject(conn, (int)nread, YD_ERR_TLS_HANDSHAKE);
+            yd__conn_reject(conn, (int)nread, yd__conn_opening_kind(conn));
         else
             yd__conn_read_error(conn, (int)nread);
         return;
     }
     if (nread == UV_EOF)
         t->eof = 1;
-    t->in = buf->base;
-    t->in_len = nread > 0 ? (size_t)nread : 0;
+    const char *data = buf->base;
+    size_t len = nread > 0 ? (size_t)nread : 0;
+    char *hold = NULL;
+    if (conn->proxy_expected && len > 0) { /* a PROXY header comes before the TLS hello */
+        int r = yd__conn_proxy_read(conn, &data, &len, &hold);
+        if (r > 0)
+            return;
+        if (r < 0) {
+            yd__conn_reject(conn, r, YD_ERR_PROXY_HEADER);
+            return;
+        }
+    }
+    t->in = data;
+    t->in_len = len;
     pump(conn);
     if (conn->tls != NULL)
         conn->tls->in_len = 0; /* the loop's buffer is the next read's */
+    free(hold);
 }
 
 static int socket_read(yd_conn *conn, int on)
@@ -690,7 +703,9 @@ static int tls_start(yd_conn *conn)
     struct yd__tls_conn *t = conn->tls;
     if (conn->transport == &yd__tls_tcp_transport)
         uv_tcp_nodelay(&conn->h.tcp, 1);
-    conn->ready_deadline_ms = uv_now(&conn->loop->uv) + t->tls->handshake_timeout_ms;
+    /* After the PROXY header's own deadline, if one is awaited first. */
+    uint64_t from = conn->ready_deadline_ms ? conn->ready_deadline_ms : uv_now(&conn->loop->uv);
+    conn->ready_deadline_ms = from + t->tls->handshake_timeout_ms;
     yd__loop_want_sweep(conn->loop, yd__loop_sweep_period(t->tls->handshake_timeout_ms));
     int err = socket_read(conn, 1);
     if (err < 0)

@@ -150,7 +150,7 @@ static yd_stats_snapshot snapshot(const struct scene *s)
 {
     yd_stats_snapshot snap;
     memset(&snap, 0, sizeof snap);
-    yd_stats_read(s->stats, &snap);
+    yd_stats_add_to(s->stats, &snap);
     return snap;
 }
 
