@@ -188,6 +188,13 @@ class BenchTlsTest(unittest.TestCase):
         self.assertIn("TLS handshake failed", lines[0])
         self.assertIn("not signed by a CA in " + cert("other", "crt"), lines[0])
 
+    def test_tls_address_alone_verifies_with_the_system_cas(self):
+        server = self.echo_server()
+        result = bench("-c", "tls://127.0.0.1:%d" % server.port, "-n", "1", *SHORT)
+        self.assertEqual(result.returncode, 1, "a test certificate no system trusts")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("not signed by a CA the system trusts (--ca)", result.stderr)
+
     def test_sni_names_the_certificate_to_verify(self):
         server = self.echo_server()
         args = ["-c", "tls://127.0.0.1:%d" % server.port, "--ca", cert("server", "crt"), "-n",
