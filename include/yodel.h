@@ -420,6 +420,8 @@ typedef struct yd_tls_options {
     int min_version;         /* 0 or YD_TLS_1_2: TLS 1.2 and 1.3; YD_TLS_1_3: 1.3 only */
     const char *alpn;        /* "h2,http/1.1"-style list to offer or accept, or NULL */
     uint64_t handshake_timeout_ms; /* 0: 10 s; a peer silent that long mid-handshake is dropped */
+    int resume;                    /* client: offer the newest session the server gave (a
+                                      ticket) on the next connection: an abbreviated handshake */
 } yd_tls_options;
 
 /*
@@ -465,6 +467,8 @@ YD_EXTERN int yd_conn_open_fd_tls(yd_loop *loop, int fd, yd_tls *tls, const char
  * peer certificate's subject ("CN=client,O=yodel"; 0 bytes if none). Valid from on_connect on.
  */
 YD_EXTERN const char *yd_conn_tls_version(const yd_conn *conn);
+/* 1 if the handshake resumed an earlier session (yd_tls_options.resume), 0 if it was full. */
+YD_EXTERN int yd_conn_tls_resumed(const yd_conn *conn);
 YD_EXTERN int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len);
 
 /* ---- Timers and signals ------------------------------------------------------------------- */

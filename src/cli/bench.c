@@ -58,6 +58,8 @@ static const char usage[] =
     "                            certificate is verified with the system's CAs\n"
     "      --ca FILE             verify it with these CAs (PEM) instead\n"
     "      --insecure            do not verify it (said on stderr)\n"
+    "      --resume              with --reconnect-every: resume the TLS session (abbreviated\n"
+    "                            handshakes); without it every handshake is full\n"
     "      --sni NAME            send NAME as SNI and verify the certificate for it\n"
     "                            (default: the address's host)\n"
     "      --cert FILE           present this client certificate (PEM; mutual TLS)\n"
@@ -88,6 +90,7 @@ static const struct option longopts[] = {
     {"tls", no_argument, NULL, 'L'},
     {"ca", required_argument, NULL, 'A'},
     {"insecure", no_argument, NULL, 'I'},
+    {"resume", no_argument, NULL, 'Z'},
     {"sni", required_argument, NULL, 'S'},
     {"cert", required_argument, NULL, 'C'},
     {"key", required_argument, NULL, 'K'},
@@ -151,6 +154,9 @@ static void take_option(int c, config *cfg)
         break;
     case 'I':
         cfg->insecure = 1;
+        break;
+    case 'Z':
+        cfg->resume = 1;
         break;
     case 'S':
         if (optarg[0] == '\0')

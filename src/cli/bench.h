@@ -51,6 +51,7 @@ typedef struct config {
     /* TLS (bench_tls.c): tls:// or --tls, and the client's certificate options. */
     int tls;
     int insecure;
+    int resume; /* --resume: reconnections resume the TLS session */
     const char *ca_file;
     const char *sni;
     const char *cert_file;
@@ -71,6 +72,7 @@ typedef struct counters {
     uint64_t late;     /* a datagram that came back after being counted lost */
     uint64_t sent;     /* messages sent while measuring: the offered load */
     uint64_t connects; /* connections that came up again while measuring (--reconnect-every) */
+    uint64_t resumed;  /* of those, TLS handshakes that resumed a session (--resume) */
 } counters;
 
 enum client_state {

@@ -247,8 +247,10 @@ static void on_connect(yd_conn *conn)
         worker_connect_done(w);
         return;
     }
-    if (w->recording)
+    if (w->recording) {
         w->cnt.connects++;
+        w->cnt.resumed += (uint64_t)yd_conn_tls_resumed(conn);
+    }
     if (!w->stopping)
         refill(c, now);
 }

@@ -42,6 +42,7 @@ static void add_counters(counters *to, const counters *c)
     to->late += c->late;
     to->sent += c->sent;
     to->connects += c->connects;
+    to->resumed += c->resumed;
 }
 
 /* Rates add up over the threads, each over the time its own measurement was live. */
@@ -186,7 +187,8 @@ static void print_json(const bench *b, const result *r)
     else
         fputs(",\"reconnect_every\":null,\"connects\":null,\"connects_per_s\":null", f);
     if (cfg->reconnect_every != 0 && cfg->tls)
-        fprintf(f, ",\"handshakes_per_s\":%.1f,\"resumed\":false", r->connect_rate);
+        fprintf(f, ",\"handshakes_per_s\":%.1f,\"resumed\":%llu", r->connect_rate,
+                (unsigned long long)c->resumed);
     else
         fputs(",\"handshakes_per_s\":null,\"resumed\":null", f);
     fprintf(f,
@@ -255,7 +257,11 @@ static void print_text(const bench *b, const result *r)
         printf("  %-14s %llu  (%.1f/s, a new connection every %llu round trip%s%s)\n",
                cfg->tls ? "handshakes" : "connects", (unsigned long long)c->connects,
                r->connect_rate, (unsigned long long)cfg->reconnect_every,
-               cfg->reconnect_every == 1 ? "" : "s", cfg->tls ? ", every handshake full" : "");
+               cfg->reconnect_every == 1 ? "" : "s", "");
+    if (cfg->reconnect_every != 0 && cfg->tls)
+        printf("  resumed        %llu of %llu handshakes (%s)\n", (unsigned long long)c->resumed,
+               (unsigned long long)c->connects,
+               cfg->resume ? "--resume offers the last session" : "every one full");
     printf("  throughput     %.2f MB/s of payload each way\n", r->rate * (double)cfg->size / 1e6);
     print_percentiles("latency (us)", &r->hist);
     if (cfg->rate > 0)

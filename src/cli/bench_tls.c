@@ -27,6 +27,8 @@ static const char *tls_only_option(const config *cfg)
         return "--cert";
     if (cfg->key_file != NULL)
         return "--key";
+    if (cfg->resume)
+        return "--resume";
     return NULL;
 }
 
@@ -49,6 +51,8 @@ void tls_check_options(const config *cfg)
         usage_error("bench", "--tls: not over UDP (TLS runs over TCP or a Unix socket)");
     if (cfg->insecure && cfg->ca_file != NULL)
         usage_error("bench", "--ca with --insecure: verify with the CA, or not at all");
+    if (cfg->resume && cfg->reconnect_every == 0)
+        usage_error("bench", "--resume: only with --reconnect-every (a new handshake to resume)");
     if (cfg->key_file != NULL && cfg->cert_file == NULL)
         usage_error("bench", "--key: without --cert (the client certificate it belongs to)");
     check_readable("--ca", cfg->ca_file);
@@ -67,6 +71,7 @@ void tls_setup(bench *b)
         .ca_file = cfg->ca_file,
         .insecure = cfg->insecure,
         .server_name = cfg->sni,
+        .resume = cfg->resume,
     };
     char err[256] = "";
     int rc = yd_tls_client_new(&options, &b->tls, err, sizeof err);

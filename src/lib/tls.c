@@ -37,7 +37,8 @@ struct yd_tls {
     int server;
     _Atomic unsigned refs; /* the owner's, and one per server and connection using it */
     char *cert_file, *key_file, *ca_file, *server_name;
-    int insecure, min_version;
+    int insecure, min_version, resume;
+    SSL_SESSION *session; /* client with resume: the newest session a server gave (under lock) */
     uint64_t handshake_timeout_ms;
     unsigned char alpn[ALPN_WIRE_BYTES]; /* the ALPN list in wire format: length-prefixed */
     unsigned alpn_len;
@@ -165,6 +166,21 @@ static int load_trust(SSL_CTX *ctx, const yd_tls *tls, char *err, size_t errlen)
     return 0;
 }
 
+/* A client with resume keeps the newest session a server gave (TLS 1.3 sends its tickets after
+ * the handshake, so this runs from SSL_read). Returns 1: the reference is ours. */
+static int keep_session(SSL *ssl, SSL_SESSION *session)
+{
+    yd_tls *tls = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), 0);
+    if (tls == NULL)
+        return 0;
+    pthread_mutex_lock(&tls->lock);
+    SSL_SESSION *old = tls->session;
+    tls->session = session;
+    pthread_mutex_unlock(&tls->lock);
+    SSL_SESSION_free(old);
+    return 1;
+}
+
 /* A fresh SSL_CTX from the files: the secure defaults, identity, trust, ALPN. */
 static int make_ctx(yd_tls *tls, SSL_CTX **out, char *err, size_t errlen)
 {
@@ -181,6 +197,12 @@ static int make_ctx(yd_tls *tls, SSL_CTX **out, char *err, size_t errlen)
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     static const unsigned char sid_ctx[] = "yodel";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    if (tls->resume) {
+        SSL_CTX_set_ex_data(ctx, 0, tls);
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, keep_session);
+    }
     int r = load_identity(ctx, tls, err, errlen);
     if (r == 0)
         r = load_trust(ctx, tls, err, errlen);
@@ -208,6 +230,7 @@ static void tls_unref(yd_tls *tls)
     if (atomic_fetch_sub(&tls->refs, 1) != 1)
         return;
     SSL_CTX_free(tls->ctx);
+    SSL_SESSION_free(tls->session);
     pthread_mutex_destroy(&tls->lock);
     free(tls->cert_file);
     free(tls->key_file);
@@ -229,6 +252,7 @@ static int tls_new(int server, const yd_tls_options *o, yd_tls **out, char *err,
     atomic_init(&tls->refs, 1);
     tls->server = server;
     tls->insecure = o->insecure;
+    tls->resume = o->resume && !server;
     tls->min_version = o->min_version;
     tls->handshake_timeout_ms =
         o->handshake_timeout_ms ? o->handshake_timeout_ms : DEFAULT_HANDSHAKE_TIMEOUT_MS;
@@ -380,6 +404,8 @@ int yd__tls_attach(yd_conn *conn, yd_tls *tls, const char *host)
     }
     pthread_mutex_lock(&tls->lock);
     t->ssl = SSL_new(tls->ctx); /* takes its own reference on the current ctx */
+    if (t->ssl != NULL && tls->session != NULL)
+        SSL_set_session(t->ssl, tls->session); /* offered; the server may still refuse it */
     pthread_mutex_unlock(&tls->lock);
     BIO *bio = t->ssl ? BIO_new(bio_method) : NULL;
     if (bio == NULL) {
@@ -725,6 +751,13 @@ const char *yd_conn_tls_version(const yd_conn *conn)
     if (conn->tls == NULL || conn->tls->handshaking)
         return NULL;
     return SSL_get_version(conn->tls->ssl);
+}
+
+int yd_conn_tls_resumed(const yd_conn *conn)
+{
+    if (conn->tls == NULL || conn->tls->handshaking)
+        return 0;
+    return SSL_session_reused(conn->tls->ssl) == 1;
 }
 
 int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len)

@@ -249,6 +249,22 @@ class BenchTlsTest(unittest.TestCase):
         self.assertEqual(report["handshakes_per_s"], report["connects_per_s"])
         self.assertFalse(report["resumed"])
 
+    def test_resume_makes_reconnections_resume_the_tls_session(self):
+        server = self.echo_server()
+        result, report = bench_json("-c", "tls://127.0.0.1:%d" % server.port, "--ca",
+                                    cert("server", "crt"), "-n", "2", "--reconnect-every", "1",
+                                    "--resume", *SHORT)
+        self.assert_clean(result, report)
+        self.assertGreater(report["connects"], 0)
+        # The first reconnection of each connection may come before its ticket: nearly all
+        # others resume.
+        self.assertGreaterEqual(report["resumed"], report["connects"] // 2, report)
+
+    def test_resume_without_reconnect_every_is_a_usage_error(self):
+        result = bench("-c", "tls://127.0.0.1:1", "--insecure", "--resume")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--resume", result.stderr)
+
     def test_reconnect_every_n_with_depth_sends_n_per_connection(self):
         server = self.echo_server(tls=False)
         result, report = bench_json("-c", "127.0.0.1:%d" % server.port, "-n", "2", "-p", "3",
