@@ -119,8 +119,6 @@ typedef struct worker {
     yd_loop *loop;
     yd_timer *tick;
     yd_timer *phase;
-    yd_signal *sigint;
-    yd_signal *sigterm;
     /* Its connections (clients), and their slots and messages in one arena (bench_conn.c). */
     client *clients;
     size_t nclients;
