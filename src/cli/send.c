@@ -146,12 +146,22 @@ static int connect_server(struct run *run, const yd_protocol *protocol, void *da
 }
 
 /* A connection's error status in words; over TLS, what most likely failed. connected: whether
- * on_connect had run (over TLS: the handshake was done). */
-static const char *conn_failure(const struct run *run, int status, int connected)
+ * on_connect had run (over TLS: the handshake was done); answered: whether anything came back. */
+static const char *conn_failure(const struct run *run, int status, int connected, int answered)
 {
     if (run->tls != NULL)
-        return send_tls_failure(&run->tls_options, status, connected);
+        return send_tls_failure(&run->tls_options, status, connected, answered);
     return yd_strerror(status);
+}
+
+/* " (why)" after "the server closed the connection before replying" over TLS; else "". */
+static const char *early_close_hint(const struct run *run)
+{
+    static char hint[128];
+    if (run->tls == NULL)
+        return "";
+    snprintf(hint, sizeof hint, " (%s)", send_tls_refusal_hint(&run->tls_options));
+    return hint;
 }
 
 /*
@@ -261,6 +271,12 @@ struct client {
 };
 
 static void fail(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Has anything come back to this client yet? */
+static int answered(const struct client *c)
+{
+    return c->msg > 0 || c->got_len > 0 || c->got_total > 0;
+}
 
 static void fail(struct client *c, const char *fmt, ...)
 {
@@ -411,7 +427,7 @@ static void send_next(struct client *c)
         return;
     }
     if (err < 0 && !run->udp) {
-        fail(c, "cannot send to %s: %s", run->addr, yd_strerror(err));
+        fail(c, "cannot send to %s: %s", run->addr, conn_failure(run, err, 1, answered(c)));
         c->done = 1;
         yd_conn_abort(c->conn);
         return;
@@ -603,7 +619,8 @@ static void on_eof(yd_conn *conn)
             fail(c, "%s closed the connection after %d of %d replies", run->addr, c->msg + 1,
                  run->nmessages);
     } else {
-        fail(c, "%s closed the connection before replying", run->addr);
+        fail(c, "%s closed the connection before replying%s", run->addr,
+             answered(c) ? "" : early_close_hint(run));
     }
     finish(c);
 }
@@ -616,11 +633,13 @@ static void on_close(yd_conn *conn, int status)
         c->done = 1;
         /* A connected UDP socket learns of a closed port from ICMP, after connecting. */
         if (status == -ECONNREFUSED || (status < 0 && !c->connected))
-            fail(c, "cannot connect to %s: %s", run->addr, conn_failure(run, status, 0));
+            fail(c, "cannot connect to %s: %s", run->addr, conn_failure(run, status, 0, 0));
         else if (status < 0)
-            fail(c, "lost the connection to %s: %s", run->addr, conn_failure(run, status, 1));
+            fail(c, "lost the connection to %s: %s", run->addr,
+                 conn_failure(run, status, 1, answered(c)));
         else
-            fail(c, "%s closed the connection before replying", run->addr);
+            fail(c, "%s closed the connection before replying%s", run->addr,
+                 answered(c) ? "" : early_close_hint(run));
     }
     yd_timer_free(c->timer);
     c->timer = NULL;
@@ -849,7 +868,8 @@ static int write_server(struct pipe_run *p, const char *data, size_t len)
 {
     int err = yd_conn_write(p->server, data, len);
     if (err < 0) {
-        stream_fail(p, "cannot send to %s: %s", p->run->addr, yd_strerror(err));
+        stream_fail(p, "cannot send to %s: %s", p->run->addr,
+                    conn_failure(p->run, err, 1, p->echoed > 0));
         stream_abort(p);
         return err;
     }
@@ -1017,8 +1037,8 @@ static void server_eof(yd_conn *conn)
     if (!p->input_done) {
         stream_fail(p,
                     "%s closed the connection before the end of the input (%llu bytes sent, "
-                    "%llu came back)",
-                    addr, sent, echoed);
+                    "%llu came back)%s",
+                    addr, sent, echoed, echoed == 0 ? early_close_hint(p->run) : "");
         stop_input(p);
     } else if (!p->run->no_check && echoed < p->sent) {
         stream_fail(p, "%s closed the connection after echoing %llu of %llu bytes", addr, echoed,
@@ -1037,10 +1057,10 @@ static void server_close(yd_conn *conn, int status)
     if (status < 0 && !p->failed) {
         if (!p->connected)
             stream_fail(p, "cannot connect to %s: %s", p->run->addr,
-                        conn_failure(p->run, status, 0));
+                        conn_failure(p->run, status, 0, 0));
         else
             stream_fail(p, "%s: %s%s (%llu bytes sent, %llu came back)", p->run->addr,
-                        conn_failure(p->run, status, 1),
+                        conn_failure(p->run, status, 1, p->echoed > 0),
                         p->input_done ? "" : " before the end of the input",
                         (unsigned long long)p->sent, (unsigned long long)p->echoed);
     }

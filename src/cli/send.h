@@ -55,11 +55,20 @@ struct send_tls_options {
 struct yd_tls *send_tls_new(const struct send_tls_options *o);
 
 /*
- * The end of an error line for a TLS connection that closed with status: handshaken says
- * whether on_connect had run. -EPROTO, which is all the library says of a failed handshake,
- * becomes what most likely failed ("TLS handshake failed (certificate not verified?)").
+ * The end of an error line for a TLS connection that failed with status: handshaken says
+ * whether on_connect had run, answered whether anything came back since. -EPROTO, all the
+ * library says of a failed handshake, becomes what most likely failed ("TLS handshake failed
+ * (certificate not verified?)"); so does an error before the first answer (a server that
+ * wants a client certificate says so then, in TLS 1.3). The text is in static storage.
  */
-const char *send_tls_failure(const struct send_tls_options *o, int status, int handshaken);
+const char *send_tls_failure(const struct send_tls_options *o, int status, int handshaken,
+                             int answered);
+
+/*
+ * Why a TLS server may end a session before its first answer, with an alert, a reset or a plain
+ * close: in TLS 1.3 that is how a refused (or missing) client certificate shows.
+ */
+const char *send_tls_refusal_hint(const struct send_tls_options *o);
 
 /* ---- The probe (send_probe.c) --------------------------------------------------------------- */
 

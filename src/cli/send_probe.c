@@ -538,6 +538,15 @@ static void on_eof(yd_conn *conn)
     yd_conn_close(conn);
 }
 
+/* Over TLS, a close before any line may be a refused client certificate: say so. */
+static void lost_closed_tls(struct probe *p)
+{
+    char detail[200];
+    snprintf(detail, sizeof detail, "the server closed the connection (%s)",
+             send_tls_refusal_hint(p->o->tls_options));
+    lost(p, "error", detail);
+}
+
 /* Exits: an old connection (freed); the current one, between probes (the next connects
  * again); during a probe (it is lost; UDP refused: try the name's next address next time;
  * over TLS, a failed handshake while connecting, the server's alert while awaiting). */
@@ -546,6 +555,7 @@ static void on_close(yd_conn *conn, int status)
     struct probe_conn *pc = yd_conn_data(conn);
     struct probe *p = pc->p;
     int current = pc == p->cur;
+    uint64_t lines = pc->lines;
     free(pc);
     if (!current)
         return;
@@ -555,9 +565,12 @@ static void on_close(yd_conn *conn, int status)
     if (p->phase != PHASE_CONNECTING && p->phase != PHASE_AWAITING)
         return;
     if (status < 0 && p->o->tls != NULL)
-        lost(p, "error", send_tls_failure(p->o->tls_options, status, p->phase == PHASE_AWAITING));
+        lost(p, "error",
+             send_tls_failure(p->o->tls_options, status, p->phase == PHASE_AWAITING, lines > 0));
     else if (status < 0)
         lost_error(p, "", status);
+    else if (p->o->tls != NULL && lines == 0)
+        lost_closed_tls(p);
     else
         lost(p, "error", "the server closed the connection");
 }

@@ -47,16 +47,24 @@ yd_tls *send_tls_new(const struct send_tls_options *o)
     return tls;
 }
 
-const char *send_tls_failure(const struct send_tls_options *o, int status, int handshaken)
+const char *send_tls_refusal_hint(const struct send_tls_options *o)
 {
-    if (status != -EPROTO)
-        return yd_strerror(status);
-    if (!handshaken)
+    return o->cert_file == NULL ? "does it require a client certificate? see --cert"
+                                : "was the client certificate refused?";
+}
+
+const char *send_tls_failure(const struct send_tls_options *o, int status, int handshaken,
+                             int answered)
+{
+    static char line[200];
+    if (!handshaken && status == -EPROTO)
         return o->insecure ? "TLS handshake failed (not a TLS server?)"
                            : "TLS handshake failed (certificate not verified?)";
     /* TLS 1.3: the client's handshake is done before the server has checked the client's
-     * certificate; its refusal comes as an alert in place of the first reply. */
-    return o->cert_file == NULL
-               ? "TLS error from the server (does it require a client certificate? see --cert)"
-               : "TLS error from the server (was the client certificate refused?)";
+     * certificate; a refusal comes as an alert (or a reset) in place of the first reply. */
+    if (!handshaken || answered || (status != -EPROTO && status != -EPIPE && status != -ECONNRESET))
+        return yd_strerror(status);
+    snprintf(line, sizeof line, "%s: the server ended the TLS session before answering (%s)",
+             status == -EPROTO ? "TLS error" : yd_strerror(status), send_tls_refusal_hint(o));
+    return line;
 }
