@@ -80,6 +80,7 @@ static int worker_setup(worker *w)
         return rc;
     hist_reset(&w->hist);
     hist_reset(&w->send_lag);
+    hist_reset(&w->connect_lat);
     if ((rc = yd_loop_new(&w->loop)) < 0)
         return rc;
     if ((rc = yd_timer_new(w->loop, on_tick, w, &w->tick)) < 0 ||
@@ -182,6 +183,9 @@ static void on_start(yd_loop *loop, void *data)
 static void begin_recording(worker *w)
 {
     hist_reset(&w->hist);
+    /* --reconnect-every: the connects measured are those made from now on. */
+    if (w->b->cfg.reconnect_every != 0)
+        hist_reset(&w->connect_lat);
     w->cnt.round_trips = 0;
     w->recording = 1;
     w->record_start_ns = now_ns();
@@ -450,4 +454,6 @@ void run_free(bench *b)
         free(b->workers[i].arena);
     }
     free(b->workers);
+    if (b->tls != NULL)
+        yd_tls_free(b->tls);
 }

@@ -104,8 +104,10 @@ static void write_line(const char *line, size_t len)
     }
 }
 
+/* One log line: the event, with a preview of data if any, and fields if any (JSON members,
+ * or a parenthesised note in text). */
 static void log_event(const struct echo_ctx *ctx, const char *peer, const char *event,
-                      const char *data, size_t len)
+                      const char *data, size_t len, const char *fields)
 {
     char text[PREVIEW_TEXT] = "";
     char line[LOG_LINE_BYTES];
@@ -120,15 +122,56 @@ static void log_event(const struct echo_ctx *ctx, const char *peer, const char *
         if (data != NULL && n > 0 && (size_t)n < sizeof line)
             n += snprintf(line + n, sizeof line - (size_t)n, ",\"bytes\":%zu,\"data\":\"%s\"", len,
                           text);
+        if (fields != NULL && n > 0 && (size_t)n < sizeof line)
+            n += snprintf(line + n, sizeof line - (size_t)n, ",%s", fields);
         if (n > 0 && (size_t)n < sizeof line)
             n += snprintf(line + n, sizeof line - (size_t)n, "}\n");
     } else if (data != NULL) {
         n = snprintf(line, sizeof line, "yodel: %s %s %zu bytes \"%s\"\n", peer, event, len, text);
+    } else if (fields != NULL) {
+        n = snprintf(line, sizeof line, "yodel: %s %s (%s)\n", peer, event, fields);
     } else {
         n = snprintf(line, sizeof line, "yodel: %s %s\n", peer, event);
     }
     if (n > 0 && (size_t)n < sizeof line)
         write_line(line, (size_t)n);
+}
+
+/* "connected", with what a TLS connection negotiated and the client certificate's subject. */
+static void log_connected(const struct echo_ctx *ctx, const char *peer, const yd_conn *conn)
+{
+    const char *version = yd_conn_tls_version(conn);
+    if (version == NULL) {
+        log_event(ctx, peer, "connected", NULL, 0, NULL);
+        return;
+    }
+    char subject[256], escaped[PREVIEW_TEXT], fields[PREVIEW_TEXT + 64];
+    if (yd_conn_tls_peer_subject(conn, subject, sizeof subject) < 0)
+        subject[0] = '\0';
+    preview(subject, strlen(subject), escaped, ctx->opts.json);
+    if (ctx->opts.json)
+        snprintf(fields, sizeof fields, "\"tls\":\"%s\",\"subject\":\"%s\"", version, escaped);
+    else
+        snprintf(fields, sizeof fields, "%s%s%s", version, escaped[0] ? ", " : "", escaped);
+    log_event(ctx, peer, "connected", NULL, 0, fields);
+}
+
+/* on_reject: a failed TLS handshake or PROXY header is logged with its peer always, a
+ * max-conns refusal with -v (the server's statistics count them all). */
+static void echo_reject(yd_conn *conn, int status, enum yd_error_kind kind)
+{
+    struct echo_ctx *ctx = yd_conn_data(conn); /* the server's: on_connect never ran */
+    if (kind == YD_ERR__COUNT && !ctx->opts.verbose)
+        return;
+    char peer[YD_ADDR_TEXT_BYTES];
+    yd_conn_peer_name(conn, peer, sizeof peer);
+    int late = status == -ETIMEDOUT;
+    const char *what = kind == YD_ERR__COUNT ? "refused (too many connections)"
+                       : kind == YD_ERR_PROXY_HEADER
+                           ? (late ? "no PROXY header in time" : "bad PROXY header")
+                       : late ? "TLS handshake timed out"
+                              : "TLS handshake failed";
+    log_event(ctx, peer, what, NULL, 0, NULL);
 }
 
 /* A connection that ends in a client error is logged with its peer even without -v. */
@@ -141,7 +184,7 @@ static void log_close(const struct echo_ctx *ctx, yd_conn *conn, const char *pee
         yd_conn_peer_name(conn, name, sizeof name);
         peer = name;
     }
-    log_event(ctx, peer, what, NULL, 0);
+    log_event(ctx, peer, what, NULL, 0, NULL);
 }
 
 /* Writes a reply; a write the queue cannot take (the peer ignored back-pressure) fails the
@@ -190,7 +233,7 @@ static void echo_datagram(yd_server *srv, const char *data, size_t len, const vo
     if (ctx->opts.verbose) {
         struct echo_conn ec = {.ctx = ctx};
         yd_sockaddr_format(peer, ec.peer, sizeof ec.peer);
-        log_event(ctx, ec.peer, "datagram", data, len);
+        log_event(ctx, ec.peer, "datagram", data, len, NULL);
     }
     yd_server_send_to(srv, data, len, peer, peer_len); /* a failure is counted there */
 }
@@ -200,6 +243,7 @@ static const yd_protocol plain_protocol = {
     .on_data = plain_data,
     .on_close = plain_close,
     .on_datagram = echo_datagram,
+    .on_reject = echo_reject,
 };
 
 /* ---- With state: --delay and -v ----------------------------------------------------------- */
@@ -224,7 +268,7 @@ static void state_connect(yd_conn *conn)
     read_mode_for(ctx, conn);
     if (ctx->opts.verbose) {
         yd_conn_peer_name(conn, ec->peer, sizeof ec->peer);
-        log_event(ctx, ec->peer, "connected", NULL, 0);
+        log_connected(ctx, ec->peer, conn);
     }
 }
 
@@ -232,7 +276,7 @@ static void send_now(struct echo_conn *ec, const char *data, size_t len)
 {
     reply(ec->conn, data, len);
     if (ec->ctx->opts.verbose)
-        log_event(ec->ctx, ec->peer, "echoed", data, len);
+        log_event(ec->ctx, ec->peer, "echoed", data, len, NULL);
 }
 
 /* Keeps held memory small once the queue empties after a burst. */
@@ -333,7 +377,7 @@ static void state_data(yd_conn *conn, const char *data, size_t len)
 {
     struct echo_conn *ec = yd_conn_data(conn);
     if (ec->ctx->opts.verbose)
-        log_event(ec->ctx, ec->peer, "received", data, len);
+        log_event(ec->ctx, ec->peer, "received", data, len, NULL);
     if (ec->ctx->opts.mode == YD_ECHO_UPPER)
         yd_ascii_upper((char *)data, data, len);
     if (ec->ctx->opts.delay_ms > 0)
@@ -352,7 +396,7 @@ static void state_eof(yd_conn *conn)
 {
     struct echo_conn *ec = yd_conn_data(conn);
     if (ec->ctx->opts.verbose)
-        log_event(ec->ctx, ec->peer, "eof", NULL, 0);
+        log_event(ec->ctx, ec->peer, "eof", NULL, 0, NULL);
     ec->finished = 1;
     if (held_len(&ec->held) == 0)
         yd_conn_close(conn);
@@ -377,6 +421,7 @@ static const yd_protocol state_protocol = {
     .on_eof = state_eof,
     .on_close = state_close,
     .on_datagram = echo_datagram,
+    .on_reject = echo_reject,
 };
 
 /* ---- Entry points ------------------------------------------------------------------------- */
