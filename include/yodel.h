@@ -467,6 +467,12 @@ YD_EXTERN int yd_conn_open_fd_tls(yd_loop *loop, int fd, yd_tls *tls, const char
  * peer certificate's subject ("CN=client,O=yodel"; 0 bytes if none). Valid from on_connect on.
  */
 YD_EXTERN const char *yd_conn_tls_version(const yd_conn *conn);
+/*
+ * Why a TLS handshake failed ("certificate verify failed: unable to get local issuer
+ * certificate", "wrong version number", ...), or NULL: a static string, valid in on_close.
+ */
+YD_EXTERN const char *yd_conn_tls_error(const yd_conn *conn);
+
 /* 1 if the handshake resumed an earlier session (yd_tls_options.resume), 0 if it was full. */
 YD_EXTERN int yd_conn_tls_resumed(const yd_conn *conn);
 YD_EXTERN int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len);

@@ -199,6 +199,8 @@ void tls_check_options(const config *cfg);
 void tls_setup(bench *b);
 /* Why a connect failed, for the one line that says so ("connection refused", or what a failed
  * TLS handshake may mean). */
+/* Keeps the first handshake failure's reason (yd_conn_tls_error) for tls_connect_error. */
+void tls_note_failure(const char *reason);
 const char *tls_connect_error(const bench *b, int status);
 
 /* bench_conn.c: one connection, on its worker's loop. */

@@ -557,6 +557,8 @@ static void on_close(yd_conn *conn, int status)
     c->state = CLIENT_DEAD;
     c->conn = NULL;
     if (was == CLIENT_CONNECTING) {
+        if (yd_conn_tls_error(conn) != NULL)
+            tls_note_failure(yd_conn_tls_error(conn));
         on_connect_failed(c, status);
         return;
     }

@@ -85,22 +85,35 @@ void tls_setup(bench *b)
         fprintf(stderr, "yodel bench: --insecure: the server's certificate is not verified\n");
 }
 
+/* Why a handshake failed, in OpenSSL's words: the first one any thread saw (a static string). */
+static _Atomic(const char *) handshake_reason;
+
+void tls_note_failure(const char *reason)
+{
+    const char *none = NULL;
+    atomic_compare_exchange_strong(&handshake_reason, &none, reason);
+}
+
 const char *tls_connect_error(const bench *b, int status)
 {
     static char why[600];
     const config *cfg = &b->cfg;
     if (b->tls == NULL || status != -EPROTO)
         return yd_strerror(status);
-    if (cfg->insecure)
-        return "the TLS handshake failed (no TLS 1.2 or 1.3 server there?)";
+    const char *reason = atomic_load(&handshake_reason); /* OpenSSL's words, if it said */
+    if (cfg->insecure) {
+        snprintf(why, sizeof why, "the TLS handshake failed (no TLS 1.2 or 1.3 server there?)%s%s",
+                 reason ? ": " : "", reason ? reason : "");
+        return why;
+    }
     yd_addr addr;
     yd_addr_parse(b->addr, &addr); /* checked by opt_addr */
     const char *name = cfg->sni ? cfg->sni : addr.host;
     /* The library does not say which: the certificate, or no TLS server at all. */
     snprintf(why, sizeof why,
              "the TLS handshake failed: the server's certificate is not signed by %s%s or is "
-             "not for '%s' (--sni), or no TLS server is there (--insecure skips the check)",
+             "not for '%s' (--sni), or no TLS server is there (--insecure skips the check)%s%s",
              cfg->ca_file ? "a CA in " : "a CA the system trusts (--ca)",
-             cfg->ca_file ? cfg->ca_file : "", name);
+             cfg->ca_file ? cfg->ca_file : "", name, reason ? ": " : "", reason ? reason : "");
     return why;
 }

@@ -629,6 +629,7 @@ static void on_close(yd_conn *conn, int status)
 {
     struct client *c = yd_conn_data(conn);
     struct run *run = c->run;
+    send_tls_note(conn);
     if (!c->done) {
         c->done = 1;
         /* A connected UDP socket learns of a closed port from ICMP, after connecting. */
@@ -1053,6 +1054,7 @@ static void server_eof(yd_conn *conn)
 static void server_close(yd_conn *conn, int status)
 {
     struct pipe_run *p = yd_conn_data(conn);
+    send_tls_note(conn);
     p->server = NULL;
     if (status < 0 && !p->failed) {
         if (!p->connected)

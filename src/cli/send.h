@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "yodel.h"
+
 /* ---- PROXY protocol (send_proxy.c) --------------------------------------------------------- */
 
 enum proxy_version { PROXY_NONE, PROXY_V1, PROXY_V2 };
@@ -61,6 +63,8 @@ struct yd_tls *send_tls_new(const struct send_tls_options *o);
  * (certificate not verified?)"); so does an error before the first answer (a server that
  * wants a client certificate says so then, in TLS 1.3). The text is in static storage.
  */
+/* Notes why conn's handshake failed, for send_tls_failure: call it first thing in on_close. */
+void send_tls_note(const yd_conn *conn);
 const char *send_tls_failure(const struct send_tls_options *o, int status, int handshaken,
                              int answered);
 

@@ -552,6 +552,7 @@ static void lost_closed_tls(struct probe *p)
  * over TLS, a failed handshake while connecting, the server's alert while awaiting). */
 static void on_close(yd_conn *conn, int status)
 {
+    send_tls_note(conn);
     struct probe_conn *pc = yd_conn_data(conn);
     struct probe *p = pc->p;
     int current = pc == p->cur;

@@ -53,13 +53,27 @@ const char *send_tls_refusal_hint(const struct send_tls_options *o)
                                 : "was the client certificate refused?";
 }
 
+/* Why the last handshake failed, in OpenSSL's words (yd_conn_tls_error), noted in on_close. */
+static const char *handshake_reason;
+
+void send_tls_note(const yd_conn *conn)
+{
+    if (yd_conn_tls_error(conn) != NULL)
+        handshake_reason = yd_conn_tls_error(conn);
+}
+
 const char *send_tls_failure(const struct send_tls_options *o, int status, int handshaken,
                              int answered)
 {
     static char line[200];
-    if (!handshaken && status == -EPROTO)
-        return o->insecure ? "TLS handshake failed (not a TLS server?)"
-                           : "TLS handshake failed (certificate not verified?)";
+    if (!handshaken && status == -EPROTO) {
+        const char *guess = o->insecure ? "TLS handshake failed (not a TLS server?)"
+                                        : "TLS handshake failed (certificate not verified?)";
+        if (handshake_reason == NULL)
+            return guess;
+        snprintf(line, sizeof line, "%s: %s", guess, handshake_reason); /* OpenSSL's words */
+        return line;
+    }
     /* TLS 1.3: the client's handshake is done before the server has checked the client's
      * certificate; a refusal comes as an alert (or a reset) in place of the first reply. */
     if (!handshaken || answered || (status != -EPROTO && status != -EPIPE && status != -ECONNRESET))

@@ -232,6 +232,7 @@ struct yd_conn {
     } req;
     struct yd__connecting *connecting;
     struct yd__tls_conn *tls; /* tls.c's state, for a TLS transport */
+    const char *tls_error;    /* why the handshake failed: a static string of OpenSSL's */
 };
 
 /* Opens conn on fd through its transport. On failure conn is gone (closed silently) and fd is

@@ -129,7 +129,11 @@ static int load_identity(SSL_CTX *ctx, const yd_tls *tls, char *err, size_t errl
         return -EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        set_error(err, errlen, "not a PEM private key:", key);
+        /* OpenSSL 3 checks the pair here already: say which problem it was. */
+        int mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+        set_error(
+            err, errlen,
+            mismatch ? "the key does not match the certificate:" : "not a PEM private key:", key);
         return -EINVAL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -463,6 +467,14 @@ static int handshake(yd_conn *conn)
     int e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ && !t->eof)
         return 1;
+    long verify = SSL_get_verify_result(t->ssl);
+    unsigned long err = ERR_peek_last_error();
+    if (verify != X509_V_OK)
+        conn->tls_error = X509_verify_cert_error_string(verify);
+    else if (err != 0)
+        conn->tls_error = ERR_reason_error_string(err);
+    else
+        conn->tls_error = t->eof ? "the peer closed during the handshake" : NULL;
     ERR_clear_error();
     return -EPROTO;
 }
@@ -751,6 +763,11 @@ const char *yd_conn_tls_version(const yd_conn *conn)
     if (conn->tls == NULL || conn->tls->handshaking)
         return NULL;
     return SSL_get_version(conn->tls->ssl);
+}
+
+const char *yd_conn_tls_error(const yd_conn *conn)
+{
+    return conn->tls_error;
 }
 
 int yd_conn_tls_resumed(const yd_conn *conn)
