@@ -542,7 +542,8 @@ static size_t dgram_compose(struct echo_ctx *ctx, const struct dgram_identity *d
     size_t at = n == -ENOBUFS ? strlen(ctx->dgram_reply) : n > 0 ? (size_t)n : 0;
     if (len > DGRAM_REPLY_BYTES - at)
         len = DGRAM_REPLY_BYTES - at; /* never: the loop reads at most 64 KiB */
-    memcpy(ctx->dgram_reply + at, data, len);
+    if (len > 0)
+        memcpy(ctx->dgram_reply + at, data, len);
     return at + len;
 }
 
@@ -745,6 +746,8 @@ static int held_reserve(struct held *h, size_t len)
 
 static void held_append(struct held *h, const void *data, size_t len)
 {
+    if (len == 0)
+        return; /* data may be NULL then */
     memcpy(h->buf + h->end, data, len);
     h->end += len;
 }
