@@ -226,14 +226,27 @@ class Info(unittest.TestCase):
     def test_info_of_a_host_name_listener_names_the_socket_of_each_family(self):
         if not has_ipv6_loopback():
             self.skipTest("no ::1")
-        resolved = {ai[0] for ai in socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM)}
-        if len(resolved) < 2:
-            self.skipTest("localhost resolves to one address family here")
-        with serve("-l", "localhost:0", "-m", "info", expect=len(resolved)) as srv:
+        # localhost is always 127.0.0.1 and ::1: one server, two sockets.
+        with serve("-l", "localhost:0", "-m", "info", expect=2) as srv:
             for li in srv.listeners:
                 with harness.connect(li) as s:
                     s.sendall(b"x\n")
-                    self.assertEqual(self.read_json_line(s)["listener"], li.addr)
+                    info = self.read_json_line(s)
+                    self.assertEqual(info["listener"], li.addr)
+                    self.assertEqual(info["peer"], sockname(s))
+
+    def test_info_of_a_udp_host_name_listener_names_the_socket_of_each_family(self):
+        if not has_ipv6_loopback():
+            self.skipTest("no ::1")
+        with serve("-l", "udp://localhost:0", "-m", "info", expect=2) as srv:
+            for li in srv.listeners:
+                with socket.socket(li.family, socket.SOCK_DGRAM) as s:
+                    s.bind((li.host, 0))
+                    s.settimeout(harness.IO_TIMEOUT)
+                    s.sendto(b"x", li.sockaddr)
+                    info = json.loads(s.recvfrom(65536)[0])
+                    self.assertEqual(info["listener"], li.addr)
+                    self.assertEqual(info["peer"], sockname(s))
 
     def test_info_line_is_answered_for_a_final_line_without_newline(self):
         with serve("-l", LOCAL, "-m", "info") as srv:
