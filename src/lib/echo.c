@@ -295,7 +295,7 @@ static void reply(yd_conn *conn, const char *data, size_t len)
 static const char *env_lookup(const char *name, void *data)
 {
     (void)data;
-    return getenv(name); /* only while the server is made, before any thread runs */
+    return getenv(name); /* only while the server is made (ctx_new), never per connection */
 }
 
 /* A template with what never changes expanded (cut at PARTIAL_BYTES, as a template still):
