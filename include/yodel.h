@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h> /* struct sockaddr_storage, AF_*, SOCK_* of yd_proxy_header */
 
 #ifdef __cplusplus
 extern "C" {
@@ -76,12 +77,19 @@ YD_EXTERN int yd_loop_free(yd_loop *loop);
 YD_EXTERN void yd_loop_drain(yd_loop *loop, uint64_t drain_ms);
 
 /*
- * Ctrl-C done properly, for a server: the first SIGINT or SIGTERM runs yd_loop_drain(loop,
- * drain_ms), a second one stops the loop at once; and SIGPIPE is ignored for the process, so a
- * peer that resets while we write is an error to handle, not a death (libuv writes with
- * write(2); any program using libyodel without this call should ignore SIGPIPE itself). The
- * watchers do not keep the loop alive.
+ * Ctrl-C done properly, the one policy of every yodel program: the first SIGINT or SIGTERM
+ * calls on_first (finish what you are doing: a server drains, a load generator stops and
+ * reports); a second one calls on_second if not NULL (to say so, briefly) and ends the process
+ * at once with status 128 + signum, the status a shell reports for a process that signal
+ * killed. SIGPIPE is ignored for the process, so a peer that resets while we write is an error
+ * to handle, not a death (libuv writes with write(2); a program using libyodel without these
+ * calls should ignore SIGPIPE itself). The watchers do not keep the loop alive.
  */
+typedef void (*yd_shutdown_cb)(yd_loop *loop, int signum, void *data);
+YD_EXTERN int yd_loop_on_shutdown_signals(yd_loop *loop, yd_shutdown_cb on_first,
+                                          yd_shutdown_cb on_second, void *data);
+
+/* The same for a server on one loop: the first signal runs yd_loop_drain(loop, drain_ms). */
 YD_EXTERN int yd_loop_drain_on_signals(yd_loop *loop, uint64_t drain_ms);
 
 /* The loop's cached monotonic clock, in milliseconds. */
@@ -109,6 +117,7 @@ enum yd_error_kind {
     YD_ERR_HTTP,          /* a malformed or unknown request on the metrics endpoint */
     YD_ERR_DRAIN_TIMEOUT, /* reset at the drain deadline with work still pending */
     YD_ERR_TLS_HANDSHAKE, /* a TLS handshake failed or did not finish in time */
+    YD_ERR_PROXY_HEADER,  /* a PROXY protocol header missing, malformed or too slow */
     YD_ERR__COUNT
 };
 
@@ -127,13 +136,14 @@ typedef struct yd_stats_snapshot {
 
 /*
  * A set of counters. One loop thread writes it; any thread may read it with
- * yd_stats_read() at any time. Several servers on one loop may share one.
+ * yd_stats_add_to() at any time. Several servers on one loop may share one.
  */
 YD_EXTERN int yd_stats_new(yd_stats **out);
 YD_EXTERN void yd_stats_free(yd_stats *stats);
 
-/* Adds the current values of stats into *sum (so several threads' counters merge). */
-YD_EXTERN void yd_stats_read(const yd_stats *stats, yd_stats_snapshot *sum);
+/* Adds the current values of stats to *sum: start from a zeroed snapshot, and call it once per
+ * set to merge several threads' counters. (Named for what it does: it never overwrites.) */
+YD_EXTERN void yd_stats_add_to(const yd_stats *stats, yd_stats_snapshot *sum);
 
 /* Counts one error of the given kind (for protocols that detect their own). */
 YD_EXTERN void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind);
@@ -177,12 +187,13 @@ typedef struct yd_protocol {
     void (*on_datagram)(yd_server *server, const char *data, size_t len, const void *peer,
                         unsigned peer_len);
     /*
-     * A connection the server accepted ended before on_connect: refused past max_conns
-     * (-ECONNREFUSED), a TLS handshake that failed (-EPROTO) or did not finish in time
-     * (-ETIMEDOUT), while the server is open. For logging (yd_conn_peer_name works); no other
-     * call is allowed, and on_close will not run. Counted in the server's statistics.
+     * A connection the server accepted ended before on_connect, while the server is open:
+     * refused past max_conns (status -ECONNREFUSED, kind YD_ERR__COUNT: counted as refused), or
+     * a TLS handshake or PROXY header (kind YD_ERR_TLS_HANDSHAKE or YD_ERR_PROXY_HEADER) that
+     * failed (-EPROTO) or did not come in time (-ETIMEDOUT). For logging (yd_conn_peer_name
+     * works); no other call is allowed, and on_close will not run.
      */
-    void (*on_reject)(yd_conn *conn, int status);
+    void (*on_reject)(yd_conn *conn, int status, enum yd_error_kind kind);
 } yd_protocol;
 
 /* ---- Servers ------------------------------------------------------------------------------ */
@@ -205,6 +216,8 @@ typedef struct yd_server_options {
     int reuseport;                 /* YD_REUSEPORT_*: one listening socket per thread */
     int backlog;                   /* 0: a sensible default (SOMAXCONN) */
     struct yd_tls *tls;            /* TLS for every connection: required for tls:// addresses */
+    int proxy_protocol;            /* every connection (datagram) starts with a PROXY header */
+    uint64_t proxy_timeout_ms;     /* 0: 5 s for the header to arrive */
     void (*free_data)(void *data); /* or NULL: called with data when the server is freed
                                       (not if listening fails: data stays the caller's) */
 } yd_server_options;
@@ -370,7 +383,8 @@ YD_EXTERN int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
 
 /*
  * The original client a PROXY protocol header named ("203.0.113.7:51234"), or 0 bytes when the
- * connection had none. yd_conn_peer_name then names that client too.
+ * connection had none (or a LOCAL one: a proxy's health check). yd_conn_peer_name then names
+ * that client too: the original client replaces the proxy as the peer.
  */
 YD_EXTERN int yd_conn_proxy_source(const yd_conn *conn, char *buf, size_t len);
 
@@ -406,6 +420,8 @@ typedef struct yd_tls_options {
     int min_version;         /* 0 or YD_TLS_1_2: TLS 1.2 and 1.3; YD_TLS_1_3: 1.3 only */
     const char *alpn;        /* "h2,http/1.1"-style list to offer or accept, or NULL */
     uint64_t handshake_timeout_ms; /* 0: 10 s; a peer silent that long mid-handshake is dropped */
+    int resume;                    /* client: offer the newest session the server gave (a
+                                      ticket) on the next connection: an abbreviated handshake */
 } yd_tls_options;
 
 /*
@@ -451,6 +467,8 @@ YD_EXTERN int yd_conn_open_fd_tls(yd_loop *loop, int fd, yd_tls *tls, const char
  * peer certificate's subject ("CN=client,O=yodel"; 0 bytes if none). Valid from on_connect on.
  */
 YD_EXTERN const char *yd_conn_tls_version(const yd_conn *conn);
+/* 1 if the handshake resumed an earlier session (yd_tls_options.resume), 0 if it was full. */
+YD_EXTERN int yd_conn_tls_resumed(const yd_conn *conn);
 YD_EXTERN int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len);
 
 /* ---- Timers and signals ------------------------------------------------------------------- */
@@ -512,6 +530,64 @@ YD_EXTERN long yd_frame_line(const char *buf, size_t len, size_t max_line);
 
 /* Copies n bytes from src to dst with ASCII letters upper-cased (dst may be src). */
 YD_EXTERN void yd_ascii_upper(char *dst, const char *src, size_t n);
+
+/* ---- PROXY protocol (pure, no allocation) ------------------------------------------------ */
+
+/*
+ * The header a proxy puts before the bytes of a connection it relays, to name the client it
+ * relays (HAProxy's send-proxy and send-proxy-v2): HAProxy's "The PROXY protocol", version 1 (a
+ * text line) and version 2 (binary, with TLVs). It replaces the peer's address, so accept it only
+ * on a port that only trusted proxies reach, and only where it is expected: never guess.
+ */
+
+/* The longest header accepted: v1's 107 bytes, v2's 16 and a generous TLV area (the smallest
+ * TCP segment every host takes, 576 - 40 bytes, as the spec sizes both). */
+#define YD_PROXY_MAX_BYTES 536
+
+typedef struct yd_proxy_header {
+    int version;  /* 1 or 2 */
+    int local;    /* v2 LOCAL (a proxy's own connection, e.g. a health check) or v1 UNKNOWN: the
+                     header gives no address; use the connection's own */
+    int family;   /* of src and dst: AF_INET, AF_INET6, AF_UNIX, or 0 when the header gives no
+                     address (local, or v2 AF_UNSPEC): then use the connection's own */
+    int socktype; /* SOCK_STREAM or SOCK_DGRAM; 0 when v2 leaves it unspecified or is LOCAL;
+                     v1 is always SOCK_STREAM */
+    struct sockaddr_storage src; /* the original client (a sockaddr_in, sockaddr_in6 or
+                                    sockaddr_un by family; zeroes when family is 0) */
+    struct sockaddr_storage dst; /* the address it connected to (the same) */
+    size_t header_len;           /* bytes the header took: the payload starts after them */
+    /* v2 TLVs, pointing into the caller's buffer (valid as long as it is); NULL and 0 when
+     * absent. Their bytes are the proxy's, unchecked: treat them as untrusted text. */
+    const char *authority; /* PP2_TYPE_AUTHORITY: the host name the client asked for (TLS SNI) */
+    size_t authority_len;
+    const char *unique_id; /* PP2_TYPE_UNIQUE_ID: the proxy's ID of the connection, <= 128 bytes */
+    size_t unique_id_len;
+    int ssl; /* PP2_TYPE_SSL with PP2_CLIENT_SSL: the client reached the proxy over TLS */
+} yd_proxy_header;
+
+/*
+ * Parses a PROXY header (v1 or v2, told apart by its first byte) at the start of buf. Returns
+ * its length (> 0, header_len) and fills *out; 0 when more bytes are needed, as long as buf may
+ * still begin a valid header (a v1 IPv6 address, and v2's bytes after its first 16, are checked
+ * once whole): read more and call again with all of it; or -EPROTO for anything malformed: not a
+ * PROXY header; a bad v2 signature, version, command, family or protocol; a v1 line over 107
+ * bytes with its CRLF, extra or missing spaces, a bad address or a port over 65535; a v2 length
+ * past YD_PROXY_MAX_BYTES or too short for its addresses; a TLV whose length runs past the header
+ * (or an SSL sub-TLV past its TLV); a CRC32C TLV that does not match; an interpreted TLV given
+ * twice. Once the answer is not 0, more bytes never change it; YD_PROXY_MAX_BYTES bytes always
+ * decide. Never reads past len; *out is untouched unless the return is > 0. -EINVAL if out is
+ * NULL, or buf is NULL and len is not 0.
+ */
+YD_EXTERN long yd_proxy_parse(const char *buf, size_t len, yd_proxy_header *out);
+
+/*
+ * Writes a header for a TCP connection from src to dst (a sockaddr_in or sockaddr_in6, both of
+ * one family) into buf: version 1 ("PROXY TCP4 ...\r\n") or 2 (PROXY command, no TLVs).
+ * Returns its length (YD_PROXY_MAX_BYTES of room is always enough), -ENOBUFS if len is too
+ * short (buf is then untouched), or -EINVAL for another version, family or mixed families.
+ */
+YD_EXTERN long yd_proxy_format(int version, const void *src, const void *dst, char *buf,
+                               size_t len);
 
 /* ---- Echo: the behaviours of `yodel serve` ------------------------------------------------ */
 

@@ -445,7 +445,7 @@ static void on_inetd_watch(yd_timer *timer, void *data)
     struct serve *s = data;
     yd_stats_snapshot now;
     memset(&now, 0, sizeof now);
-    yd_stats_read(s->workers[0].stats[0], &now);
+    yd_stats_add_to(s->workers[0].stats[0], &now);
     if (now.conns_closed == 0 || now.conns_active > 0)
         return;
     yd_timer_free(timer);
@@ -482,13 +482,13 @@ static void merged(const struct serve *s, yd_stats_snapshot *sum)
     for (int t = 0; t < s->threads; t++)
         for (int i = 0; i < MAX_LISTEN; i++)
             if (s->workers[t].stats[i] != NULL)
-                yd_stats_read(s->workers[t].stats[i], sum);
+                yd_stats_add_to(s->workers[t].stats[i], sum);
     if (s->metrics_stats == NULL)
         return;
     /* Only its errors: scrapes are not echo traffic. */
     yd_stats_snapshot own;
     memset(&own, 0, sizeof own);
-    yd_stats_read(s->metrics_stats, &own);
+    yd_stats_add_to(s->metrics_stats, &own);
     for (int k = 0; k < YD_ERR__COUNT; k++)
         sum->errors[k] += own.errors[k];
 }
@@ -503,7 +503,7 @@ static int collect_listener(void *ctx, unsigned i, struct metrics_listener *out)
     out->datagram = s->datagram[i];
     for (int t = 0; t < s->threads; t++)
         if (s->workers[t].stats[i] != NULL)
-            yd_stats_read(s->workers[t].stats[i], &out->sum);
+            yd_stats_add_to(s->workers[t].stats[i], &out->sum);
     return 1;
 }
 

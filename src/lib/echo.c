@@ -253,18 +253,21 @@ static void log_connected(const struct echo_ctx *ctx, const char *peer, const yd
     log_event(ctx, peer, "connected", NULL, 0, fields);
 }
 
-/* on_reject: a failed TLS handshake is logged with its peer always, a max-conns refusal with
- * -v (the server's statistics count both). */
-static void echo_reject(yd_conn *conn, int status)
+/* on_reject: a failed TLS handshake or PROXY header is logged with its peer always, a
+ * max-conns refusal with -v (the server's statistics count them all). */
+static void echo_reject(yd_conn *conn, int status, enum yd_error_kind kind)
 {
     struct echo_ctx *ctx = yd_conn_data(conn); /* the server's: on_connect never ran */
-    if (status == -ECONNREFUSED && !ctx->opts.verbose)
+    if (kind == YD_ERR__COUNT && !ctx->opts.verbose)
         return;
     char peer[YD_ADDR_TEXT_BYTES];
     yd_conn_peer_name(conn, peer, sizeof peer);
-    const char *what = status == -ECONNREFUSED ? "refused (too many connections)"
-                       : status == -ETIMEDOUT  ? "TLS handshake timed out"
-                                               : "TLS handshake failed";
+    int late = status == -ETIMEDOUT;
+    const char *what = kind == YD_ERR__COUNT ? "refused (too many connections)"
+                       : kind == YD_ERR_PROXY_HEADER
+                           ? (late ? "no PROXY header in time" : "bad PROXY header")
+                       : late ? "TLS handshake timed out"
+                              : "TLS handshake failed";
     log_event(ctx, peer, what, NULL, 0, NULL);
 }
 
