@@ -597,11 +597,81 @@ YD_EXTERN long yd_proxy_format(int version, const void *src, const void *dst, ch
 
 /* ---- Echo: the behaviours of `yodel serve` ------------------------------------------------ */
 
+/* ---- Templates: who answered (a banner, a prefix) ----------------------------------------- */
+
+/*
+ * A template is text with fields in braces, expanded for each connection:
+ *   {hostname}     the machine's name (gethostname)
+ *   {peer}         the client as the server saw it: "127.0.0.1:50312", "[::1]:50312", "unix"
+ *   {local}        the server's own address of the connection: "127.0.0.1:8888"
+ *   {listener}     the listening socket: "tcp://127.0.0.1:8888", "udp://[::1]:8888", "unix:PATH"
+ *   {pid}          the server's process id
+ *   {env:NAME}     the environment variable NAME ([A-Za-z_][A-Za-z0-9_]*; empty when unset)
+ *   {proxy}        the original client a PROXY protocol header named (empty when none)
+ *   {tls_subject}  the verified client certificate's subject (empty when none)
+ * "{{" and "}}" are literal braces; "\n", "\r", "\t" and "\\" are a newline, a carriage
+ * return, a tab and a backslash (so a banner can end its line when given as a plain argument).
+ * Any other byte is itself. Everything else is an error: an unknown field, "{" without its "}",
+ * a lone "}", an unknown escape, a "\" at the end.
+ */
+enum {
+    YD_TEMPLATE_HOSTNAME = 1 << 0,
+    YD_TEMPLATE_PEER = 1 << 1,
+    YD_TEMPLATE_LOCAL = 1 << 2,
+    YD_TEMPLATE_LISTENER = 1 << 3,
+    YD_TEMPLATE_PID = 1 << 4,
+    YD_TEMPLATE_ENV = 1 << 5,
+    YD_TEMPLATE_PROXY = 1 << 6,
+    YD_TEMPLATE_TLS_SUBJECT = 1 << 7,
+};
+
+/* The longest environment variable name a template may name. */
+#define YD_TEMPLATE_ENV_NAME_MAX 128
+
+/*
+ * Checks a template. Returns the set of fields it uses (YD_TEMPLATE_* bits; 0 for plain text),
+ * or -EINVAL with the reason in err ("unknown field {hostnme}", "unterminated {peer", ...;
+ * errlen bytes, may be 0). Pure: reads tmpl up to its NUL and nothing else.
+ */
+YD_EXTERN int yd_template_check(const char *tmpl, char *err, size_t errlen);
+
+/* The values of the fields. A NULL string expands to nothing. */
+typedef struct yd_template_values {
+    const char *hostname, *peer, *local, *listener, *proxy, *tls_subject;
+    long pid;
+    /* {env:NAME}: returns NAME's value (NUL-terminated name), or NULL when unset. NULL: every
+     * variable expands to nothing (the function is not called then). */
+    const char *(*env)(const char *name, void *env_data);
+    void *env_data;
+    /*
+     * YD_TEMPLATE_* fields left in the output as they are (all of them: {env:NAME} stays whole).
+     * The rest of the output is then written as template text ("{" as "{{", "\" as "\\"), so
+     * it expands later, with the values of the kept fields, to what the whole expansion would
+     * have been: a server expands the fields that never change once and the others per peer.
+     */
+    unsigned keep;
+} yd_template_values;
+
+/*
+ * Expands tmpl into buf (len bytes), NUL-terminated. Returns the length without the NUL;
+ * -EINVAL for a bad template (see yd_template_check); -ENOBUFS when the expansion and its NUL do
+ * not fit: buf then holds the longest prefix of it that does (never a broken escape), as a
+ * string. Pure but for values->env.
+ */
+YD_EXTERN int yd_template_expand(const char *tmpl, const yd_template_values *values, char *buf,
+                                 size_t len);
+
+/* ---- Echo: the behaviours of `yodel serve` ------------------------------------------------ */
+
 typedef enum yd_echo_mode {
-    YD_ECHO_RAW,  /* bytes as they arrive, until EOF (RFC 862) */
-    YD_ECHO_LINE, /* line by line */
-    YD_ECHO_UPPER /* line by line, ASCII letters upper-cased */
+    YD_ECHO_RAW,   /* bytes as they arrive, until EOF (RFC 862) */
+    YD_ECHO_LINE,  /* line by line */
+    YD_ECHO_UPPER, /* line by line, ASCII letters upper-cased */
+    YD_ECHO_INFO   /* each line (datagram) answered with one JSON line about the connection */
 } yd_echo_mode;
+
+/* The longest banner or prefix, expanded, that a connection sends: beyond, it is cut. */
+#define YD_ECHO_TEMPLATE_BYTES 4096
 
 typedef struct yd_echo_options {
     yd_echo_mode mode;
@@ -610,6 +680,15 @@ typedef struct yd_echo_options {
     size_t max_line_bytes; /* 0: 64 KiB */
     int verbose;           /* log connect, data, close with the peer address to stderr */
     int json;              /* logs as JSON objects */
+    /* Identity (templates as yd_template_check reads them; NULL: none). */
+    const char *banner; /* sent as soon as a stream connection opens (the server speaks first) */
+    const char *prefix; /* put before each echoed line and datagram (not in raw streams, not
+                           with YD_ECHO_INFO) */
+    /* Faults, for testing clients; all off at 0. Streams only unless said. */
+    uint64_t delay_jitter_ms; /* each reply held delay_ms +- this, uniformly; replies stay in
+                                 order; at most delay_ms */
+    double drop_percent;      /* datagrams left unanswered, chosen at random (0 to 100) */
+    double reset_percent;     /* connections reset (TCP RST) right after their first reply */
 } yd_echo_options;
 
 /*

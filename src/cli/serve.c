@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "metrics.h"
+#include "serve_identity.h"
 #include "stats_report.h"
 #include "yodel.h"
 
@@ -34,9 +35,12 @@ static const char usage[] =
     "  -l, --listen ADDR        listen on ADDR (repeatable): HOST:PORT, tcp://HOST:PORT,\n"
     "                           udp://HOST:PORT, unix:PATH, [::1]:PORT; port 0 = ephemeral;\n"
     "                           a host name binds every address it resolves to\n"
-    "  -m, --mode MODE          raw (bytes until EOF), line, or upper (lines upper-cased)\n"
+    "  -m, --mode MODE          raw (bytes until EOF), line, upper (lines upper-cased), or\n"
+    "                           info (each line or datagram answered with a JSON line: who\n"
+    "                           answered, and what it saw of the connection)\n"
     "      --once               reply to the first message, then close\n"
-    "      --delay DURATION     hold each reply this long (500ms, 2s, 1m)\n"
+    "      --delay D[~JITTER]   hold each reply D (500ms, 2s, 1m), or D-JITTER to D+JITTER at\n"
+    "                           random (50ms~20ms); replies stay in order\n" IDENTITY_USAGE
     "      --threads N          event loops, one per thread (default: usable CPUs)\n"
     "      --max-conns N        accept and close connections beyond N open at once\n"
     "      --idle-timeout DUR   close connections on which nothing moves for DUR\n"
@@ -125,6 +129,7 @@ static const struct option longopts[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
+    IDENTITY_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
@@ -136,7 +141,9 @@ static yd_echo_mode parse_mode(const char *value)
         return YD_ECHO_LINE;
     if (strcmp(value, "upper") == 0)
         return YD_ECHO_UPPER;
-    usage_error("serve", "-m: unknown mode '%s' (use raw, line or upper)", value);
+    if (strcmp(value, "info") == 0)
+        return YD_ECHO_INFO;
+    usage_error("serve", "-m: unknown mode '%s' (use raw, line, upper or info)", value);
 }
 
 static const char *opt_metrics_addr(const char *value)
@@ -164,7 +171,7 @@ static void parse_args(struct serve *s, int argc, char **argv)
             s->echo.once = 1;
             break;
         case OPT_DELAY:
-            s->echo.delay_ms = opt_duration_ms("serve", "--delay", optarg);
+            parse_delay(&s->echo, optarg);
             break;
         case OPT_THREADS:
             s->threads = (int)opt_long("serve", "--threads", optarg, 1, MAX_THREADS);
@@ -204,10 +211,13 @@ static void parse_args(struct serve *s, int argc, char **argv)
         case 'h':
             fputs(usage, stdout);
             exit(EXIT_OK);
+        default:
+            parse_identity_option(&s->echo, c, optarg);
         }
     }
     if (optind < argc)
         usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    check_identity_options(&s->echo, s->listen, s->nlisten);
     if (s->echo.verbose && s->quiet)
         usage_error("serve", "-v and -q contradict each other");
     if (s->inetd && s->metrics_addr != NULL)
