@@ -107,17 +107,19 @@ YD_EXTERN int yd_loop_call_threadsafe(yd_loop *loop, void (*fn)(yd_loop *loop, v
 
 /* Kinds of error the endpoints count. */
 enum yd_error_kind {
-    YD_ERR_ACCEPT,        /* accept() failed, e.g. EMFILE */
-    YD_ERR_RESET,         /* a peer reset the connection (ECONNRESET, EPIPE) */
-    YD_ERR_IO,            /* any other read or write error */
-    YD_ERR_LINE_TOO_LONG, /* a line beyond the read limit */
-    YD_ERR_IDLE_TIMEOUT,  /* closed for sending nothing for too long */
-    YD_ERR_UDP_SEND,      /* a datagram could not be sent (ICMP unreachable, full buffer) */
-    YD_ERR_UDP_LOW_PORT,  /* a datagram from a source port below 1024 was dropped */
-    YD_ERR_HTTP,          /* a malformed or unknown request on the metrics endpoint */
-    YD_ERR_DRAIN_TIMEOUT, /* reset at the drain deadline with work still pending */
-    YD_ERR_TLS_HANDSHAKE, /* a TLS handshake failed or did not finish in time */
-    YD_ERR_PROXY_HEADER,  /* a PROXY protocol header missing, malformed or too slow */
+    YD_ERR_ACCEPT,         /* accept() failed, e.g. EMFILE */
+    YD_ERR_RESET,          /* a peer reset the connection (ECONNRESET, EPIPE) */
+    YD_ERR_IO,             /* any other read or write error */
+    YD_ERR_LINE_TOO_LONG,  /* a line beyond the read limit */
+    YD_ERR_IDLE_TIMEOUT,   /* closed for sending nothing for too long */
+    YD_ERR_UDP_SEND,       /* a datagram could not be sent (ICMP unreachable, full buffer) */
+    YD_ERR_UDP_LOW_PORT,   /* a datagram from a source port below 1024 was dropped */
+    YD_ERR_HTTP,           /* a malformed or unknown request on the metrics endpoint */
+    YD_ERR_DRAIN_TIMEOUT,  /* reset at the drain deadline with work still pending */
+    YD_ERR_TLS_HANDSHAKE,  /* a TLS handshake failed or did not finish in time */
+    YD_ERR_PROXY_HEADER,   /* a PROXY protocol header missing, malformed or too slow */
+    YD_ERR_INJECTED_DROP,  /* a datagram left unanswered on purpose (fault injection) */
+    YD_ERR_INJECTED_RESET, /* a connection reset on purpose (fault injection) */
     YD_ERR__COUNT
 };
 
@@ -144,6 +146,10 @@ YD_EXTERN void yd_stats_free(yd_stats *stats);
 /* Adds the current values of stats to *sum: start from a zeroed snapshot, and call it once per
  * set to merge several threads' counters. (Named for what it does: it never overwrites.) */
 YD_EXTERN void yd_stats_add_to(const yd_stats *stats, yd_stats_snapshot *sum);
+
+/* Counts one error of a kind in a connection's or a server's statistics (for protocols). */
+YD_EXTERN void yd_conn_count_error(yd_conn *conn, enum yd_error_kind kind);
+YD_EXTERN void yd_server_count_error(yd_server *server, enum yd_error_kind kind);
 
 /* Counts one error of the given kind (for protocols that detect their own). */
 YD_EXTERN void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind);

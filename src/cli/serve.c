@@ -50,6 +50,9 @@ static const char usage[] =
     "      --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics\n"
     "      --inetd              serve the connection (or UDP socket) on stdin (inetd,\n"
     "                           systemd Accept=yes, socat EXEC:); one thread, no --max-conns\n"
+    "      --proxy-protocol     every connection starts with a PROXY v1 or v2 header (HAProxy\n"
+    "                           send-proxy): the client it names is the peer; without one\n"
+    "                           within 5s the connection is dropped and counted\n"
     "      --json               logs, statistics and errors as one JSON object per line\n"
     "  -v, --verbose            log every connection and message with the peer address\n"
     "  -q, --quiet              no summary at shutdown; errors only\n"
@@ -109,7 +112,8 @@ enum {
     OPT_STATS,
     OPT_INETD,
     OPT_METRICS,
-    OPT_JSON
+    OPT_JSON,
+    OPT_PROXY_PROTOCOL
 };
 
 static const struct option longopts[] = {
@@ -126,6 +130,7 @@ static const struct option longopts[] = {
     {"inetd", no_argument, NULL, OPT_INETD},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"json", no_argument, NULL, OPT_JSON},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -202,6 +207,9 @@ static void parse_args(struct serve *s, int argc, char **argv)
         case OPT_JSON:
             s->echo.json = 1;
             break;
+        case OPT_PROXY_PROTOCOL:
+            s->limits.proxy_protocol = 1;
+            break;
         case 'v':
             s->echo.verbose = 1;
             break;
@@ -222,6 +230,8 @@ static void parse_args(struct serve *s, int argc, char **argv)
         usage_error("serve", "-v and -q contradict each other");
     if (s->inetd && s->metrics_addr != NULL)
         usage_error("serve", "--metrics cannot be used with --inetd");
+    if (s->inetd && s->limits.proxy_protocol)
+        usage_error("serve", "--proxy-protocol cannot be used with --inetd");
 }
 
 /* ---- Logging -------------------------------------------------------------------------------- */

@@ -876,6 +876,12 @@ int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len)
     return conn->transport->peer_name(conn, buf, len);
 }
 
+void yd_conn_count_error(yd_conn *conn, enum yd_error_kind kind)
+{
+    if ((unsigned)kind < YD_ERR__COUNT)
+        STAT_ADD(conn->stats, errors[kind], 1);
+}
+
 int yd_conn_proxy_source(const yd_conn *conn, char *buf, size_t len)
 {
     if (conn->proxied)

@@ -597,8 +597,10 @@ static void echo_datagram(yd_server *srv, const char *data, size_t len, const vo
         yd_sockaddr_format(peer, name, sizeof name);
         log_event(ctx, name, drop ? "datagram dropped (--drop)" : "datagram", data, len, NULL);
     }
-    if (drop)
-        return; /* TODO: counted once the lead adds an error kind (injected_drop) */
+    if (drop) {
+        yd_server_count_error(srv, YD_ERR_INJECTED_DROP);
+        return;
+    }
     if (ctx->opts.mode != YD_ECHO_INFO && ctx->prefix == NULL) {
         yd_server_send_to(srv, data, len, peer, peer_len); /* a failure is counted there */
         return;
@@ -700,7 +702,7 @@ static void after_reply(struct echo_conn *ec)
     ec->aborted = 1;
     if (ec->ctx->opts.verbose)
         log_event(ec->ctx, ec->peer, "reset (--reset)", NULL, 0, NULL);
-    /* TODO: counted once the lead adds an error kind (injected_reset) */
+    yd_conn_count_error(ec->conn, YD_ERR_INJECTED_RESET);
     yd_conn_abort(ec->conn);
 }
 

@@ -610,6 +610,12 @@ int yd_server_port(const yd_server *srv)
     return yd__sockaddr_port((struct sockaddr *)&ss); /* 0 for a Unix socket */
 }
 
+void yd_server_count_error(yd_server *srv, enum yd_error_kind kind)
+{
+    if ((unsigned)kind < YD_ERR__COUNT)
+        STAT_ADD(srv->options.stats, errors[kind], 1);
+}
+
 void *yd_server_data(const yd_server *srv)
 {
     return srv->options.data;
