@@ -23,9 +23,9 @@ static void on_tick(yd_timer *timer, void *data)
 {
     report *r = data;
     (void)timer;
-    yd_stats_snapshot now = {0}; /* yd_stats_read adds into it */
+    yd_stats_snapshot now = {0}; /* yd_stats_add_to adds to it */
     uint64_t now_ms = yd_loop_now_ms(r->loop);
-    yd_stats_read(r->stats, &now);
+    yd_stats_add_to(r->stats, &now);
     double seconds = (double)(now_ms - r->last_ms) / 1000.0;
     fprintf(stderr,
             "%.0f messages/s, %" PRIu64 " messages in total, %" PRIu64 " connections open\n",

@@ -64,11 +64,13 @@ static void on_close(yd_conn *conn, int status)
 }
 
 /* A client that never got as far as on_connect: plaintext, a bad certificate, too slow. */
-static void on_reject(yd_conn *conn, int status)
+static void on_reject(yd_conn *conn, int status, enum yd_error_kind kind)
 {
     char peer[YD_ADDR_TEXT_BYTES];
-    if (yd_conn_peer_name(conn, peer, sizeof(peer)) > 0)
-        fprintf(stderr, "handshake failed from %s: %s\n", peer, yd_strerror(status));
+    const char *why = yd_conn_tls_error(conn);
+    if (kind == YD_ERR_TLS_HANDSHAKE && yd_conn_peer_name(conn, peer, sizeof(peer)) > 0)
+        fprintf(stderr, "handshake failed from %s: %s%s%s\n", peer, yd_strerror(status),
+                why ? ": " : "", why ? why : "");
 }
 
 /* Certificate rotation: new connections get the files as they are now. */

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h> /* struct sockaddr_storage, AF_*, SOCK_* of yd_proxy_header */
 
 #ifdef __cplusplus
 extern "C" {
@@ -76,12 +77,19 @@ YD_EXTERN int yd_loop_free(yd_loop *loop);
 YD_EXTERN void yd_loop_drain(yd_loop *loop, uint64_t drain_ms);
 
 /*
- * Ctrl-C done properly, for a server: the first SIGINT or SIGTERM runs yd_loop_drain(loop,
- * drain_ms), a second one stops the loop at once; and SIGPIPE is ignored for the process, so a
- * peer that resets while we write is an error to handle, not a death (libuv writes with
- * write(2); any program using libyodel without this call should ignore SIGPIPE itself). The
- * watchers do not keep the loop alive.
+ * Ctrl-C done properly, the one policy of every yodel program: the first SIGINT or SIGTERM
+ * calls on_first (finish what you are doing: a server drains, a load generator stops and
+ * reports); a second one calls on_second if not NULL (to say so, briefly) and ends the process
+ * at once with status 128 + signum, the status a shell reports for a process that signal
+ * killed. SIGPIPE is ignored for the process, so a peer that resets while we write is an error
+ * to handle, not a death (libuv writes with write(2); a program using libyodel without these
+ * calls should ignore SIGPIPE itself). The watchers do not keep the loop alive.
  */
+typedef void (*yd_shutdown_cb)(yd_loop *loop, int signum, void *data);
+YD_EXTERN int yd_loop_on_shutdown_signals(yd_loop *loop, yd_shutdown_cb on_first,
+                                          yd_shutdown_cb on_second, void *data);
+
+/* The same for a server on one loop: the first signal runs yd_loop_drain(loop, drain_ms). */
 YD_EXTERN int yd_loop_drain_on_signals(yd_loop *loop, uint64_t drain_ms);
 
 /* The loop's cached monotonic clock, in milliseconds. */
@@ -99,16 +107,19 @@ YD_EXTERN int yd_loop_call_threadsafe(yd_loop *loop, void (*fn)(yd_loop *loop, v
 
 /* Kinds of error the endpoints count. */
 enum yd_error_kind {
-    YD_ERR_ACCEPT,        /* accept() failed, e.g. EMFILE */
-    YD_ERR_RESET,         /* a peer reset the connection (ECONNRESET, EPIPE) */
-    YD_ERR_IO,            /* any other read or write error */
-    YD_ERR_LINE_TOO_LONG, /* a line beyond the read limit */
-    YD_ERR_IDLE_TIMEOUT,  /* closed for sending nothing for too long */
-    YD_ERR_UDP_SEND,      /* a datagram could not be sent (ICMP unreachable, full buffer) */
-    YD_ERR_UDP_LOW_PORT,  /* a datagram from a source port below 1024 was dropped */
-    YD_ERR_HTTP,          /* a malformed or unknown request on the metrics endpoint */
-    YD_ERR_DRAIN_TIMEOUT, /* reset at the drain deadline with work still pending */
-    YD_ERR_TLS_HANDSHAKE, /* a TLS handshake failed or did not finish in time */
+    YD_ERR_ACCEPT,         /* accept() failed, e.g. EMFILE */
+    YD_ERR_RESET,          /* a peer reset the connection (ECONNRESET, EPIPE) */
+    YD_ERR_IO,             /* any other read or write error */
+    YD_ERR_LINE_TOO_LONG,  /* a line beyond the read limit */
+    YD_ERR_IDLE_TIMEOUT,   /* closed for sending nothing for too long */
+    YD_ERR_UDP_SEND,       /* a datagram could not be sent (ICMP unreachable, full buffer) */
+    YD_ERR_UDP_LOW_PORT,   /* a datagram from a source port below 1024 was dropped */
+    YD_ERR_HTTP,           /* a malformed or unknown request on the metrics endpoint */
+    YD_ERR_DRAIN_TIMEOUT,  /* reset at the drain deadline with work still pending */
+    YD_ERR_TLS_HANDSHAKE,  /* a TLS handshake failed or did not finish in time */
+    YD_ERR_PROXY_HEADER,   /* a PROXY protocol header missing, malformed or too slow */
+    YD_ERR_INJECTED_DROP,  /* a datagram left unanswered on purpose (fault injection) */
+    YD_ERR_INJECTED_RESET, /* a connection reset on purpose (fault injection) */
     YD_ERR__COUNT
 };
 
@@ -127,13 +138,18 @@ typedef struct yd_stats_snapshot {
 
 /*
  * A set of counters. One loop thread writes it; any thread may read it with
- * yd_stats_read() at any time. Several servers on one loop may share one.
+ * yd_stats_add_to() at any time. Several servers on one loop may share one.
  */
 YD_EXTERN int yd_stats_new(yd_stats **out);
 YD_EXTERN void yd_stats_free(yd_stats *stats);
 
-/* Adds the current values of stats into *sum (so several threads' counters merge). */
-YD_EXTERN void yd_stats_read(const yd_stats *stats, yd_stats_snapshot *sum);
+/* Adds the current values of stats to *sum: start from a zeroed snapshot, and call it once per
+ * set to merge several threads' counters. (Named for what it does: it never overwrites.) */
+YD_EXTERN void yd_stats_add_to(const yd_stats *stats, yd_stats_snapshot *sum);
+
+/* Counts one error of a kind in a connection's or a server's statistics (for protocols). */
+YD_EXTERN void yd_conn_count_error(yd_conn *conn, enum yd_error_kind kind);
+YD_EXTERN void yd_server_count_error(yd_server *server, enum yd_error_kind kind);
 
 /* Counts one error of the given kind (for protocols that detect their own). */
 YD_EXTERN void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind);
@@ -177,12 +193,13 @@ typedef struct yd_protocol {
     void (*on_datagram)(yd_server *server, const char *data, size_t len, const void *peer,
                         unsigned peer_len);
     /*
-     * A connection the server accepted ended before on_connect: refused past max_conns
-     * (-ECONNREFUSED), a TLS handshake that failed (-EPROTO) or did not finish in time
-     * (-ETIMEDOUT). For logging (yd_conn_peer_name works); no other call is allowed, and
-     * on_close will not run. Counted in the server's statistics.
+     * A connection the server accepted ended before on_connect, while the server is open:
+     * refused past max_conns (status -ECONNREFUSED, kind YD_ERR__COUNT: counted as refused), or
+     * a TLS handshake or PROXY header (kind YD_ERR_TLS_HANDSHAKE or YD_ERR_PROXY_HEADER) that
+     * failed (-EPROTO) or did not come in time (-ETIMEDOUT). For logging (yd_conn_peer_name
+     * works); no other call is allowed, and on_close will not run.
      */
-    void (*on_reject)(yd_conn *conn, int status);
+    void (*on_reject)(yd_conn *conn, int status, enum yd_error_kind kind);
 } yd_protocol;
 
 /* ---- Servers ------------------------------------------------------------------------------ */
@@ -205,6 +222,8 @@ typedef struct yd_server_options {
     int reuseport;                 /* YD_REUSEPORT_*: one listening socket per thread */
     int backlog;                   /* 0: a sensible default (SOMAXCONN) */
     struct yd_tls *tls;            /* TLS for every connection: required for tls:// addresses */
+    int proxy_protocol;            /* every connection (datagram) starts with a PROXY header */
+    uint64_t proxy_timeout_ms;     /* 0: 5 s for the header to arrive */
     void (*free_data)(void *data); /* or NULL: called with data when the server is freed
                                       (not if listening fails: data stays the caller's) */
 } yd_server_options;
@@ -368,6 +387,13 @@ YD_EXTERN void yd_conn_resume_reading(yd_conn *conn);
  */
 YD_EXTERN int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len);
 
+/*
+ * The original client a PROXY protocol header named ("203.0.113.7:51234"), or 0 bytes when the
+ * connection had none (or a LOCAL one: a proxy's health check). yd_conn_peer_name then names
+ * that client too: the original client replaces the proxy as the peer.
+ */
+YD_EXTERN int yd_conn_proxy_source(const yd_conn *conn, char *buf, size_t len);
+
 /* Writes the connection's own address ("127.0.0.1:40112"; "unix", "tty") into buf. */
 YD_EXTERN int yd_conn_sock_name(const yd_conn *conn, char *buf, size_t len);
 
@@ -400,6 +426,8 @@ typedef struct yd_tls_options {
     int min_version;         /* 0 or YD_TLS_1_2: TLS 1.2 and 1.3; YD_TLS_1_3: 1.3 only */
     const char *alpn;        /* "h2,http/1.1"-style list to offer or accept, or NULL */
     uint64_t handshake_timeout_ms; /* 0: 10 s; a peer silent that long mid-handshake is dropped */
+    int resume;                    /* client: offer the newest session the server gave (a
+                                      ticket) on the next connection: an abbreviated handshake */
 } yd_tls_options;
 
 /*
@@ -445,6 +473,14 @@ YD_EXTERN int yd_conn_open_fd_tls(yd_loop *loop, int fd, yd_tls *tls, const char
  * peer certificate's subject ("CN=client,O=yodel"; 0 bytes if none). Valid from on_connect on.
  */
 YD_EXTERN const char *yd_conn_tls_version(const yd_conn *conn);
+/*
+ * Why a TLS handshake failed ("certificate verify failed: unable to get local issuer
+ * certificate", "wrong version number", ...), or NULL: a static string, valid in on_close.
+ */
+YD_EXTERN const char *yd_conn_tls_error(const yd_conn *conn);
+
+/* 1 if the handshake resumed an earlier session (yd_tls_options.resume), 0 if it was full. */
+YD_EXTERN int yd_conn_tls_resumed(const yd_conn *conn);
 YD_EXTERN int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len);
 
 /* ---- Timers and signals ------------------------------------------------------------------- */
@@ -507,13 +543,141 @@ YD_EXTERN long yd_frame_line(const char *buf, size_t len, size_t max_line);
 /* Copies n bytes from src to dst with ASCII letters upper-cased (dst may be src). */
 YD_EXTERN void yd_ascii_upper(char *dst, const char *src, size_t n);
 
+/* ---- PROXY protocol (pure, no allocation) ------------------------------------------------ */
+
+/*
+ * The header a proxy puts before the bytes of a connection it relays, to name the client it
+ * relays (HAProxy's send-proxy and send-proxy-v2): HAProxy's "The PROXY protocol", version 1 (a
+ * text line) and version 2 (binary, with TLVs). It replaces the peer's address, so accept it only
+ * on a port that only trusted proxies reach, and only where it is expected: never guess.
+ */
+
+/* The longest header accepted: v1's 107 bytes, v2's 16 and a generous TLV area (the smallest
+ * TCP segment every host takes, 576 - 40 bytes, as the spec sizes both). */
+#define YD_PROXY_MAX_BYTES 536
+
+typedef struct yd_proxy_header {
+    int version;  /* 1 or 2 */
+    int local;    /* v2 LOCAL (a proxy's own connection, e.g. a health check) or v1 UNKNOWN: the
+                     header gives no address; use the connection's own */
+    int family;   /* of src and dst: AF_INET, AF_INET6, AF_UNIX, or 0 when the header gives no
+                     address (local, or v2 AF_UNSPEC): then use the connection's own */
+    int socktype; /* SOCK_STREAM or SOCK_DGRAM; 0 when v2 leaves it unspecified or is LOCAL;
+                     v1 is always SOCK_STREAM */
+    struct sockaddr_storage src; /* the original client (a sockaddr_in, sockaddr_in6 or
+                                    sockaddr_un by family; zeroes when family is 0) */
+    struct sockaddr_storage dst; /* the address it connected to (the same) */
+    size_t header_len;           /* bytes the header took: the payload starts after them */
+    /* v2 TLVs, pointing into the caller's buffer (valid as long as it is); NULL and 0 when
+     * absent. Their bytes are the proxy's, unchecked: treat them as untrusted text. */
+    const char *authority; /* PP2_TYPE_AUTHORITY: the host name the client asked for (TLS SNI) */
+    size_t authority_len;
+    const char *unique_id; /* PP2_TYPE_UNIQUE_ID: the proxy's ID of the connection, <= 128 bytes */
+    size_t unique_id_len;
+    int ssl; /* PP2_TYPE_SSL with PP2_CLIENT_SSL: the client reached the proxy over TLS */
+} yd_proxy_header;
+
+/*
+ * Parses a PROXY header (v1 or v2, told apart by its first byte) at the start of buf. Returns
+ * its length (> 0, header_len) and fills *out; 0 when more bytes are needed, as long as buf may
+ * still begin a valid header (a v1 IPv6 address, and v2's bytes after its first 16, are checked
+ * once whole): read more and call again with all of it; or -EPROTO for anything malformed: not a
+ * PROXY header; a bad v2 signature, version, command, family or protocol; a v1 line over 107
+ * bytes with its CRLF, extra or missing spaces, a bad address or a port over 65535; a v2 length
+ * past YD_PROXY_MAX_BYTES or too short for its addresses; a TLV whose length runs past the header
+ * (or an SSL sub-TLV past its TLV); a CRC32C TLV that does not match; an interpreted TLV given
+ * twice. Once the answer is not 0, more bytes never change it; YD_PROXY_MAX_BYTES bytes always
+ * decide. Never reads past len; *out is untouched unless the return is > 0. -EINVAL if out is
+ * NULL, or buf is NULL and len is not 0.
+ */
+YD_EXTERN long yd_proxy_parse(const char *buf, size_t len, yd_proxy_header *out);
+
+/*
+ * Writes a header for a TCP connection from src to dst (a sockaddr_in or sockaddr_in6, both of
+ * one family) into buf: version 1 ("PROXY TCP4 ...\r\n") or 2 (PROXY command, no TLVs).
+ * Returns its length (YD_PROXY_MAX_BYTES of room is always enough), -ENOBUFS if len is too
+ * short (buf is then untouched), or -EINVAL for another version, family or mixed families.
+ */
+YD_EXTERN long yd_proxy_format(int version, const void *src, const void *dst, char *buf,
+                               size_t len);
+
+/* ---- Echo: the behaviours of `yodel serve` ------------------------------------------------ */
+
+/* ---- Templates: who answered (a banner, a prefix) ----------------------------------------- */
+
+/*
+ * A template is text with fields in braces, expanded for each connection:
+ *   {hostname}     the machine's name (gethostname)
+ *   {peer}         the client as the server saw it: "127.0.0.1:50312", "[::1]:50312", "unix"
+ *   {local}        the server's own address of the connection: "127.0.0.1:8888"
+ *   {listener}     the listening socket: "tcp://127.0.0.1:8888", "udp://[::1]:8888", "unix:PATH"
+ *   {pid}          the server's process id
+ *   {env:NAME}     the environment variable NAME ([A-Za-z_][A-Za-z0-9_]*; empty when unset)
+ *   {proxy}        the original client a PROXY protocol header named (empty when none)
+ *   {tls_subject}  the verified client certificate's subject (empty when none)
+ * "{{" and "}}" are literal braces; "\n", "\r", "\t" and "\\" are a newline, a carriage
+ * return, a tab and a backslash (so a banner can end its line when given as a plain argument).
+ * Any other byte is itself. Everything else is an error: an unknown field, "{" without its "}",
+ * a lone "}", an unknown escape, a "\" at the end.
+ */
+enum {
+    YD_TEMPLATE_HOSTNAME = 1 << 0,
+    YD_TEMPLATE_PEER = 1 << 1,
+    YD_TEMPLATE_LOCAL = 1 << 2,
+    YD_TEMPLATE_LISTENER = 1 << 3,
+    YD_TEMPLATE_PID = 1 << 4,
+    YD_TEMPLATE_ENV = 1 << 5,
+    YD_TEMPLATE_PROXY = 1 << 6,
+    YD_TEMPLATE_TLS_SUBJECT = 1 << 7,
+};
+
+/* The longest environment variable name a template may name. */
+#define YD_TEMPLATE_ENV_NAME_MAX 128
+
+/*
+ * Checks a template. Returns the set of fields it uses (YD_TEMPLATE_* bits; 0 for plain text),
+ * or -EINVAL with the reason in err ("unknown field {hostnme}", "unterminated {peer", ...;
+ * errlen bytes, may be 0). Pure: reads tmpl up to its NUL and nothing else.
+ */
+YD_EXTERN int yd_template_check(const char *tmpl, char *err, size_t errlen);
+
+/* The values of the fields. A NULL string expands to nothing. */
+typedef struct yd_template_values {
+    const char *hostname, *peer, *local, *listener, *proxy, *tls_subject;
+    long pid;
+    /* {env:NAME}: returns NAME's value (NUL-terminated name), or NULL when unset. NULL: every
+     * variable expands to nothing (the function is not called then). */
+    const char *(*env)(const char *name, void *env_data);
+    void *env_data;
+    /*
+     * YD_TEMPLATE_* fields left in the output as they are (all of them: {env:NAME} stays whole).
+     * The rest of the output is then written as template text ("{" as "{{", "\" as "\\"), so
+     * it expands later, with the values of the kept fields, to what the whole expansion would
+     * have been: a server expands the fields that never change once and the others per peer.
+     */
+    unsigned keep;
+} yd_template_values;
+
+/*
+ * Expands tmpl into buf (len bytes), NUL-terminated. Returns the length without the NUL;
+ * -EINVAL for a bad template (see yd_template_check); -ENOBUFS when the expansion and its NUL do
+ * not fit: buf then holds the longest prefix of it that does (never a broken escape), as a
+ * string. Pure but for values->env.
+ */
+YD_EXTERN int yd_template_expand(const char *tmpl, const yd_template_values *values, char *buf,
+                                 size_t len);
+
 /* ---- Echo: the behaviours of `yodel serve` ------------------------------------------------ */
 
 typedef enum yd_echo_mode {
-    YD_ECHO_RAW,  /* bytes as they arrive, until EOF (RFC 862) */
-    YD_ECHO_LINE, /* line by line */
-    YD_ECHO_UPPER /* line by line, ASCII letters upper-cased */
+    YD_ECHO_RAW,   /* bytes as they arrive, until EOF (RFC 862) */
+    YD_ECHO_LINE,  /* line by line */
+    YD_ECHO_UPPER, /* line by line, ASCII letters upper-cased */
+    YD_ECHO_INFO   /* each line (datagram) answered with one JSON line about the connection */
 } yd_echo_mode;
+
+/* The longest banner or prefix, expanded, that a connection sends: beyond, it is cut. */
+#define YD_ECHO_TEMPLATE_BYTES 4096
 
 typedef struct yd_echo_options {
     yd_echo_mode mode;
@@ -522,6 +686,15 @@ typedef struct yd_echo_options {
     size_t max_line_bytes; /* 0: 64 KiB */
     int verbose;           /* log connect, data, close with the peer address to stderr */
     int json;              /* logs as JSON objects */
+    /* Identity (templates as yd_template_check reads them; NULL: none). */
+    const char *banner; /* sent as soon as a stream connection opens (the server speaks first) */
+    const char *prefix; /* put before each echoed line and datagram (not in raw streams, not
+                           with YD_ECHO_INFO) */
+    /* Faults, for testing clients; all off at 0. Streams only unless said. */
+    uint64_t delay_jitter_ms; /* each reply held delay_ms +- this, uniformly; replies stay in
+                                 order; at most delay_ms */
+    double drop_percent;      /* datagrams left unanswered, chosen at random (0 to 100) */
+    double reset_percent;     /* connections reset (TCP RST) right after their first reply */
 } yd_echo_options;
 
 /*

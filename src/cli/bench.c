@@ -24,14 +24,15 @@
 static const char usage[] =
     "usage: yodel bench [-c ADDR] [-n CONNS] [-s SIZE] [-p DEPTH] [-t DURATION]\n"
     "                   [--warmup DURATION] [--rate N] [--udp] [--threads N] [--timeout D]\n"
-    "                   [--json]\n"
+    "                   [--reconnect-every N] [--tls] [--ca FILE | --insecure] [--sni NAME]\n"
+    "                   [--cert FILE [--key FILE]] [--json]\n"
     "\n"
     "Load an echo server and report round trips/s, MB/s and latency percentiles.\n"
     "Every echoed byte is checked; any mismatch, reset, unexpected close, timeout,\n"
     "lost or duplicated datagram or failed connect makes the exit status 1.\n"
     "\n"
-    "  -c, --connect ADDR        server: HOST:PORT, udp://HOST:PORT, unix:PATH\n"
-    "                            (127.0.0.1:8888)\n"
+    "  -c, --connect ADDR        server: HOST:PORT, udp://HOST:PORT, unix:PATH,\n"
+    "                            tls://HOST:PORT, tls+unix:PATH (127.0.0.1:8888)\n"
     "  -n, --connections CONNS   connections, opened in batches of 64 per thread (50)\n"
     "  -s, --size SIZE           message size in bytes, its final '\\n' included (64;\n"
     "                            2 to 1m, 65507 for UDP)\n"
@@ -49,14 +50,29 @@ static const char usage[] =
     "                            datagrams are errors, reordered and late ones (back after\n"
     "                            being counted lost) are counted\n"
     "      --threads N           spread the connections over N event loops (1)\n"
-    "      --timeout D           a reply later than this is a timeout (2s)\n"
+    "      --timeout D           a reply (or a reconnect) later than this is a timeout (2s)\n"
+    "      --reconnect-every N   close each connection after N round trips and connect\n"
+    "                            again (1: a connection per round trip, netperf's TCP_CRR);\n"
+    "                            reports connects/s (handshakes/s with TLS)\n"
+    "      --tls                 use TLS (same as -c tls://HOST:PORT); the server's\n"
+    "                            certificate is verified with the system's CAs\n"
+    "      --ca FILE             verify it with these CAs (PEM) instead\n"
+    "      --insecure            do not verify it (said on stderr)\n"
+    "      --resume              with --reconnect-every: resume the TLS session (abbreviated\n"
+    "                            handshakes); without it every handshake is full\n"
+    "      --sni NAME            send NAME as SNI and verify the certificate for it\n"
+    "                            (default: the address's host)\n"
+    "      --cert FILE           present this client certificate (PEM; mutual TLS)\n"
+    "      --key FILE            its private key (default: read from --cert's file)\n"
     "      --json                print the report as one JSON object\n"
     "  -h, --help                this help\n"
     "\n"
     "When every connection has ended (the server closed or died), the run stops at once,\n"
     "reports its rates over the time it was live, and exits 1.\n"
     "The report goes to stdout; a progress line goes to stderr when it is a terminal.\n"
-    "Latency percentiles come from a log-linear histogram (within 0.8 %).\n";
+    "Latency percentiles come from a log-linear histogram (within 0.8 %). Connect latency\n"
+    "(with TLS: to the handshake's end) counts the first connects, or with\n"
+    "--reconnect-every those made while measuring.\n";
 
 static const struct option longopts[] = {
     {"connect", required_argument, NULL, 'c'},
@@ -70,6 +86,14 @@ static const struct option longopts[] = {
     {"threads", required_argument, NULL, 'T'},
     {"timeout", required_argument, NULL, 'O'},
     {"json", no_argument, NULL, 'J'},
+    {"reconnect-every", required_argument, NULL, 'E'},
+    {"tls", no_argument, NULL, 'L'},
+    {"ca", required_argument, NULL, 'A'},
+    {"insecure", no_argument, NULL, 'I'},
+    {"resume", no_argument, NULL, 'Z'},
+    {"sni", required_argument, NULL, 'S'},
+    {"cert", required_argument, NULL, 'C'},
+    {"key", required_argument, NULL, 'K'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -118,6 +142,33 @@ static void take_option(int c, config *cfg)
     case 'J':
         cfg->json = 1;
         break;
+    case 'E':
+        cfg->reconnect_every =
+            (uint64_t)opt_long("bench", "--reconnect-every", optarg, 1, 1000000000);
+        break;
+    case 'L':
+        cfg->tls = 1;
+        break;
+    case 'A':
+        cfg->ca_file = optarg;
+        break;
+    case 'I':
+        cfg->insecure = 1;
+        break;
+    case 'Z':
+        cfg->resume = 1;
+        break;
+    case 'S':
+        if (optarg[0] == '\0')
+            usage_error("bench", "--sni: the name is empty");
+        cfg->sni = optarg;
+        break;
+    case 'C':
+        cfg->cert_file = optarg;
+        break;
+    case 'K':
+        cfg->key_file = optarg;
+        break;
     }
 }
 
@@ -128,8 +179,15 @@ static void check_options(config *cfg)
     yd_addr_parse(cfg->addr, &addr);
     if (addr.transport == YD_UDP)
         cfg->udp = 1;
+    if (addr.tls)
+        cfg->tls = 1;
     if (cfg->udp && addr.transport == YD_UNIX)
         usage_error("bench", "--udp: '%s' is a Unix socket address", cfg->addr);
+    if (cfg->udp && addr.tls)
+        usage_error("bench", "--udp: '%s' is a TLS address", cfg->addr);
+    if (cfg->udp && cfg->reconnect_every != 0)
+        usage_error("bench", "--reconnect-every: not with UDP (a datagram has no connection)");
+    tls_check_options(cfg);
     if (cfg->udp && cfg->size > 65507)
         usage_error("bench", "-s: %zu is too big for a UDP datagram (65507 at most)", cfg->size);
     if (cfg->size * cfg->depth > MAX_WINDOW_BYTES)
@@ -157,13 +215,15 @@ static void parse_options(int argc, char **argv, config *cfg)
     check_options(cfg);
 }
 
-/* The address as the reports name it: formatted, udp:// with --udp. */
+/* The address as the reports name it and connects go to: formatted, udp:// with --udp,
+ * tls:// (tls+unix:) with --tls. */
 static void format_address(bench *b)
 {
     yd_addr addr;
     yd_addr_parse(b->cfg.addr, &addr); /* checked by opt_addr */
     if (b->cfg.udp)
         addr.transport = YD_UDP;
+    addr.tls = b->cfg.tls;
     yd_addr_format(&addr, b->addr, sizeof b->addr);
 }
 
@@ -183,7 +243,7 @@ static int report(const bench *b, size_t connected, int first_error)
     const config *cfg = &b->cfg;
     if (connected == 0) {
         fprintf(stderr, "yodel bench: cannot connect to %s: %s\n", cfg->addr,
-                yd_strerror(first_error));
+                tls_connect_error(b, first_error));
         return EXIT_RUNTIME;
     }
     result *r = malloc(sizeof *r);
@@ -193,7 +253,7 @@ static int report(const bench *b, size_t connected, int first_error)
     }
     if (first_error < 0)
         fprintf(stderr, "yodel bench: %zu of %zu connections failed: %s\n", cfg->conns - connected,
-                cfg->conns, yd_strerror(first_error));
+                cfg->conns, tls_connect_error(b, first_error));
     report_merge(b, r);
     report_print(b, r);
     int status = report_failed(r) ? EXIT_RUNTIME : EXIT_OK;
@@ -211,6 +271,7 @@ int cmd_bench(int argc, char **argv)
     }
     parse_options(argc, argv, &b->cfg);
     format_address(b);
+    tls_setup(b);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(b->cfg.conns);
     if (run_start_threads(b) < 0) {

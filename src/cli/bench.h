@@ -4,8 +4,11 @@
  *   bench.c         options, their checks, and cmd_bench: the main flow of a run
  *   bench_run.c     the threads: connect batching, warmup and measuring, the tick (sends on
  *                   --rate's schedule, timeouts), Ctrl-C, and main waiting for them all
- *   bench_conn.c    one connection: connect, send, receive, verify, time out (the life of one
- *                   round trip is drawn at its top)
+ *   bench_conn.c    one connection: connect, send, receive, verify, time out, and with
+ *                   --reconnect-every close and connect again (the life of one round trip is
+ *                   drawn at its top)
+ *   bench_tls.c     the TLS options' checks and the one client configuration every connection
+ *                   shares
  *   bench_report.c  the threads' counts merged, and the text and JSON reports
  *   bench_codec.c   the messages; bench_json.c the JSON string writer; histogram.c latency
  *
@@ -44,6 +47,15 @@ typedef struct config {
     uint64_t rate; /* 0: closed loop */
     unsigned threads;
     int json;
+    uint64_t reconnect_every; /* 0: keep each connection; N: a new one after N round trips */
+    /* TLS (bench_tls.c): tls:// or --tls, and the client's certificate options. */
+    int tls;
+    int insecure;
+    int resume; /* --resume: reconnections resume the TLS session */
+    const char *ca_file;
+    const char *sni;
+    const char *cert_file;
+    const char *key_file;
 } config;
 
 typedef struct counters {
@@ -57,11 +69,20 @@ typedef struct counters {
     uint64_t lost;      /* a datagram without a reply within --timeout */
     uint64_t duplicate; /* a datagram answered again, or lost longer ago than we remember */
     uint64_t reordered;
-    uint64_t late; /* a datagram that came back after being counted lost */
-    uint64_t sent; /* messages sent while measuring: the offered load */
+    uint64_t late;     /* a datagram that came back after being counted lost */
+    uint64_t sent;     /* messages sent while measuring: the offered load */
+    uint64_t connects; /* connections that came up again while measuring (--reconnect-every) */
+    uint64_t resumed;  /* of those, TLS handshakes that resumed a session (--resume) */
 } counters;
 
-enum client_state { CLIENT_IDLE, CLIENT_CONNECTING, CLIENT_OPEN, CLIENT_CLOSING, CLIENT_DEAD };
+enum client_state {
+    CLIENT_IDLE,
+    CLIENT_CONNECTING,
+    CLIENT_OPEN,
+    CLIENT_CLOSING,
+    CLIENT_RECONNECTING, /* --reconnect-every: closing, to connect again in on_close */
+    CLIENT_DEAD
+};
 
 struct worker;
 
@@ -82,6 +103,9 @@ typedef struct client {
     uint64_t *start_ns; /* DEPTH slots: when each message in flight started */
     uint64_t *slot_seq; /* UDP only: which message each slot holds, or NO_SEQ */
     uint64_t *lost;     /* UDP only: the last lost_record() sequence numbers counted lost */
+    /* Not per message (after the fields that are, so that those keep their places). */
+    uint64_t connect_ns; /* when the current connection's connect was called */
+    uint64_t conn_seq;   /* --reconnect-every: the first sequence number of this connection */
 } client;
 
 struct bench;
@@ -95,8 +119,6 @@ typedef struct worker {
     yd_loop *loop;
     yd_timer *tick;
     yd_timer *phase;
-    yd_signal *sigint;
-    yd_signal *sigterm;
     /* Its connections (clients), and their slots and messages in one arena (bench_conn.c). */
     client *clients;
     size_t nclients;
@@ -107,6 +129,7 @@ typedef struct worker {
     size_t connected; /* connections that came up */
     size_t inflight;
     int first_connect_error;
+    int first_reconnect_error; /* --reconnect-every: why the first reconnect failed */
     int setup_error;
     /* Phases, in this order (a run that ends early skips some): ready, started, recording
      * (cleared again at stopping), stopping, finishing (bench_run.c). */
@@ -126,11 +149,16 @@ typedef struct worker {
     uint64_t verified;         /* round trips so far, warmup included */
     _Atomic uint64_t progress; /* the same, for the main thread's progress line */
     histogram hist;
+    /* From the connect call to on_connect (with TLS the handshake's end): the first connects,
+     * or with --reconnect-every those made while measuring. */
+    histogram connect_lat;
+    char tls_version[16]; /* what the first connection negotiated, "" before */
 } worker;
 
 typedef struct bench {
     config cfg;
     char addr[300];
+    yd_tls *tls; /* NULL without TLS; shared by every connection of every thread */
     worker *workers;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -144,6 +172,10 @@ typedef struct result {
     counters cnt;
     histogram hist;
     histogram send_lag;
+    histogram connect_lat;
+    double connect_rate;     /* --reconnect-every: connections that came up/s while measuring */
+    const char *tls_version; /* "TLSv1.3", or NULL without TLS */
+    int first_reconnect_error;
     double rate;       /* verified round trips/s while measuring */
     double offered;    /* messages sent/s while measuring */
     double duration_s; /* how long the measurement ran: less than -t if every connection died */
@@ -159,6 +191,17 @@ static inline uint64_t now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* bench_tls.c: checks the TLS options together (exits 2 naming a bad one); with TLS, makes
+ * b->tls (exits 2 for a file it cannot use, 1 if out of memory) and says on stderr that
+ * --insecure verifies nothing. */
+void tls_check_options(const config *cfg);
+void tls_setup(bench *b);
+/* Why a connect failed, for the one line that says so ("connection refused", or what a failed
+ * TLS handshake may mean). */
+/* Keeps the first handshake failure's reason (yd_conn_tls_error) for tls_connect_error. */
+void tls_note_failure(const char *reason);
+const char *tls_connect_error(const bench *b, int status);
 
 /* bench_conn.c: one connection, on its worker's loop. */
 /* Bytes of the worker's arena each client takes (its slots and message), and its setup there. */

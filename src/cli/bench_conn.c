@@ -29,11 +29,16 @@
  *
  * A client's states: IDLE -> CONNECTING (client_connect) -> OPEN (on_connect) -> CLOSING (we
  * drop or close it) -> DEAD (on_close, from any state). A connect that does not come up
- * (refused, or aborted at the connect deadline) goes from CONNECTING to DEAD and is counted
- * as a connect error.
+ * (refused, a failed TLS handshake, or aborted at the connect deadline) goes from CONNECTING to
+ * DEAD and is counted as a connect error. With --reconnect-every N, a connection whose N echoes
+ * are back goes OPEN -> RECONNECTING (on_data_churn closes it) -> CONNECTING (on_close connects
+ * again, on the same sequence numbers: an echo of the old connection cannot pass for one of the
+ * new) -> OPEN. A plain run's protocol (stream_protocol) never tests for this per message: the
+ * functions on the path are inlined twice, with and without it (refill_as()).
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "bench.h"
 #include "bench_codec.h"
@@ -42,12 +47,20 @@
 
 static void on_connect(yd_conn *conn);
 static void on_data_stream(yd_conn *conn, const char *data, size_t len);
+static void on_data_churn(yd_conn *conn, const char *data, size_t len);
 static void on_data_datagram(yd_conn *conn, const char *data, size_t len);
 static void on_close(yd_conn *conn, int status);
 
 static const yd_protocol stream_protocol = {
     .on_connect = on_connect,
     .on_data = on_data_stream,
+    .on_close = on_close,
+};
+
+/* --reconnect-every: the same, but each connection ends after its N round trips. */
+static const yd_protocol churn_protocol = {
+    .on_connect = on_connect,
+    .on_data = on_data_churn,
     .on_close = on_close,
 };
 
@@ -92,9 +105,14 @@ void client_init(client *c, worker *w, uint32_t index, char *mem)
 int client_connect(client *c)
 {
     worker *w = c->w;
-    const yd_protocol *proto = w->b->cfg.udp ? &datagram_protocol : &stream_protocol;
+    const bench *b = w->b;
+    const yd_protocol *proto = b->cfg.udp               ? &datagram_protocol
+                               : b->cfg.reconnect_every ? &churn_protocol
+                                                        : &stream_protocol;
     c->state = CLIENT_CONNECTING;
-    int rc = yd_conn_connect(w->loop, w->b->addr, proto, c, &c->conn);
+    c->connect_ns = now_ns();
+    int rc = b->tls != NULL ? yd_conn_connect_tls(w->loop, b->addr, b->tls, proto, c, &c->conn)
+                            : yd_conn_connect(w->loop, b->addr, proto, c, &c->conn);
     if (rc < 0)
         c->state = CLIENT_DEAD;
     return rc;
@@ -168,15 +186,26 @@ static void send_one(client *c, uint64_t now, uint64_t start_ns)
 }
 
 /*
+ * Whether the connection may send another message: always, unless (churn: with
+ * --reconnect-every, a constant where it is inlined) it has sent its N already.
+ */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+static ALWAYS_INLINE int may_send(const client *c, int churn)
+{
+    return !churn || c->next_seq - c->conn_seq < c->w->b->cfg.reconnect_every;
+}
+
+/*
  * Tops the connection up: to DEPTH in flight in a closed loop; with --rate, every
  * message already due while the connection was full is sent now, its latency counted
- * from when it was due.
+ * from when it was due. Inlined with churn a constant, so that a run without
+ * --reconnect-every does not test it per message.
  */
-static void refill(client *c, uint64_t now)
+static ALWAYS_INLINE void refill_as(client *c, uint64_t now, int churn)
 {
     worker *w = c->w;
     size_t depth = w->b->cfg.depth;
-    while (c->state == CLIENT_OPEN && c->inflight < depth) {
+    while (c->state == CLIENT_OPEN && c->inflight < depth && may_send(c, churn)) {
         if (w->interval_ns == 0) {
             send_one(c, now, now);
             continue;
@@ -188,15 +217,42 @@ static void refill(client *c, uint64_t now)
     }
 }
 
+/* refill_as() where it is not per message (a connect, the start, a tick). */
+static void refill(client *c, uint64_t now)
+{
+    if (c->w->b->cfg.reconnect_every != 0)
+        refill_as(c, now, 1);
+    else
+        refill_as(c, now, 0);
+}
+
+/*
+ * A connection is up (with TLS, its handshake done): its connect time is recorded (the first
+ * connects, or those made while measuring). Before the start it is one of the first connects;
+ * after it, a reconnect (--reconnect-every), counted while measuring, which sends at once.
+ */
 static void on_connect(yd_conn *conn)
 {
     client *c = yd_conn_data(conn);
     worker *w = c->w;
+    uint64_t now = now_ns();
     c->state = CLIENT_OPEN;
-    w->connected++;
-    worker_connect_done(w);
-    if (w->started && !w->stopping)
-        refill(c, now_ns());
+    c->conn_seq = c->next_seq;
+    if (!w->b->cfg.udp && (!w->started || w->recording))
+        hist_record(&w->connect_lat, now - c->connect_ns);
+    if (w->tls_version[0] == '\0' && yd_conn_tls_version(conn) != NULL)
+        snprintf(w->tls_version, sizeof w->tls_version, "%s", yd_conn_tls_version(conn));
+    if (!w->started) {
+        w->connected++;
+        worker_connect_done(w);
+        return;
+    }
+    if (w->recording) {
+        w->cnt.connects++;
+        w->cnt.resumed += (uint64_t)yd_conn_tls_resumed(conn);
+    }
+    if (!w->stopping)
+        refill(c, now);
 }
 
 /* The run starts: spread the first sends over one interval so the rate is even from the start. */
@@ -207,23 +263,35 @@ void client_start(client *c, uint64_t now)
     refill(c, now);
 }
 
-/* Sends what is due: closed loop, tops up; with --rate, what came due since the last tick. */
-void client_on_tick(client *c, uint64_t now)
+/* --rate: sends what came due since the last tick (churn as in refill_as()). */
+static ALWAYS_INLINE void send_due_as(client *c, uint64_t now, int churn)
 {
     worker *w = c->w;
-    if (w->interval_ns == 0) {
-        refill(c, now);
-        return;
-    }
     /* A send late only because of this timer's resolution counts from now. */
-    while (c->state == CLIENT_OPEN && c->inflight < w->b->cfg.depth && c->next_due_ns <= now) {
+    while (c->state == CLIENT_OPEN && c->inflight < w->b->cfg.depth && c->next_due_ns <= now &&
+           may_send(c, churn)) {
         send_one(c, now, now);
         c->next_due_ns += w->interval_ns;
     }
 }
 
-/* A message came back: as it was sent if ok, else a mismatch. Sends the next, or ends. */
-static void complete(client *c, uint64_t now, uint64_t start_ns, int ok)
+/* Sends what is due: closed loop, tops up; with --rate, what came due since the last tick. */
+void client_on_tick(client *c, uint64_t now)
+{
+    worker *w = c->w;
+    if (w->interval_ns == 0)
+        refill(c, now);
+    else if (w->b->cfg.reconnect_every != 0)
+        send_due_as(c, now, 1);
+    else
+        send_due_as(c, now, 0);
+}
+
+/*
+ * A message came back: as it was sent if ok, else a mismatch. Sends the next, or ends (churn as
+ * in refill_as()).
+ */
+static ALWAYS_INLINE void complete(client *c, uint64_t now, uint64_t start_ns, int ok, int churn)
 {
     worker *w = c->w;
     c->inflight--;
@@ -239,7 +307,7 @@ static void complete(client *c, uint64_t now, uint64_t start_ns, int ok)
         }
     }
     if (!w->stopping)
-        refill(c, now);
+        refill_as(c, now, churn);
     else if (w->inflight == 0)
         worker_finish(w);
 }
@@ -248,9 +316,9 @@ static void complete(client *c, uint64_t now, uint64_t start_ns, int ok)
  * Stream echoes arrive in whatever pieces the reads return: each piece is compared where it
  * landed with the bytes expected at that offset of the echo due next (acked), so a server
  * that answers with something else (a banner, an error page) is a mismatch even when it
- * closes before a whole message came back.
+ * closes before a whole message came back. (churn as in refill_as().)
  */
-static void on_data_stream(yd_conn *conn, const char *data, size_t len)
+static ALWAYS_INLINE void stream_received(yd_conn *conn, const char *data, size_t len, int churn)
 {
     client *c = yd_conn_data(conn);
     worker *w = c->w;
@@ -276,7 +344,28 @@ static void on_data_stream(yd_conn *conn, const char *data, size_t len)
         c->rx_off = 0;
         c->rx_bad = 0;
         /* May send more, or end the run and close this connection. */
-        complete(c, now, c->start_ns[seq % w->b->cfg.depth], ok);
+        complete(c, now, c->start_ns[seq % w->b->cfg.depth], ok, churn);
+    }
+}
+
+static void on_data_stream(yd_conn *conn, const char *data, size_t len)
+{
+    stream_received(conn, data, len, 0);
+}
+
+/*
+ * --reconnect-every N: once the connection's N echoes are all back (and verified: bytes beyond
+ * them were a mismatch above), it closes, and on_close() connects again.
+ */
+static void on_data_churn(yd_conn *conn, const char *data, size_t len)
+{
+    client *c = yd_conn_data(conn);
+    worker *w = c->w;
+    stream_received(conn, data, len, 1);
+    if (c->state == CLIENT_OPEN && !w->stopping && c->inflight == 0 &&
+        c->acked - c->conn_seq >= w->b->cfg.reconnect_every) {
+        c->state = CLIENT_RECONNECTING;
+        yd_conn_close(c->conn);
     }
 }
 
@@ -346,7 +435,7 @@ static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
     else
         c->acked = seq + 1;
     c->slot_seq[slot] = NO_SEQ;
-    complete(c, now_ns(), c->start_ns[slot], echo_matches(c, data, len, seq));
+    complete(c, now_ns(), c->start_ns[slot], echo_matches(c, data, len, seq), 0);
 }
 
 /* Stream: the oldest echo in flight waited more than limit: the connection is dropped. */
@@ -374,11 +463,21 @@ static void check_datagram_timeouts(client *c, uint64_t now, uint64_t limit)
     }
 }
 
-/* Drops what waited more than --timeout: a TCP connection with an old reply, a lost datagram. */
+/*
+ * Drops what waited more than --timeout: a reconnect (--reconnect-every) not up yet, a TCP
+ * connection with an old reply, a lost datagram.
+ */
 void client_check_timeouts(client *c, uint64_t now)
 {
-    const config *cfg = &c->w->b->cfg;
+    worker *w = c->w;
+    const config *cfg = &w->b->cfg;
     uint64_t limit = cfg->timeout_ms * 1000000u;
+    if (c->state == CLIENT_CONNECTING && now - c->connect_ns > limit) {
+        if (w->first_reconnect_error == 0)
+            w->first_reconnect_error = -ETIMEDOUT;
+        yd_conn_abort(c->conn); /* on_close: a connect error */
+        return;
+    }
     if (c->state != CLIENT_OPEN || c->inflight == 0)
         return;
     if (!cfg->udp)
@@ -403,22 +502,52 @@ void client_close(client *c)
     }
 }
 
-/* A connect that did not come up: a connect error, and room for the next connect. */
+/*
+ * A connect that did not come up: a connect error. One of the first: room for the next
+ * connect. A reconnect: the client is gone, as a dropped one is.
+ */
 static void on_connect_failed(client *c, int status)
 {
     worker *w = c->w;
+    int error = status < 0 ? status : -ECONNREFUSED;
     w->cnt.connect++;
-    if (w->first_connect_error == 0)
-        w->first_connect_error = status < 0 ? status : -ECONNREFUSED;
     w->open--;
+    if (w->started) {
+        if (w->first_reconnect_error == 0)
+            w->first_reconnect_error = error;
+        worker_conn_closed(w);
+        return;
+    }
+    if (w->first_connect_error == 0)
+        w->first_connect_error = error;
     worker_connect_done(w);
+}
+
+/*
+ * --reconnect-every: the connection closed after its N round trips; a new one starts, unless
+ * the run is stopping. Returns whether it did (on_close then has nothing more to do).
+ */
+static int reconnect(client *c)
+{
+    worker *w = c->w;
+    if (w->stopping || w->finishing)
+        return 0;
+    int rc = client_connect(c);
+    if (rc == 0)
+        return 1;
+    /* Refused before it started (no ephemeral port left: EADDRNOTAVAIL, no descriptor). */
+    w->cnt.connect++;
+    if (w->first_reconnect_error == 0)
+        w->first_reconnect_error = rc;
+    return 0;
 }
 
 /*
  * Every connection ends here, once. Connecting: a connect error. Open: the server closed, reset
  * or failed it (counted unless the run was finishing anyway). Closing: we dropped it, having
- * counted why, or closed it at the end. Its messages in flight are given up; the worker then
- * sees whether its run goes on.
+ * counted why, or closed it at the end. Reconnecting: we closed it after its N round trips, and
+ * the next connection of this client starts (the client stays open). Its messages in flight are
+ * given up; the worker then sees whether its run goes on.
  */
 static void on_close(yd_conn *conn, int status)
 {
@@ -428,9 +557,13 @@ static void on_close(yd_conn *conn, int status)
     c->state = CLIENT_DEAD;
     c->conn = NULL;
     if (was == CLIENT_CONNECTING) {
+        if (yd_conn_tls_error(conn) != NULL)
+            tls_note_failure(yd_conn_tls_error(conn));
         on_connect_failed(c, status);
         return;
     }
+    if (was == CLIENT_RECONNECTING && reconnect(c))
+        return;
     w->open--;
     /* A server that sent something else and closed: the wrong bytes are the error. */
     if (was == CLIENT_OPEN && !w->finishing && c->rx_bad)

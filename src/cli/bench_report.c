@@ -3,7 +3,9 @@
  * histograms and rates into one result; report_print() writes what made the run fail besides
  * counted errors to stderr, then the report to stdout: a few lines of text, or one JSON
  * object (type "summary"; its strings through bench_json.h's writer). Latencies are in
- * microseconds, "null" or "n/a" where nothing was measured.
+ * microseconds, "null" or "n/a" where nothing was measured. Connect latency is TCP's (or a Unix
+ * socket's) without TLS, and with TLS the handshake's, from the connect call to its end (the
+ * library tells no moment between the TCP connect and the handshake).
  */
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +41,8 @@ static void add_counters(counters *to, const counters *c)
     to->reordered += c->reordered;
     to->late += c->late;
     to->sent += c->sent;
+    to->connects += c->connects;
+    to->resumed += c->resumed;
 }
 
 /* Rates add up over the threads, each over the time its own measurement was live. */
@@ -47,18 +51,25 @@ void report_merge(const bench *b, result *r)
     memset(r, 0, sizeof *r);
     hist_reset(&r->hist);
     hist_reset(&r->send_lag);
+    hist_reset(&r->connect_lat);
     r->all_dead = 1;
     for (unsigned i = 0; i < b->cfg.threads; i++) {
         const worker *w = &b->workers[i];
         add_counters(&r->cnt, &w->cnt);
         hist_merge(&r->hist, &w->hist);
         hist_merge(&r->send_lag, &w->send_lag);
+        hist_merge(&r->connect_lat, &w->connect_lat);
+        if (r->tls_version == NULL && w->tls_version[0] != '\0')
+            r->tls_version = w->tls_version;
+        if (r->first_reconnect_error == 0)
+            r->first_reconnect_error = w->first_reconnect_error;
         r->connected += w->connected;
         r->all_dead &= w->all_dead;
         if (w->record_end_ns > w->record_start_ns) {
             double secs = (double)(w->record_end_ns - w->record_start_ns) / 1e9;
             r->rate += (double)w->cnt.round_trips / secs;
             r->offered += (double)w->cnt.sent / secs;
+            r->connect_rate += (double)w->cnt.connects / secs;
             if (secs > r->duration_s)
                 r->duration_s = secs;
         }
@@ -74,11 +85,13 @@ int report_failed(const result *r)
     return error_total(&r->cnt) > 0 || r->target_missed || r->all_dead;
 }
 
+/* The socket underneath: "tcp", "udp" or "unix" (TLS or not: see "tls"). */
 static const char *transport_name(const bench *b)
 {
     if (b->cfg.udp)
         return "udp";
-    return strncmp(b->addr, "unix:", 5) == 0 ? "unix" : "tcp";
+    return strncmp(b->addr, "unix:", 5) == 0 || strncmp(b->addr, "tls+unix:", 9) == 0 ? "unix"
+                                                                                      : "tcp";
 }
 
 /* "name":value for a duration in microseconds, or null when nothing was measured. */
@@ -150,6 +163,34 @@ static void print_json(const bench *b, const result *r)
         json_latency(f, &r->send_lag);
     else
         fputs("null", f);
+    /* Connect latency: TCP's (or a Unix socket's) without TLS, the handshake's with it. */
+    fputs(",\"connect_us\":", f);
+    if (!cfg->udp && !cfg->tls)
+        json_latency(f, &r->connect_lat);
+    else
+        fputs("null", f);
+    fputs(",\"handshake_us\":", f);
+    if (cfg->tls)
+        json_latency(f, &r->connect_lat);
+    else
+        fputs("null", f);
+    fprintf(f, ",\"tls\":%s,\"tls_version\":", cfg->tls ? "true" : "false");
+    if (r->tls_version != NULL)
+        json_string(f, r->tls_version);
+    else
+        fputs("null", f);
+    fprintf(f, ",\"verified\":%s", cfg->tls && !cfg->insecure ? "true" : "false");
+    if (cfg->reconnect_every != 0)
+        fprintf(f, ",\"reconnect_every\":%llu,\"connects\":%llu,\"connects_per_s\":%.1f",
+                (unsigned long long)cfg->reconnect_every, (unsigned long long)c->connects,
+                r->connect_rate);
+    else
+        fputs(",\"reconnect_every\":null,\"connects\":null,\"connects_per_s\":null", f);
+    if (cfg->reconnect_every != 0 && cfg->tls)
+        fprintf(f, ",\"handshakes_per_s\":%.1f,\"resumed\":%llu", r->connect_rate,
+                (unsigned long long)c->resumed);
+    else
+        fputs(",\"handshakes_per_s\":null,\"resumed\":null", f);
     fprintf(f,
             ",\"errors\":%llu,\"error_counts\":{\"connect\":%llu,\"mismatch\":%llu,"
             "\"reset\":%llu,\"closed\":%llu,\"io\":%llu,\"timeout\":%llu,\"lost\":%llu,"
@@ -166,17 +207,17 @@ static void print_json(const bench *b, const result *r)
 static void print_percentiles(const char *label, const histogram *h)
 {
     if (h->count == 0) {
-        printf("  %-13s n/a (nothing measured)\n", label);
+        printf("  %-14s n/a (nothing measured)\n", label);
         return;
     }
-    printf("  %-13s min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", label,
+    printf("  %-14s min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", label,
            us(h->min), us(hist_quantile(h, 0.5)), us(hist_quantile(h, 0.9)),
            us(hist_quantile(h, 0.99)), us(hist_quantile(h, 0.999)), us(h->max));
 }
 
 static void print_errors(const counters *c)
 {
-    printf("  errors        %llu", (unsigned long long)error_total(c));
+    printf("  errors         %llu", (unsigned long long)error_total(c));
     const struct {
         const char *name;
         uint64_t n;
@@ -202,19 +243,36 @@ static void print_text(const bench *b, const result *r)
            "%u thread%s\n",
            b->addr, cfg->conns, cfg->conns == 1 ? "" : "s", r->connected, cfg->size, cfg->depth,
            cfg->rate > 0 ? "open loop" : "closed loop", cfg->threads, cfg->threads == 1 ? "" : "s");
+    if (cfg->tls)
+        printf("  tls            %s, the server's certificate %s\n",
+               r->tls_version != NULL ? r->tls_version : "(no handshake done)",
+               cfg->insecure ? "NOT verified (--insecure)" : "verified");
     if (cfg->rate > 0)
-        printf("  target rate   %llu round trips/s, offered %.1f/s (%.1f %%)\n",
+        printf("  target rate    %llu round trips/s, offered %.1f/s (%.1f %%)\n",
                (unsigned long long)cfg->rate, r->offered, 100.0 * r->offered / (double)cfg->rate);
-    printf("  duration      %.2f s (after %.2f s warmup)\n", r->duration_s,
+    printf("  duration       %.2f s (after %.2f s warmup)\n", r->duration_s,
            (double)cfg->warmup_ms / 1000.0);
-    printf("  round trips   %llu  (%.1f/s)\n", (unsigned long long)c->round_trips, r->rate);
-    printf("  throughput    %.2f MB/s of payload each way\n", r->rate * (double)cfg->size / 1e6);
+    printf("  round trips    %llu  (%.1f/s)\n", (unsigned long long)c->round_trips, r->rate);
+    if (cfg->reconnect_every != 0)
+        printf("  %-14s %llu  (%.1f/s, a new connection every %llu round trip%s%s)\n",
+               cfg->tls ? "handshakes" : "connects", (unsigned long long)c->connects,
+               r->connect_rate, (unsigned long long)cfg->reconnect_every,
+               cfg->reconnect_every == 1 ? "" : "s", "");
+    if (cfg->reconnect_every != 0 && cfg->tls)
+        printf("  resumed        %llu of %llu handshakes (%s)\n", (unsigned long long)c->resumed,
+               (unsigned long long)c->connects,
+               cfg->resume ? "--resume offers the last session" : "every one full");
+    printf("  throughput     %.2f MB/s of payload each way\n", r->rate * (double)cfg->size / 1e6);
     print_percentiles("latency (us)", &r->hist);
     if (cfg->rate > 0)
         print_percentiles("send lag (us)", &r->send_lag);
+    if (cfg->tls)
+        print_percentiles("handshake (us)", &r->connect_lat);
+    else if (!cfg->udp)
+        print_percentiles("connect (us)", &r->connect_lat);
     print_errors(c);
     if (cfg->udp)
-        printf("  datagrams     %llu reordered, %llu late\n", (unsigned long long)c->reordered,
+        printf("  datagrams      %llu reordered, %llu late\n", (unsigned long long)c->reordered,
                (unsigned long long)c->late);
 }
 
@@ -233,6 +291,9 @@ static void print_warnings(const bench *b, const result *r)
                 "lag p99 %.1f us): try more connections (-n) or depth (-p)\n",
                 r->offered, 100.0 * r->offered / (double)cfg->rate, (unsigned long long)cfg->rate,
                 us(hist_quantile(&r->send_lag, 0.99)));
+    if (r->first_reconnect_error != 0)
+        fprintf(stderr, "yodel bench: reconnecting failed (%llu connect errors in all): %s\n",
+                (unsigned long long)r->cnt.connect, tls_connect_error(b, r->first_reconnect_error));
 }
 
 void report_print(const bench *b, const result *r)

@@ -39,7 +39,7 @@
 
 static void on_tick(yd_timer *timer, void *data);
 static void on_phase(yd_timer *timer, void *data);
-static void on_signal(yd_signal *sig, int signum, void *data);
+static void on_signal(yd_loop *loop, int signum, void *data);
 static void connect_next(worker *w);
 static void end_recording(worker *w);
 
@@ -80,13 +80,13 @@ static int worker_setup(worker *w)
         return rc;
     hist_reset(&w->hist);
     hist_reset(&w->send_lag);
+    hist_reset(&w->connect_lat);
     if ((rc = yd_loop_new(&w->loop)) < 0)
         return rc;
     if ((rc = yd_timer_new(w->loop, on_tick, w, &w->tick)) < 0 ||
         (rc = yd_timer_new(w->loop, on_phase, w, &w->phase)) < 0)
         return rc;
-    if (w->id == 0 && ((rc = yd_signal_new(w->loop, SIGINT, on_signal, w, &w->sigint)) < 0 ||
-                       (rc = yd_signal_new(w->loop, SIGTERM, on_signal, w, &w->sigterm)) < 0))
+    if (w->id == 0 && (rc = yd_loop_on_shutdown_signals(w->loop, on_signal, NULL, w->b)) < 0)
         return rc;
     /* The tick keeps the loop alive until main says start; it also bounds the connects. */
     yd_timer_start(w->tick, 10, 10);
@@ -182,6 +182,9 @@ static void on_start(yd_loop *loop, void *data)
 static void begin_recording(worker *w)
 {
     hist_reset(&w->hist);
+    /* --reconnect-every: the connects measured are those made from now on. */
+    if (w->b->cfg.reconnect_every != 0)
+        hist_reset(&w->connect_lat);
     w->cnt.round_trips = 0;
     w->recording = 1;
     w->record_start_ns = now_ns();
@@ -277,11 +280,6 @@ void worker_finish(worker *w)
     yd_timer_free(w->tick);
     yd_timer_free(w->phase);
     w->tick = w->phase = NULL;
-    if (w->sigint != NULL) {
-        yd_signal_free(w->sigint);
-        yd_signal_free(w->sigterm);
-        w->sigint = w->sigterm = NULL;
-    }
     for (size_t i = 0; i < w->nclients; i++)
         client_close(&w->clients[i]);
     if (w->open == 0)
@@ -289,17 +287,16 @@ void worker_finish(worker *w)
 }
 
 /*
- * The whole of bench's two-signal policy (SIGINT, SIGTERM; on thread 0's loop): the first
- * ends the run early, with a report (each worker's tick notices `interrupted`); the second
- * exits at once, status 130, without one.
+ * The first SIGINT or SIGTERM ends the run early, with a report (each worker's tick notices
+ * `interrupted`); the second exits at once with 128+signal, without one: libyodel's one
+ * two-signal policy (yd_loop_on_shutdown_signals, on thread 0's loop).
  */
-static void on_signal(yd_signal *sig, int signum, void *data)
+static void on_signal(yd_loop *loop, int signum, void *data)
 {
-    (void)sig;
+    (void)loop;
     (void)signum;
-    bench *b = ((worker *)data)->b;
-    if (atomic_exchange(&b->interrupted, 1))
-        _exit(130);
+    bench *b = data;
+    atomic_store(&b->interrupted, 1);
 }
 
 static void *worker_main(void *arg)
@@ -450,4 +447,6 @@ void run_free(bench *b)
         free(b->workers[i].arena);
     }
     free(b->workers);
+    if (b->tls != NULL)
+        yd_tls_free(b->tls);
 }

@@ -225,7 +225,7 @@ static int put_metrics(struct metrics *m, FILE *f)
                            rows[i].sum.errors[k]);
     yd_stats_snapshot own;
     memset(&own, 0, sizeof own);
-    yd_stats_read(m->stats, &own);
+    yd_stats_add_to(m->stats, &own);
     put_sample(f, "yodel_errors_total", m->address, yd_error_kind_name(YD_ERR_HTTP),
                own.errors[YD_ERR_HTTP]);
     put_process_metrics(f);

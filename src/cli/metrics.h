@@ -13,7 +13,7 @@ struct metrics_listener {
 
 /*
  * Fills *out for listener i (out->sum is zeroed). Returns 1, or 0 when there is no listener
- * i. Called on the metrics loop's thread for every scrape; it must only read (yd_stats_read).
+ * i. Called on the metrics loop's thread for every scrape; it must only read (yd_stats_add_to).
  */
 typedef int (*metrics_collect_fn)(void *ctx, unsigned i, struct metrics_listener *out);
 

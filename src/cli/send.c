@@ -29,7 +29,7 @@ static const char usage[] =
     "end of input, and checks that as many bytes came back as were sent.\n"
     "\n"
     "  -c, --connect ADDR     server: HOST:PORT (default 127.0.0.1:8888), [::1]:PORT,\n"
-    "                         unix:PATH, udp://HOST:PORT\n"
+    "                         unix:PATH, udp://HOST:PORT, tls://HOST:PORT, tls+unix:PATH\n"
     "  -n, --clients N        N concurrent clients; client i sends 'MESSAGE from i';\n"
     "                         the replies are printed in client order\n"
     "      --parts            send everything in three writes, half-close, read to EOF\n"
@@ -43,7 +43,20 @@ static const char usage[] =
     "                         (e.g. the upper-cased line from 'yodel serve -m upper')\n"
     "      --no-check         print what comes back without comparing it\n"
     "  -q, --quiet            do not print the replies (probes: the summary only)\n"
+    "      --proxy-protocol v1|v2  send a PROXY protocol header first on each\n"
+    "                         connection (v2: before each UDP datagram)\n"
+    "      --proxy-source ADDR:PORT, --proxy-dest ADDR:PORT  the header's ends\n"
+    "                         (default: the client socket's own address, the server's)\n"
     "  -h, --help             this help\n"
+    "\n"
+    "TLS (a tls:// or tls+unix: address, or --tls), in every mode:\n"
+    "      --tls              connect over TLS (HOST:PORT becomes tls://HOST:PORT)\n"
+    "      --ca FILE          verify the server with the CAs in FILE (PEM); default:\n"
+    "                         the system's CAs\n"
+    "      --insecure         do not verify the server's certificate\n"
+    "      --sni NAME         the server name sent and verified (default: HOST)\n"
+    "      --cert FILE        a client certificate (PEM), for servers that ask\n"
+    "      --key FILE         its private key (default: in --cert's file)\n"
     "\n"
     "Probe mode, like ping: one probe, the line 'MESSAGE SEQ' (default MESSAGE\n"
     "'yodel-probe'), per interval and a line per probe, then the statistics. A reply\n"
@@ -52,16 +65,12 @@ static const char usage[] =
     "      --count N          send N probes (default: until interrupted)\n"
     "  -i, --interval D       from one probe's start to the next (default 1s)\n"
     "      --reconnect        a new connection (UDP socket) per probe; report the\n"
-    "                         connect time\n"
+    "                         connect time (and the TLS handshake's)\n"
     "      --source-port P    bind the client socket to port P (TCP, UDP)\n"
     "      --max-loss PERCENT exit 1 when more than PERCENT of the probes are lost\n"
     "                         (default 100: only when nothing came back)\n"
     "      --tally            count the replies per backend (banner or prefix)\n"
     "      --json             one JSON object per probe, then the summary (and tally)\n"
-    "      --proxy-protocol v1|v2  send a PROXY protocol header first on each\n"
-    "                         connection (v2: before each UDP datagram)\n"
-    "      --proxy-source ADDR:PORT, --proxy-dest ADDR:PORT  the header's ends\n"
-    "                         (default: the client socket's own address, the server's)\n"
     "  --timeout is then how long the connect and each reply may take; a probe\n"
     "  not answered in time is lost, and its reply, if it comes, is late.\n"
     "\n"
@@ -92,6 +101,10 @@ struct run {
     int no_check;
     const char *expect; /* --expect TEXT, or NULL: the reply is the line sent */
     uint64_t timeout_ms;
+    int tls_asked;                       /* --tls */
+    struct send_tls_options tls_options; /* --ca, --insecure, --sni, --cert, --key */
+    const char *tls_only;                /* the first of those seen (an error without TLS) */
+    yd_tls *tls;                         /* the address is tls:// or tls+unix: */
     int retries;
     int failures;
     int lost;
@@ -99,8 +112,8 @@ struct run {
     int stdout_failed;
     struct client *all; /* every client, in order: replies are printed in this order */
     int next_print;     /* the first client whose replies are not printed yet */
-    /* Probe mode (--count, --interval): its options, and the first probe-only option seen
-     * (an error without probe mode). */
+    /* Probe mode (--count, --interval): its options (the PROXY protocol ones are every mode's),
+     * and the first probe-only option seen (an error without probe mode). */
     int probing;
     struct probe_options probe;
     const char *probe_only;
@@ -122,6 +135,61 @@ static void free_loop(struct run *run)
 {
     yd_loop_free(run->loop);
     run->loop = NULL;
+}
+
+/* Connects to the server: over TLS when the address is tls:// or tls+unix:. */
+static int connect_server(struct run *run, const yd_protocol *protocol, void *data, yd_conn **out)
+{
+    if (run->tls != NULL)
+        return yd_conn_connect_tls(run->loop, run->addr, run->tls, protocol, data, out);
+    return yd_conn_connect(run->loop, run->addr, protocol, data, out);
+}
+
+/* A connection's error status in words; over TLS, what most likely failed. connected: whether
+ * on_connect had run (over TLS: the handshake was done); answered: whether anything came back. */
+static const char *conn_failure(const struct run *run, int status, int connected, int answered)
+{
+    if (run->tls != NULL)
+        return send_tls_failure(&run->tls_options, status, connected, answered);
+    return yd_strerror(status);
+}
+
+/* " (why)" after "the server closed the connection before replying" over TLS; else "". */
+static const char *early_close_hint(const struct run *run)
+{
+    static char hint[128];
+    if (run->tls == NULL)
+        return "";
+    snprintf(hint, sizeof hint, " (%s)", send_tls_refusal_hint(&run->tls_options));
+    return hint;
+}
+
+/*
+ * The PROXY header for a connection: its ends are --proxy-source and --proxy-dest, else the
+ * connection's own address and the server's. A Unix socket's ends are no addresses: the header
+ * says UNKNOWN unless both options are given (check_proxy_args). Returns the header's length,
+ * or a negative error.
+ */
+static int conn_proxy_header(const struct run *run, yd_conn *conn, char *buf)
+{
+    const struct probe_options *o = &run->probe;
+    struct sockaddr_storage src = {0}, dst = {0};
+    char text[YD_ADDR_TEXT_BYTES];
+    yd_addr a;
+    yd_addr_parse(run->addr, &a);
+    int ip = a.transport != YD_UNIX || o->proxy_source != NULL;
+    if (o->proxy_source != NULL)
+        proxy_addr_parse(o->proxy_source, &src);
+    else if (ip &&
+             (yd_conn_sock_name(conn, text, sizeof text) < 0 || proxy_addr_parse(text, &src) < 0))
+        return -ENOTCONN;
+    if (o->proxy_dest != NULL)
+        proxy_addr_parse(o->proxy_dest, &dst);
+    else if (ip &&
+             (yd_conn_peer_name(conn, text, sizeof text) < 0 || proxy_addr_parse(text, &dst) < 0))
+        return -ENOTCONN;
+    return proxy_header_format(o->proxy, !run->udp, ip ? (struct sockaddr *)&src : NULL,
+                               ip ? (struct sockaddr *)&dst : NULL, buf);
 }
 
 /* Writes to standard output and flushes, so each reply shows as it comes. */
@@ -191,7 +259,9 @@ struct client {
     size_t got_len;   /* (--no-check: the bytes of the reply printed so far) */
     size_t got_cap;
     size_t got_total; /* --parts: every byte read */
-    char *out;        /* -n > 1: the replies, printed in client order once this one is done */
+    char *dgram;      /* UDP with --proxy-protocol: the header, then room for a line */
+    size_t header_len;
+    char *out; /* -n > 1: the replies, printed in client order once this one is done */
     size_t out_len;
     size_t out_cap;
     int tries;
@@ -201,6 +271,12 @@ struct client {
 };
 
 static void fail(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Has anything come back to this client yet? */
+static int answered(const struct client *c)
+{
+    return c->msg > 0 || c->got_len > 0 || c->got_total > 0;
+}
 
 static void fail(struct client *c, const char *fmt, ...)
 {
@@ -330,7 +406,13 @@ static void send_next(struct client *c)
         c->line_len = (size_t)(nl - line) + 1;
         c->want_off = run->expect != NULL ? (size_t)c->msg * (strlen(run->expect) + 1) : c->sent;
         c->reply_len = run->expect != NULL ? strlen(run->expect) + 1 : c->line_len;
-        err = yd_conn_write(c->conn, line, c->line_len);
+        if (c->dgram != NULL) {
+            /* The PROXY header goes before each datagram: the header, then the line. */
+            memcpy(c->dgram + c->header_len, line, c->line_len);
+            err = yd_conn_write(c->conn, c->dgram, c->header_len + c->line_len);
+        } else {
+            err = yd_conn_write(c->conn, line, c->line_len);
+        }
     }
     c->tries++;
     if (err == -EMSGSIZE && run->udp) {
@@ -345,7 +427,7 @@ static void send_next(struct client *c)
         return;
     }
     if (err < 0 && !run->udp) {
-        fail(c, "cannot send to %s: %s", run->addr, yd_strerror(err));
+        fail(c, "cannot send to %s: %s", run->addr, conn_failure(run, err, 1, answered(c)));
         c->done = 1;
         yd_conn_abort(c->conn);
         return;
@@ -396,10 +478,35 @@ static void on_timeout(yd_timer *timer, void *data)
     yd_conn_abort(c->conn);
 }
 
+/* --proxy-protocol: the header first on a stream, or kept to go before each datagram. */
+static int send_proxy_header(struct client *c)
+{
+    char header[PROXY_HEADER_MAX];
+    int n = conn_proxy_header(c->run, c->conn, header);
+    int err = n < 0 ? n : 0;
+    if (err == 0 && c->run->udp) {
+        c->dgram = malloc((size_t)n + c->payload_len); /* a line is at most the payload */
+        err = c->dgram == NULL ? -ENOMEM : 0;
+        if (err == 0)
+            memcpy(c->dgram, header, (size_t)n);
+        c->header_len = (size_t)n;
+    } else if (err == 0) {
+        err = yd_conn_write(c->conn, header, (size_t)n);
+    }
+    if (err < 0) {
+        fail(c, "cannot send the PROXY header to %s: %s", c->run->addr, yd_strerror(err));
+        c->done = 1;
+        yd_conn_abort(c->conn);
+    }
+    return err;
+}
+
 static void on_connect(yd_conn *conn)
 {
     struct client *c = yd_conn_data(conn);
     c->connected = 1;
+    if (c->run->probe.proxy != PROXY_NONE && send_proxy_header(c) < 0)
+        return;
     send_next(c);
 }
 
@@ -512,7 +619,8 @@ static void on_eof(yd_conn *conn)
             fail(c, "%s closed the connection after %d of %d replies", run->addr, c->msg + 1,
                  run->nmessages);
     } else {
-        fail(c, "%s closed the connection before replying", run->addr);
+        fail(c, "%s closed the connection before replying%s", run->addr,
+             answered(c) ? "" : early_close_hint(run));
     }
     finish(c);
 }
@@ -521,15 +629,18 @@ static void on_close(yd_conn *conn, int status)
 {
     struct client *c = yd_conn_data(conn);
     struct run *run = c->run;
+    send_tls_note(conn);
     if (!c->done) {
         c->done = 1;
         /* A connected UDP socket learns of a closed port from ICMP, after connecting. */
         if (status == -ECONNREFUSED || (status < 0 && !c->connected))
-            fail(c, "cannot connect to %s: %s", run->addr, yd_strerror(status));
+            fail(c, "cannot connect to %s: %s", run->addr, conn_failure(run, status, 0, 0));
         else if (status < 0)
-            fail(c, "lost the connection to %s: %s", run->addr, yd_strerror(status));
+            fail(c, "lost the connection to %s: %s", run->addr,
+                 conn_failure(run, status, 1, answered(c)));
         else
-            fail(c, "%s closed the connection before replying", run->addr);
+            fail(c, "%s closed the connection before replying%s", run->addr,
+                 answered(c) ? "" : early_close_hint(run));
     }
     yd_timer_free(c->timer);
     c->timer = NULL;
@@ -622,7 +733,7 @@ static int send_messages(struct run *run)
             run->failures++;
             break;
         }
-        int err = yd_conn_connect(run->loop, run->addr, &client_protocol, c, &c->conn);
+        int err = connect_server(run, &client_protocol, c, &c->conn);
         if (err < 0) {
             fprintf(stderr, "yodel send: cannot connect to %s: %s\n", run->addr, yd_strerror(err));
             yd_timer_free(c->timer);
@@ -640,6 +751,7 @@ static int send_messages(struct run *run)
             free(clients[i].want);
         free(clients[i].payload);
         free(clients[i].got);
+        free(clients[i].dgram);
     }
     free(clients);
     if (run->late > 0)
@@ -666,8 +778,9 @@ struct pipe_run {
     yd_conn *server; /* NULL once closed */
     yd_conn *input;  /* NULL when stdin is a regular file (read with plain read()) or closed */
     yd_timer *tick;
-    uint64_t sent;   /* bytes handed to the server connection */
-    uint64_t echoed; /* bytes that came back */
+    uint64_t sent;     /* bytes handed to the server connection (not the PROXY header) */
+    uint64_t echoed;   /* bytes that came back */
+    size_t header_len; /* --proxy-protocol: the header written first */
     /* What the tick saw last: bytes the kernel took, bytes back, and when either moved. */
     uint64_t seen_moved;
     uint64_t seen_echoed;
@@ -699,9 +812,12 @@ static void stream_fail(struct pipe_run *p, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+/* The input bytes the kernel took: what was written less what is queued, the header aside. */
 static uint64_t moved(const struct pipe_run *p)
 {
-    return p->sent - (p->server != NULL ? yd_conn_write_queued(p->server) : 0);
+    uint64_t queued = p->server != NULL ? yd_conn_write_queued(p->server) : 0;
+    uint64_t taken = p->sent + p->header_len - queued;
+    return taken > p->header_len ? taken - p->header_len : 0;
 }
 
 /* Is anything owed to us: bytes to send, an echo, or the server's close after our EOF? */
@@ -753,7 +869,8 @@ static int write_server(struct pipe_run *p, const char *data, size_t len)
 {
     int err = yd_conn_write(p->server, data, len);
     if (err < 0) {
-        stream_fail(p, "cannot send to %s: %s", p->run->addr, yd_strerror(err));
+        stream_fail(p, "cannot send to %s: %s", p->run->addr,
+                    conn_failure(p->run, err, 1, p->echoed > 0));
         stream_abort(p);
         return err;
     }
@@ -881,6 +998,18 @@ static void server_connect(yd_conn *conn)
 {
     struct pipe_run *p = yd_conn_data(conn);
     p->connected = 1;
+    if (p->run->probe.proxy != PROXY_NONE) {
+        char header[PROXY_HEADER_MAX];
+        int n = conn_proxy_header(p->run, conn, header);
+        int err = n < 0 ? n : yd_conn_write(conn, header, (size_t)n);
+        if (err < 0) {
+            stream_fail(p, "cannot send the PROXY header to %s: %s", p->run->addr,
+                        yd_strerror(err));
+            stream_abort(p);
+            return;
+        }
+        p->header_len = (size_t)n;
+    }
     start_input(p);
 }
 
@@ -909,8 +1038,8 @@ static void server_eof(yd_conn *conn)
     if (!p->input_done) {
         stream_fail(p,
                     "%s closed the connection before the end of the input (%llu bytes sent, "
-                    "%llu came back)",
-                    addr, sent, echoed);
+                    "%llu came back)%s",
+                    addr, sent, echoed, echoed == 0 ? early_close_hint(p->run) : "");
         stop_input(p);
     } else if (!p->run->no_check && echoed < p->sent) {
         stream_fail(p, "%s closed the connection after echoing %llu of %llu bytes", addr, echoed,
@@ -925,13 +1054,16 @@ static void server_eof(yd_conn *conn)
 static void server_close(yd_conn *conn, int status)
 {
     struct pipe_run *p = yd_conn_data(conn);
+    send_tls_note(conn);
     p->server = NULL;
     if (status < 0 && !p->failed) {
         if (!p->connected)
-            stream_fail(p, "cannot connect to %s: %s", p->run->addr, yd_strerror(status));
+            stream_fail(p, "cannot connect to %s: %s", p->run->addr,
+                        conn_failure(p->run, status, 0, 0));
         else
             stream_fail(p, "%s: %s%s (%llu bytes sent, %llu came back)", p->run->addr,
-                        yd_strerror(status), p->input_done ? "" : " before the end of the input",
+                        conn_failure(p->run, status, 1, p->echoed > 0),
+                        p->input_done ? "" : " before the end of the input",
                         (unsigned long long)p->sent, (unsigned long long)p->echoed);
     }
     stop_input(p);
@@ -953,7 +1085,7 @@ static int send_stdin(struct run *run)
         fprintf(stderr, "yodel send: out of memory\n");
         return EXIT_RUNTIME;
     }
-    int err = yd_conn_connect(run->loop, run->addr, &server_protocol, &p, &p.server);
+    int err = connect_server(run, &server_protocol, &p, &p.server);
     if (err < 0) {
         fprintf(stderr, "yodel send: cannot connect to %s: %s\n", run->addr, yd_strerror(err));
         yd_timer_free(p.tick);
@@ -982,7 +1114,13 @@ enum {
     OPT_JSON,
     OPT_PROXY_PROTOCOL,
     OPT_PROXY_SOURCE,
-    OPT_PROXY_DEST
+    OPT_PROXY_DEST,
+    OPT_TLS,
+    OPT_CA,
+    OPT_INSECURE,
+    OPT_SNI,
+    OPT_CERT,
+    OPT_KEY
 };
 
 static const struct option longopts[] = {
@@ -1004,6 +1142,12 @@ static const struct option longopts[] = {
     {"proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL},
     {"proxy-source", required_argument, NULL, OPT_PROXY_SOURCE},
     {"proxy-dest", required_argument, NULL, OPT_PROXY_DEST},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"sni", required_argument, NULL, OPT_SNI},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -1041,7 +1185,50 @@ static const char *opt_proxy_addr(const char *opt, const char *value)
     return value;
 }
 
-/* The options only probe mode takes. Returns 1 if c was one. */
+/* The long name of option c (for the error that a mode or a transport does not take it). */
+static const char *option_name(int c)
+{
+    for (const struct option *lo = longopts; lo->name != NULL; lo++)
+        if (lo->val == c)
+            return lo->name;
+    return "?";
+}
+
+/* The TLS options: each but --tls needs a TLS address. Returns 1 if c was one. */
+static int parse_tls_option(struct run *run, int c, const char *arg)
+{
+    struct send_tls_options *o = &run->tls_options;
+    switch (c) {
+    case OPT_TLS:
+        run->tls_asked = 1;
+        return 1;
+    case OPT_CA:
+        o->ca_file = arg;
+        break;
+    case OPT_INSECURE:
+        o->insecure = 1;
+        break;
+    case OPT_SNI:
+        if (arg[0] == '\0')
+            usage_error("send", "--sni: the name is empty");
+        o->server_name = arg;
+        break;
+    case OPT_CERT:
+        o->cert_file = arg;
+        break;
+    case OPT_KEY:
+        o->key_file = arg;
+        break;
+    default:
+        return 0;
+    }
+    if (run->tls_only == NULL)
+        run->tls_only = option_name(c);
+    return 1;
+}
+
+/* The options only probe mode takes (and the PROXY protocol's, which every mode takes).
+ * Returns 1 if c was one. */
 static int parse_probe_option(struct run *run, int c, const char *arg)
 {
     struct probe_options *o = &run->probe;
@@ -1073,20 +1260,18 @@ static int parse_probe_option(struct run *run, int c, const char *arg)
         break;
     case OPT_PROXY_PROTOCOL:
         o->proxy = opt_proxy_version(arg);
-        break;
+        return 1;
     case OPT_PROXY_SOURCE:
         o->proxy_source = opt_proxy_addr("--proxy-source", arg);
-        break;
+        return 1;
     case OPT_PROXY_DEST:
         o->proxy_dest = opt_proxy_addr("--proxy-dest", arg);
-        break;
+        return 1;
     default:
         return 0;
     }
     if (run->probe_only == NULL)
-        for (const struct option *lo = longopts; lo->name != NULL; lo++)
-            if (lo->val == c)
-                run->probe_only = lo->name;
+        run->probe_only = option_name(c);
     return 1;
 }
 
@@ -1094,7 +1279,7 @@ static void parse_args(struct run *run, int argc, char **argv)
 {
     int c;
     while ((c = cli_getopt("send", argc, argv, "c:n:qhi:", longopts)) != -1) {
-        if (parse_probe_option(run, c, optarg))
+        if (parse_probe_option(run, c, optarg) || parse_tls_option(run, c, optarg))
             continue;
         switch (c) {
         case 'c':
@@ -1159,8 +1344,6 @@ static void check_probe_args(struct run *run)
                     : run->parts     ? "--parts"
                     : run->expect    ? "--expect (use --no-check)"
                                      : "--retries (a lost probe is lost)");
-    if (a.tls)
-        usage_error("send", "probes over TLS are not supported yet");
     o->message = run->nmessages == 1 ? run->messages[0] : "yodel-probe";
     if (strlen(o->message) > 1024)
         usage_error("send", "MESSAGE: a probe's text is at most 1024 bytes");
@@ -1169,6 +1352,19 @@ static void check_probe_args(struct run *run)
     if (o->source_port != 0 && o->reconnect && a.transport == YD_TCP)
         usage_error("send", "--source-port with --reconnect over TCP: the kernel does not reuse "
                             "an address pair in TIME-WAIT");
+    o->addr = run->addr;
+    o->timeout_ms = run->timeout_ms;
+    o->quiet = run->quiet;
+    o->no_check = run->no_check;
+    o->tls_options = &run->tls_options;
+}
+
+/* The PROXY protocol options, in every mode (the address is resolved already). */
+static void check_proxy_args(const struct run *run)
+{
+    const struct probe_options *o = &run->probe;
+    yd_addr a;
+    yd_addr_parse(run->addr, &a);
     if (o->proxy == PROXY_V1 && a.transport == YD_UDP)
         usage_error("send", "--proxy-protocol v1 is for streams: use v2 over UDP");
     if (o->proxy == PROXY_NONE && (o->proxy_source != NULL || o->proxy_dest != NULL))
@@ -1176,25 +1372,45 @@ static void check_probe_args(struct run *run)
     if (a.transport == YD_UNIX && (o->proxy_source == NULL) != (o->proxy_dest == NULL))
         usage_error("send", "--proxy-source and --proxy-dest: a Unix socket needs both (or "
                             "neither: the header then says UNKNOWN)");
-    o->addr = run->addr;
-    o->timeout_ms = run->timeout_ms;
-    o->quiet = run->quiet;
-    o->no_check = run->no_check;
+    if (o->proxy != PROXY_NONE && a.tls && !run->probing)
+        usage_error("send", "--proxy-protocol over TLS: only in probe mode (--count, "
+                            "--interval), which sends the header before the handshake");
 }
 
-/* The address to connect to, made udp:// for --udp (in static storage). */
+/*
+ * The address to connect to, made udp:// for --udp or tls:// (tls+unix:) for --tls, in static
+ * storage; and how the TLS options go with it.
+ */
 static const char *resolve_transport(struct run *run)
 {
-    static char buf[300];
+    static char buf[YD_ADDR_TEXT_BYTES];
+    const struct send_tls_options *t = &run->tls_options;
     yd_addr a;
     yd_addr_parse(run->addr, &a);
     if (a.transport == YD_UDP)
         run->udp = 1;
-    if (!run->udp || a.transport == YD_UDP)
-        return run->addr;
-    if (a.transport == YD_UNIX)
+    if (run->udp && run->tls_asked)
+        usage_error("send", "--tls and %s: TLS needs a stream (TCP or a Unix socket)",
+                    a.transport == YD_UDP ? "a udp:// address" : "--udp");
+    if (run->udp && a.tls)
+        usage_error("send", "--udp: not with a TLS address (TLS needs a stream)");
+    if (!a.tls && !run->tls_asked && run->tls_only != NULL)
+        usage_error("send", "--%s: only over TLS (a tls:// or tls+unix: address, or --tls)",
+                    run->tls_only);
+    if (t->ca_file != NULL && t->insecure)
+        usage_error(
+            "send",
+            "--ca and --insecure: choose one (--insecure skips the verification --ca is for)");
+    if (t->key_file != NULL && t->cert_file == NULL)
+        usage_error("send", "--key needs --cert (the client certificate the key is for)");
+    if (run->udp && a.transport == YD_UNIX)
         usage_error("send", "--udp: a Unix socket address cannot be UDP");
-    a.transport = YD_UDP;
+    if (run->udp == (a.transport == YD_UDP) && run->tls_asked <= a.tls)
+        return run->addr;
+    if (run->udp)
+        a.transport = YD_UDP;
+    else
+        a.tls = 1;
     yd_addr_format(&a, buf, sizeof buf);
     return buf;
 }
@@ -1231,6 +1447,48 @@ static void check_datagram_sizes(const struct run *run)
     }
 }
 
+/* The mode's own rules for the plain modes (MESSAGE..., '-'). Returns whether it streams. */
+static int check_plain_args(const struct run *run)
+{
+    if (run->probe_only != NULL)
+        usage_error("send", "--%s: only in probe mode (--count, --interval)", run->probe_only);
+    int streaming = run->nmessages == 1 && strcmp(run->messages[0], "-") == 0;
+    if (streaming && (run->clients > 1 || run->parts || run->udp))
+        usage_error("send", "'-' streams one connection: not with -n, --parts or --udp");
+    if (streaming && run->expect != NULL)
+        usage_error("send", "--expect: not with '-' (a stream is not cut into messages)");
+    if (run->parts && run->udp)
+        usage_error("send", "--parts needs a stream: not with --udp");
+    if (run->udp)
+        check_datagram_sizes(run);
+    return streaming;
+}
+
+/* The TLS configuration for a tls:// or tls+unix: address (exits 2 if a file is bad). */
+static void make_tls(struct run *run)
+{
+    yd_addr a;
+    yd_addr_parse(run->addr, &a);
+    if (!a.tls)
+        return;
+    run->tls_options.handshake_timeout_ms = run->timeout_ms;
+    run->tls = send_tls_new(&run->tls_options);
+}
+
+static int run_plain(struct run *run, int streaming)
+{
+    if (yd_loop_new(&run->loop) < 0) {
+        fprintf(stderr, "yodel send: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    int status = streaming ? send_stdin(run) : send_messages(run);
+    free_loop(run);
+    /* Replies still in stdio's buffer are replies too: a failed last flush is a failure. */
+    if (fflush(stdout) != 0)
+        stdout_error(run);
+    return run->stdout_failed ? EXIT_RUNTIME : status;
+}
+
 int cmd_send(int argc, char **argv)
 {
     struct run run = {.addr = "127.0.0.1:8888",
@@ -1240,31 +1498,16 @@ int cmd_send(int argc, char **argv)
                       .probe = {.interval_ms = 1000, .max_loss_pct = 100}};
     parse_args(&run, argc, argv);
     run.addr = resolve_transport(&run);
-    if (run.probing) {
+    check_proxy_args(&run);
+    int streaming = 0;
+    if (run.probing)
         check_probe_args(&run);
-        signal(SIGPIPE, SIG_IGN);
-        return send_probe(&run.probe);
-    }
-    if (run.probe_only != NULL)
-        usage_error("send", "--%s: only in probe mode (--count, --interval)", run.probe_only);
-    int streaming = run.nmessages == 1 && strcmp(run.messages[0], "-") == 0;
-    if (streaming && (run.clients > 1 || run.parts || run.udp))
-        usage_error("send", "'-' streams one connection: not with -n, --parts or --udp");
-    if (streaming && run.expect != NULL)
-        usage_error("send", "--expect: not with '-' (a stream is not cut into messages)");
-    if (run.parts && run.udp)
-        usage_error("send", "--parts needs a stream: not with --udp");
-    if (run.udp)
-        check_datagram_sizes(&run);
+    else
+        streaming = check_plain_args(&run);
+    make_tls(&run);
+    run.probe.tls = run.tls;
     signal(SIGPIPE, SIG_IGN);
-    if (yd_loop_new(&run.loop) < 0) {
-        fprintf(stderr, "yodel send: out of memory\n");
-        return EXIT_RUNTIME;
-    }
-    int status = streaming ? send_stdin(&run) : send_messages(&run);
-    free_loop(&run);
-    /* Replies still in stdio's buffer are replies too: a failed last flush is a failure. */
-    if (fflush(stdout) != 0)
-        stdout_error(&run);
-    return run.stdout_failed ? EXIT_RUNTIME : status;
+    int status = run.probing ? send_probe(&run.probe) : run_plain(&run, streaming);
+    yd_tls_free(run.tls);
+    return status;
 }

@@ -1,7 +1,8 @@
 /*
  * yodel send, cut by idea: send.c parses the options and runs the echo client (MESSAGE... and
  * '-'); send_probe.c is the ping-like probe (--count, --interval) and send_probe_report.c its
- * lines, summary and tally; send_proxy.c writes the PROXY protocol header a probe sends first.
+ * lines, summary and tally; send_proxy.c writes the PROXY protocol header sent first;
+ * send_tls.c makes the TLS client configuration and words its failures.
  */
 #ifndef YODEL_SEND_H
 #define YODEL_SEND_H
@@ -9,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "yodel.h"
 
 /* ---- PROXY protocol (send_proxy.c) --------------------------------------------------------- */
 
@@ -33,6 +36,44 @@ int proxy_header_format(enum proxy_version version, int stream, const struct soc
 struct sockaddr_storage;
 int proxy_addr_parse(const char *text, struct sockaddr_storage *out);
 
+/* ---- TLS (send_tls.c) ---------------------------------------------------------------------- */
+
+struct yd_tls;
+
+/* --ca, --insecure, --sni, --cert, --key (send.c has checked how they combine). */
+struct send_tls_options {
+    const char *ca_file;     /* verify the server with these CAs; NULL: the system's */
+    const char *cert_file;   /* a client certificate, or NULL */
+    const char *key_file;    /* its key; NULL: in cert_file */
+    const char *server_name; /* SNI and the name verified; NULL: the address's host */
+    int insecure;            /* do not verify the server */
+    uint64_t handshake_timeout_ms;
+};
+
+/*
+ * The client configuration. A file that cannot be read or used exits 2 with one line naming
+ * it; --insecure is said once on stderr.
+ */
+struct yd_tls *send_tls_new(const struct send_tls_options *o);
+
+/*
+ * The end of an error line for a TLS connection that failed with status: handshaken says
+ * whether on_connect had run, answered whether anything came back since. -EPROTO, all the
+ * library says of a failed handshake, becomes what most likely failed ("TLS handshake failed
+ * (certificate not verified?)"); so does an error before the first answer (a server that
+ * wants a client certificate says so then, in TLS 1.3). The text is in static storage.
+ */
+/* Notes why conn's handshake failed, for send_tls_failure: call it first thing in on_close. */
+void send_tls_note(const yd_conn *conn);
+const char *send_tls_failure(const struct send_tls_options *o, int status, int handshaken,
+                             int answered);
+
+/*
+ * Why a TLS server may end a session before its first answer, with an alert, a reset or a plain
+ * close: in TLS 1.3 that is how a refused (or missing) client certificate shows.
+ */
+const char *send_tls_refusal_hint(const struct send_tls_options *o);
+
 /* ---- The probe (send_probe.c) --------------------------------------------------------------- */
 
 struct probe_options {
@@ -51,6 +92,8 @@ struct probe_options {
     enum proxy_version proxy; /* send a PROXY header first on each connection */
     const char *proxy_source; /* the header's source, "HOST:PORT" (numeric); NULL: our own */
     const char *proxy_dest;   /* the header's destination; NULL: the server's address */
+    struct yd_tls *tls;       /* a TLS client of this (addr is tls:// or tls+unix:), or NULL */
+    const struct send_tls_options *tls_options;
 };
 
 /* Runs the probes and prints their report. Returns the exit status. */

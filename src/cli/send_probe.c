@@ -4,8 +4,10 @@
  *
  *   1. start_probe (the tick timer): opens a connection if there is none (or --reconnect);
  *      open_conn connects its own socket (bound to --source-port), waiting at most --timeout, and
- *      hands it to the library with yd_conn_open_fd.
- *   2. send_line (at once, or from on_connect for a new connection, after the PROXY header):
+ *      hands it to the library with yd_conn_open_fd (yd_conn_open_fd_tls over TLS, after the
+ *      PROXY header: a load balancer sends it before the handshake).
+ *   2. send_line (at once, or from on_connect for a new connection, after the PROXY header;
+ *      over TLS on_connect is the handshake's end, and its time is taken there):
  *      writes the probe and starts the --timeout deadline.
  *   3. on_data: the line (datagram) that ends with the probe's text answers it; what precedes
  *      that text is the backend's prefix. Earlier probes' text is a late reply, counted and
@@ -72,6 +74,8 @@ struct probe {
     const struct probe_options *o;
     yd_loop *loop;
     yd_transport transport;
+    const char *server_name; /* TLS: the address's host, for SNI and verification; or NULL */
+    char host[256];
     struct sockaddr_storage addrs[MAX_ADDRS];
     socklen_t addr_lens[MAX_ADDRS];
     int naddrs;
@@ -86,6 +90,7 @@ struct probe {
     uint64_t started_ns; /* when it started (the next one starts an interval later) */
     uint64_t sent_ns;    /* when its line was written */
     uint64_t connect_ns; /* how long its connect took */
+    uint64_t handshake_started_ns, handshake_ns; /* TLS: when its handshake began, how long */
     char line[LINE_MAX_BYTES];
     size_t line_len;
     char dgram[PROXY_HEADER_MAX + LINE_MAX_BYTES]; /* UDP with a PROXY header: both in one */
@@ -110,6 +115,8 @@ static int resolve(struct probe *p)
     if (yd_addr_parse(p->o->addr, &a) < 0)
         return -EINVAL;
     p->transport = a.transport;
+    memcpy(p->host, a.host, sizeof p->host);
+    p->server_name = a.host[0] != '\0' ? p->host : NULL;
     if (a.transport == YD_UNIX)
         return resolve_unix(p, &a);
     struct addrinfo hints = {.ai_socktype = a.transport == YD_UDP ? SOCK_DGRAM : SOCK_STREAM};
@@ -225,6 +232,19 @@ static int make_header(struct probe *p, struct probe_conn *pc, int fd)
     return 0;
 }
 
+/* TLS: the PROXY header goes on the socket itself, before the handshake. A fresh socket's
+ * buffer takes it whole; anything less is an error. */
+static int send_header_plain(struct probe_conn *pc, int fd)
+{
+    ssize_t n = send(fd, pc->header, pc->header_len, MSG_NOSIGNAL);
+    if (n < 0)
+        return -errno;
+    if ((size_t)n < pc->header_len)
+        return -EAGAIN;
+    pc->header_len = 0; /* sent: on_connect does not send it again */
+    return 0;
+}
+
 static const yd_protocol probe_protocol;
 
 /* A new connection as the current one; its on_connect sends the probe. */
@@ -240,7 +260,13 @@ static int open_conn(struct probe *p)
     int err = fd < 0 ? fd : 0;
     if (err == 0 && p->o->proxy != PROXY_NONE)
         err = make_header(p, pc, fd);
-    if (err == 0)
+    if (err == 0 && p->o->tls != NULL && pc->header_len > 0)
+        err = send_header_plain(pc, fd);
+    p->handshake_started_ns = probe_now_ns();
+    if (err == 0 && p->o->tls != NULL)
+        err = yd_conn_open_fd_tls(p->loop, fd, p->o->tls, p->server_name, &probe_protocol, pc,
+                                  &pc->conn);
+    else if (err == 0)
         err = yd_conn_open_fd(p->loop, fd, &probe_protocol, pc, &pc->conn);
     if (err < 0) {
         if (fd >= 0)
@@ -439,7 +465,17 @@ static void answered(struct probe *p, struct probe_conn *pc, size_t bytes, const
     } else {
         n = clean(backend, prefix, trim_prefix(prefix, prefix_len));
     }
-    report_reply(&p->report, p->seq, bytes, probe_now_ns() - p->sent_ns, p->connect_ns, backend, n);
+    struct probe_reply reply = {
+        .seq = p->seq,
+        .bytes = bytes,
+        .rtt_ns = probe_now_ns() - p->sent_ns,
+        .connect_ns = p->connect_ns,
+        .handshake_ns = p->handshake_ns,
+        .tls_version = yd_conn_tls_version(pc->conn),
+        .backend = backend,
+        .backend_len = n,
+    };
+    report_reply(&p->report, &reply);
     next(p);
 }
 
@@ -484,6 +520,7 @@ static void on_connect(yd_conn *conn)
     struct probe *p = pc->p;
     if (pc != p->cur || p->phase != PHASE_CONNECTING)
         return;
+    p->handshake_ns = probe_now_ns() - p->handshake_started_ns;
     if (p->transport != YD_UDP) {
         yd_conn_set_read_mode(conn, YD_READ_LINE, REPLY_LINE_MAX);
         int err = pc->header_len > 0 ? yd_conn_write(conn, pc->header, pc->header_len) : 0;
@@ -501,13 +538,25 @@ static void on_eof(yd_conn *conn)
     yd_conn_close(conn);
 }
 
+/* Over TLS, a close before any line may be a refused client certificate: say so. */
+static void lost_closed_tls(struct probe *p)
+{
+    char detail[200];
+    snprintf(detail, sizeof detail, "the server closed the connection (%s)",
+             send_tls_refusal_hint(p->o->tls_options));
+    lost(p, "error", detail);
+}
+
 /* Exits: an old connection (freed); the current one, between probes (the next connects
- * again); during a probe (it is lost; UDP refused: try the name's next address next time). */
+ * again); during a probe (it is lost; UDP refused: try the name's next address next time;
+ * over TLS, a failed handshake while connecting, the server's alert while awaiting). */
 static void on_close(yd_conn *conn, int status)
 {
+    send_tls_note(conn);
     struct probe_conn *pc = yd_conn_data(conn);
     struct probe *p = pc->p;
     int current = pc == p->cur;
+    uint64_t lines = pc->lines;
     free(pc);
     if (!current)
         return;
@@ -516,8 +565,13 @@ static void on_close(yd_conn *conn, int status)
         p->addr_next = (p->addr_next + 1) % p->naddrs;
     if (p->phase != PHASE_CONNECTING && p->phase != PHASE_AWAITING)
         return;
-    if (status < 0)
+    if (status < 0 && p->o->tls != NULL)
+        lost(p, "error",
+             send_tls_failure(p->o->tls_options, status, p->phase == PHASE_AWAITING, lines > 0));
+    else if (status < 0)
         lost_error(p, "", status);
+    else if (p->o->tls != NULL && lines == 0)
+        lost_closed_tls(p);
     else
         lost(p, "error", "the server closed the connection");
 }
@@ -548,6 +602,8 @@ static int setup(struct probe *p)
     static const char *names[] = {[YD_TCP] = "tcp", [YD_UDP] = "udp", [YD_UNIX] = "unix"};
     p->report.o = o;
     p->report.transport = names[p->transport];
+    if (o->tls != NULL)
+        p->report.transport = p->transport == YD_UNIX ? "tls+unix" : "tls";
     return 0;
 }
 

@@ -20,7 +20,8 @@ struct tally_row {
     uint64_t replies;
 };
 
-/* Timings are kept in nanoseconds, one entry per answered probe (per connect with --reconnect). */
+/* Timings are kept in nanoseconds, one entry per answered probe (per connect and per TLS
+ * handshake with --reconnect). */
 struct series {
     uint64_t *ns;
     size_t len, cap;
@@ -28,10 +29,11 @@ struct series {
 
 struct probe_report {
     const struct probe_options *o;
-    const char *transport; /* "tcp", "udp", "unix" */
+    const char *transport; /* "tcp", "udp", "unix", "tls", "tls+unix" */
     uint64_t sent, received, late;
     uint64_t start_ns, end_ns; /* the first probe's start and the last one's end */
-    struct series rtt, connect;
+    struct series rtt, connect, handshake;
+    char tls_version[32]; /* what the last reply's connection negotiated (TLS), or "" */
     struct tally_row *rows;
     size_t nrows;
     int failed; /* writing standard output failed, or out of memory: reported once */
@@ -45,10 +47,19 @@ void report_start(struct probe_report *r);
 void report_sent(struct probe_report *r, uint64_t seq);
 /* The probe in flight when interrupted: not counted. */
 void report_unsend(struct probe_report *r);
-/* seq was answered with bytes bytes after rtt_ns; connect_ns is its connect time with
- * --reconnect (else ignored); backend names who answered (len 0: nobody said). */
-void report_reply(struct probe_report *r, uint64_t seq, size_t bytes, uint64_t rtt_ns,
-                  uint64_t connect_ns, const char *backend, size_t backend_len);
+/* An answered probe. */
+struct probe_reply {
+    uint64_t seq;
+    size_t bytes;            /* the reply's, with a prefix or line end */
+    uint64_t rtt_ns;         /* from the probe's write to its reply */
+    uint64_t connect_ns;     /* --reconnect: its connect time (else ignored) */
+    uint64_t handshake_ns;   /* --reconnect over TLS: its handshake's time (else ignored) */
+    const char *tls_version; /* over TLS: what its connection negotiated ("TLSv1.3"); or NULL */
+    const char *backend;     /* who answered (backend_len 0: nobody said) */
+    size_t backend_len;
+};
+
+void report_reply(struct probe_report *r, const struct probe_reply *reply);
 /* seq is lost: status is "timeout", "error" or "mismatch"; detail says more (or NULL). */
 void report_lost(struct probe_report *r, uint64_t seq, const char *status, const char *detail);
 /* The reply to an earlier probe, after that one was given up on (or a duplicate). */

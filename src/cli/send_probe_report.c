@@ -140,39 +140,49 @@ void report_unsend(struct probe_report *r)
     r->sent--;
 }
 
-void report_reply(struct probe_report *r, uint64_t seq, size_t bytes, uint64_t rtt_ns,
-                  uint64_t connect_ns, const char *backend, size_t backend_len)
+void report_reply(struct probe_report *r, const struct probe_reply *reply)
 {
     const struct probe_options *o = r->o;
+    int handshakes = o->reconnect && o->tls != NULL;
     r->received++;
     r->end_ns = probe_now_ns();
-    series_add(r, &r->rtt, rtt_ns);
+    if (reply->tls_version != NULL) /* the library's string lives as long as the connection */
+        snprintf(r->tls_version, sizeof r->tls_version, "%s", reply->tls_version);
+    series_add(r, &r->rtt, reply->rtt_ns);
     if (o->reconnect)
-        series_add(r, &r->connect, connect_ns);
+        series_add(r, &r->connect, reply->connect_ns);
+    if (handshakes)
+        series_add(r, &r->handshake, reply->handshake_ns);
     if (o->tally)
-        tally_add(r, backend, backend_len);
+        tally_add(r, reply->backend, reply->backend_len);
     if (o->quiet)
         return;
     if (o->json) {
         out(r,
             "{\"type\":\"probe\",\"seq\":%llu,\"status\":\"reply\",\"bytes\":%zu,\"rtt_ms\":%.3f",
-            (unsigned long long)seq, bytes, ms(rtt_ns));
+            (unsigned long long)reply->seq, reply->bytes, ms(reply->rtt_ns));
         if (o->reconnect)
-            out(r, ",\"connect_ms\":%.3f", ms(connect_ns));
+            out(r, ",\"connect_ms\":%.3f", ms(reply->connect_ns));
+        if (handshakes)
+            out(r, ",\"handshake_ms\":%.3f", ms(reply->handshake_ns));
+        if (reply->tls_version != NULL)
+            out(r, ",\"tls_version\":\"%s\"", reply->tls_version);
         out(r, ",\"from\":");
-        if (backend_len > 0)
-            out_json_string(r, backend, backend_len);
+        if (reply->backend_len > 0)
+            out_json_string(r, reply->backend, reply->backend_len);
         else
             out(r, "null");
         out(r, "}\n");
         return;
     }
-    out(r, "seq=%llu bytes=%zu", (unsigned long long)seq, bytes);
+    out(r, "seq=%llu bytes=%zu", (unsigned long long)reply->seq, reply->bytes);
     if (o->reconnect)
-        out(r, " connect=%.3f ms", ms(connect_ns));
-    out(r, " time=%.3f ms", ms(rtt_ns));
-    if (backend_len > 0)
-        out(r, " from=%.*s", (int)backend_len, backend);
+        out(r, " connect=%.3f ms", ms(reply->connect_ns));
+    if (handshakes)
+        out(r, " handshake=%.3f ms", ms(reply->handshake_ns));
+    out(r, " time=%.3f ms", ms(reply->rtt_ns));
+    if (reply->backend_len > 0)
+        out(r, " from=%.*s", (int)reply->backend_len, reply->backend);
     out(r, "\n");
 }
 
@@ -258,7 +268,7 @@ static uint64_t elapsed_ms(const struct probe_report *r)
 }
 
 static void summary_json(struct probe_report *r, const struct spread *rtt,
-                         const struct spread *conn)
+                         const struct spread *conn, const struct spread *hs)
 {
     out(r, "{\"type\":\"summary\",\"target\":");
     out_json_string(r, r->o->addr, strlen(r->o->addr));
@@ -275,11 +285,18 @@ static void summary_json(struct probe_report *r, const struct spread *rtt,
     if (r->o->reconnect && r->connect.len > 0)
         out(r, ",\"connect_ms\":{\"min\":%.3f,\"avg\":%.3f,\"max\":%.3f}", conn->min, conn->avg,
             conn->max);
+    if (r->handshake.len > 0)
+        out(r, ",\"handshake_ms\":{\"min\":%.3f,\"avg\":%.3f,\"max\":%.3f}", hs->min, hs->avg,
+            hs->max);
+    if (r->o->tls != NULL && r->tls_version[0] != '\0')
+        out(r, ",\"tls_version\":\"%s\"", r->tls_version);
+    else if (r->o->tls != NULL)
+        out(r, ",\"tls_version\":null");
     out(r, "}\n");
 }
 
 static void summary_text(struct probe_report *r, const struct spread *rtt,
-                         const struct spread *conn)
+                         const struct spread *conn, const struct spread *hs)
 {
     out(r, "--- %s probe statistics ---\n", r->o->addr);
     out(r, "%llu sent, %llu received, ", (unsigned long long)r->sent,
@@ -292,6 +309,8 @@ static void summary_text(struct probe_report *r, const struct spread *rtt,
             rtt->min, rtt->avg, rtt->max, rtt->mdev, rtt->p50, rtt->p99);
     if (r->o->reconnect && r->connect.len > 0)
         out(r, "connect min/avg/max = %.3f/%.3f/%.3f ms\n", conn->min, conn->avg, conn->max);
+    if (r->handshake.len > 0)
+        out(r, "handshake min/avg/max = %.3f/%.3f/%.3f ms\n", hs->min, hs->avg, hs->max);
 }
 
 static int cmp_rows(const void *a, const void *b)
@@ -331,10 +350,11 @@ static void tally(struct probe_report *r)
 void report_end(struct probe_report *r)
 {
     struct spread rtt = spread_of(&r->rtt), conn = spread_of(&r->connect);
+    struct spread hs = spread_of(&r->handshake);
     if (r->o->json)
-        summary_json(r, &rtt, &conn);
+        summary_json(r, &rtt, &conn, &hs);
     else
-        summary_text(r, &rtt, &conn);
+        summary_text(r, &rtt, &conn, &hs);
     if (r->o->tally)
         tally(r);
     if (fflush(stdout) != 0)
@@ -352,5 +372,6 @@ void report_free(struct probe_report *r)
 {
     free(r->rtt.ns);
     free(r->connect.ns);
+    free(r->handshake.ns);
     free(r->rows);
 }

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "metrics.h"
+#include "serve_identity.h"
 #include "stats_report.h"
 #include "yodel.h"
 
@@ -37,9 +38,12 @@ static const char usage[] =
     "                           udp://HOST:PORT, tls://HOST:PORT, unix:PATH, tls+unix:PATH,\n"
     "                           [::1]:PORT; port 0 = ephemeral; a host name binds every\n"
     "                           address it resolves to\n"
-    "  -m, --mode MODE          raw (bytes until EOF), line, or upper (lines upper-cased)\n"
+    "  -m, --mode MODE          raw (bytes until EOF), line, upper (lines upper-cased), or\n"
+    "                           info (each line or datagram answered with a JSON line: who\n"
+    "                           answered, and what it saw of the connection)\n"
     "      --once               reply to the first message, then close\n"
-    "      --delay DURATION     hold each reply this long (500ms, 2s, 1m)\n"
+    "      --delay D[~JITTER]   hold each reply D (500ms, 2s, 1m), or D-JITTER to D+JITTER at\n"
+    "                           random (50ms~20ms); replies stay in order\n" IDENTITY_USAGE
     "      --threads N          event loops, one per thread (default: usable CPUs)\n"
     "      --max-conns N        accept and close connections beyond N open at once\n"
     "      --idle-timeout DUR   close connections on which nothing moves for DUR\n"
@@ -49,6 +53,9 @@ static const char usage[] =
     "      --metrics ADDR       serve Prometheus metrics at http://ADDR/metrics\n"
     "      --inetd              serve the connection (or UDP socket) on stdin (inetd,\n"
     "                           systemd Accept=yes, socat EXEC:); one thread, no --max-conns\n"
+    "      --proxy-protocol     every connection starts with a PROXY v1 or v2 header (HAProxy\n"
+    "                           send-proxy): the client it names is the peer; without one\n"
+    "                           within 5s the connection is dropped and counted\n"
     "      --json               logs, statistics and errors as one JSON object per line\n"
     "\n"
     "TLS (for tls:// and tls+unix: listeners, and socket-activated stream sockets):\n"
@@ -129,7 +136,8 @@ enum {
     OPT_CLIENT_CA,
     OPT_TLS_MIN,
     OPT_ALPN,
-    OPT_HANDSHAKE_TIMEOUT
+    OPT_HANDSHAKE_TIMEOUT,
+    OPT_PROXY_PROTOCOL
 };
 
 static const struct option longopts[] = {
@@ -152,9 +160,11 @@ static const struct option longopts[] = {
     {"tls-min", required_argument, NULL, OPT_TLS_MIN},
     {"alpn", required_argument, NULL, OPT_ALPN},
     {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
+    IDENTITY_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
@@ -166,7 +176,9 @@ static yd_echo_mode parse_mode(const char *value)
         return YD_ECHO_LINE;
     if (strcmp(value, "upper") == 0)
         return YD_ECHO_UPPER;
-    usage_error("serve", "-m: unknown mode '%s' (use raw, line or upper)", value);
+    if (strcmp(value, "info") == 0)
+        return YD_ECHO_INFO;
+    usage_error("serve", "-m: unknown mode '%s' (use raw, line, upper or info)", value);
 }
 
 static const char *opt_metrics_addr(const char *value)
@@ -262,7 +274,7 @@ static void parse_args(struct serve *s, int argc, char **argv)
             s->echo.once = 1;
             break;
         case OPT_DELAY:
-            s->echo.delay_ms = opt_duration_ms("serve", "--delay", optarg);
+            parse_delay(&s->echo, optarg);
             break;
         case OPT_THREADS:
             s->threads = (int)opt_long("serve", "--threads", optarg, 1, MAX_THREADS);
@@ -314,6 +326,9 @@ static void parse_args(struct serve *s, int argc, char **argv)
             if (s->tls_options.handshake_timeout_ms == 0)
                 usage_error("serve", "--handshake-timeout: the timeout must be above 0");
             break;
+        case OPT_PROXY_PROTOCOL:
+            s->limits.proxy_protocol = 1;
+            break;
         case 'v':
             s->echo.verbose = 1;
             break;
@@ -323,14 +338,19 @@ static void parse_args(struct serve *s, int argc, char **argv)
         case 'h':
             fputs(usage, stdout);
             exit(EXIT_OK);
+        default:
+            parse_identity_option(&s->echo, c, optarg);
         }
     }
     if (optind < argc)
         usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    check_identity_options(&s->echo, s->listen, s->nlisten);
     if (s->echo.verbose && s->quiet)
         usage_error("serve", "-v and -q contradict each other");
     if (s->inetd && s->metrics_addr != NULL)
         usage_error("serve", "--metrics cannot be used with --inetd");
+    if (s->inetd && s->limits.proxy_protocol)
+        usage_error("serve", "--proxy-protocol cannot be used with --inetd");
     check_tls_args(s);
 }
 
@@ -619,7 +639,7 @@ static void on_inetd_watch(yd_timer *timer, void *data)
     struct serve *s = data;
     yd_stats_snapshot now;
     memset(&now, 0, sizeof now);
-    yd_stats_read(s->workers[0].stats[0], &now);
+    yd_stats_add_to(s->workers[0].stats[0], &now);
     if (now.conns_closed == 0 || now.conns_active > 0)
         return;
     yd_timer_free(timer);
@@ -656,13 +676,13 @@ static void merged(const struct serve *s, yd_stats_snapshot *sum)
     for (int t = 0; t < s->threads; t++)
         for (int i = 0; i < MAX_LISTEN; i++)
             if (s->workers[t].stats[i] != NULL)
-                yd_stats_read(s->workers[t].stats[i], sum);
+                yd_stats_add_to(s->workers[t].stats[i], sum);
     if (s->metrics_stats == NULL)
         return;
     /* Only its errors: scrapes are not echo traffic. */
     yd_stats_snapshot own;
     memset(&own, 0, sizeof own);
-    yd_stats_read(s->metrics_stats, &own);
+    yd_stats_add_to(s->metrics_stats, &own);
     for (int k = 0; k < YD_ERR__COUNT; k++)
         sum->errors[k] += own.errors[k];
 }
@@ -677,7 +697,7 @@ static int collect_listener(void *ctx, unsigned i, struct metrics_listener *out)
     out->datagram = s->datagram[i];
     for (int t = 0; t < s->threads; t++)
         if (s->workers[t].stats[i] != NULL)
-            yd_stats_read(s->workers[t].stats[i], &out->sum);
+            yd_stats_add_to(s->workers[t].stats[i], &out->sum);
     return 1;
 }
 

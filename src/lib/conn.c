@@ -50,6 +50,8 @@
 #define PEND_KEEP_BYTES 4096u
 /* While draining, a connection silent for this long, with nothing left to send, is closed. */
 #define DRAIN_QUIET_MS 100
+/* A PROXY protocol header must arrive this soon after accept unless the server says. */
+#define DEFAULT_PROXY_TIMEOUT_MS 5000
 
 static void update_reading(yd_conn *conn);
 static void process(yd_conn *conn, const char *data, size_t len);
@@ -126,6 +128,13 @@ yd_conn *yd__conn_accept(yd_server *srv, int fd, const struct sockaddr *peer, so
     conn->stats = srv->options.stats;
     conn->idle_timeout_ms = srv->options.idle_timeout_ms;
     conn->served = 1;
+    if (srv->options.proxy_protocol) {
+        uint64_t wait = srv->options.proxy_timeout_ms ? srv->options.proxy_timeout_ms
+                                                      : DEFAULT_PROXY_TIMEOUT_MS;
+        conn->proxy_expected = 1;
+        conn->ready_deadline_ms = uv_now(&srv->loop->uv) + wait;
+        yd__loop_want_sweep(srv->loop, yd__loop_sweep_period(wait));
+    }
     return conn;
 }
 
@@ -141,10 +150,23 @@ void yd__conn_start(yd_conn *conn)
     STAT_ADD(conn->stats, conns_active, 1);
     conn->last_active_ms = uv_now(&conn->loop->uv);
     int r = conn->transport->start != NULL ? conn->transport->start(conn) : 0;
+    if (r == 0 && conn->proxy_expected) {
+        /* The header first: read it before on_connect (yd__conn_received takes it). */
+        r = conn->transport->read_start(conn);
+        if (r == 0) {
+            conn->reading = 1;
+            return;
+        }
+    }
     if (r == 0)
         yd__conn_ready(conn);
     else if (r < 0)
-        yd__conn_reject(conn, r, YD_ERR_TLS_HANDSHAKE);
+        yd__conn_reject(conn, r, yd__conn_opening_kind(conn));
+}
+
+enum yd_error_kind yd__conn_opening_kind(const yd_conn *conn)
+{
+    return conn->proxy_expected ? YD_ERR_PROXY_HEADER : YD_ERR_TLS_HANDSHAKE;
 }
 
 void yd__conn_ready(yd_conn *conn)
@@ -241,17 +263,36 @@ static int nothing_pending(const yd_conn *conn)
     return conn->wq.len == 0 && conn->inflight == 0 && conn->held == 0 && conn->pend_len == 0;
 }
 
+/* Exits: the PROXY header still coming (wait), bad (reject) or just complete (on_connect,
+ * then the bytes after it); otherwise the bytes go to the framer. */
 void yd__conn_received(yd_conn *conn, const char *data, size_t len)
 {
+    char *hold = NULL;
+    if (conn->proxy_expected) {
+        int r = yd__conn_proxy_read(conn, &data, &len, &hold);
+        if (r > 0)
+            return;
+        if (r < 0) {
+            yd__conn_reject(conn, r, YD_ERR_PROXY_HEADER);
+            return;
+        }
+        yd__conn_ready(conn);
+    }
     STAT_ADD(conn->stats, bytes_in, (uint64_t)len);
     conn->last_active_ms = uv_now(&conn->loop->uv);
-    process(conn, data, len);
+    if (len > 0)
+        process(conn, data, len);
+    free(hold);
 }
 
 static void deliver_partial(yd_conn *conn);
 
 void yd__conn_read_eof(yd_conn *conn)
 {
+    if (!conn->ready) { /* the peer left before its PROXY header was whole */
+        yd__conn_reject(conn, -EPROTO, yd__conn_opening_kind(conn));
+        return;
+    }
     stop_reading_for(conn, RS_EOF);
     deliver_partial(conn);
     if (conn->phase != PHASE_OPEN || (conn->read_stops & RS_PAUSED))
@@ -266,6 +307,10 @@ void yd__conn_read_eof(yd_conn *conn)
  * with SO_LINGER 0) closes without counting an error; any other error is counted. */
 void yd__conn_read_error(yd_conn *conn, int err)
 {
+    if (!conn->ready) {
+        yd__conn_reject(conn, err, yd__conn_opening_kind(conn));
+        return;
+    }
     if (err == -ECONNRESET && nothing_pending(conn)) {
         conn->status = err;
         close_handle(conn, 0);
@@ -328,6 +373,52 @@ static void pend_reset(yd_conn *conn)
         conn->pend = NULL;
         conn->pend_cap = 0;
     }
+}
+
+/* ---- The PROXY protocol header ---------------------------------------------------------- */
+
+/* Takes the original client from a header: it becomes the peer (a LOCAL header, a proxy's
+ * health check, keeps the connection's own). */
+static void take_proxy_header(yd_conn *conn, const yd_proxy_header *h)
+{
+    conn->proxy_expected = 0;
+    conn->ready_deadline_ms = 0;
+    if (h->local || (h->family != AF_INET && h->family != AF_INET6))
+        return;
+    size_t n = h->family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    memcpy(&conn->peer, &h->src, n);
+    conn->proxied = 1;
+}
+
+int yd__conn_proxy_read(yd_conn *conn, const char **data, size_t *len, char **hold)
+{
+    const char *buf = *data;
+    size_t n = *len;
+    *hold = NULL;
+    if (conn->pend_len > 0) { /* the start of the header came in an earlier read */
+        if (pend_append(conn, buf, n) < 0)
+            return -ENOMEM;
+        buf = conn->pend;
+        n = conn->pend_len;
+    }
+    yd_proxy_header h;
+    long r = yd_proxy_parse(buf, n, &h);
+    if (r < 0 || (r == 0 && n >= YD_PROXY_MAX_BYTES))
+        return -EPROTO;
+    if (r == 0) {
+        if (buf != conn->pend && pend_append(conn, buf, n) < 0)
+            return -ENOMEM;
+        return 1;
+    }
+    take_proxy_header(conn, &h);
+    if (buf == conn->pend) { /* the payload lives in pend: hand it over whole */
+        *hold = conn->pend;
+        conn->pend = NULL;
+        conn->pend_len = conn->pend_cap = 0;
+    }
+    *data = buf + r;
+    *len = n - (size_t)r;
+    return 0;
 }
 
 /* ---- Deliver ---------------------------------------------------------------------------- */
@@ -653,8 +744,10 @@ void yd__conn_reject(yd_conn *conn, int status, enum yd_error_kind kind)
     STAT_ADD(conn->stats, errors[kind], 1);
     conn->status = status;
     if (conn->served) {
-        if (conn->protocol->on_reject != NULL)
-            conn->protocol->on_reject(conn, status);
+        /* Only while its server is open: the server's data (what on_reject may use) lives as
+         * long as the server does. */
+        if (conn->protocol->on_reject != NULL && conn->server != NULL)
+            conn->protocol->on_reject(conn, status, kind);
         conn->protocol = &silent;
     }
     close_handle(conn, status == -ETIMEDOUT);
@@ -691,7 +784,9 @@ void yd__conn_closed(yd_conn *conn)
         yd__server_conn_closed(conn->server);
     if (conn->limit != NULL)
         atomic_fetch_sub(&conn->limit->open, 1);
-    if (conn->protocol->on_close != NULL)
+    /* on_close ends what on_connect began: an accepted connection that never got that far
+     * (closed mid-handshake by a drain) says nothing; one the protocol made always hears it. */
+    if (conn->protocol->on_close != NULL && (conn->ready || !conn->served))
         conn->protocol->on_close(conn, conn->status);
     yd__bufq_clear(&conn->wq, &conn->loop->pool);
     free(conn->connecting);
@@ -761,7 +856,7 @@ void yd__conn_sweep(yd_loop *loop, uint64_t now)
             continue;
         }
         if (!conn->ready && conn->ready_deadline_ms > 0 && now >= conn->ready_deadline_ms)
-            yd__conn_reject(conn, -ETIMEDOUT, YD_ERR_TLS_HANDSHAKE); /* silent mid-handshake */
+            yd__conn_reject(conn, -ETIMEDOUT, yd__conn_opening_kind(conn)); /* silent opener */
         else if (conn->idle_timeout_ms > 0 && conn->ready && conn->phase == PHASE_OPEN &&
                  conn->held == 0 && now - conn->last_active_ms >= conn->idle_timeout_ms)
             sweep_idle(conn);
@@ -779,6 +874,22 @@ int yd_conn_peer_name(const yd_conn *conn, char *buf, size_t len)
     if (conn->peer.sa.sa_family != 0)
         return yd__sockaddr_format(&conn->peer.sa, buf, len);
     return conn->transport->peer_name(conn, buf, len);
+}
+
+void yd_conn_count_error(yd_conn *conn, enum yd_error_kind kind)
+{
+    if ((unsigned)kind < YD_ERR__COUNT)
+        STAT_ADD(conn->stats, errors[kind], 1);
+}
+
+int yd_conn_proxy_source(const yd_conn *conn, char *buf, size_t len)
+{
+    if (conn->proxied)
+        return yd__sockaddr_format(&conn->peer.sa, buf, len);
+    if (len == 0)
+        return -ENOBUFS;
+    buf[0] = '\0';
+    return 0;
 }
 
 int yd_conn_sock_name(const yd_conn *conn, char *buf, size_t len)

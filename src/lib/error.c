@@ -48,6 +48,9 @@ static const char *const kind_names[YD_ERR__COUNT] = {
     [YD_ERR_HTTP] = "http",
     [YD_ERR_DRAIN_TIMEOUT] = "drain_timeout",
     [YD_ERR_TLS_HANDSHAKE] = "tls_handshake",
+    [YD_ERR_PROXY_HEADER] = "proxy_header",
+    [YD_ERR_INJECTED_DROP] = "injected_drop",
+    [YD_ERR_INJECTED_RESET] = "injected_reset",
 };
 
 const char *yd_error_kind_name(enum yd_error_kind kind)

@@ -199,6 +199,8 @@ struct yd_conn {
     uint8_t started;             /* counted as active until closed */
     uint8_t ready;               /* on_connect ran (after the handshake, for TLS) */
     uint64_t ready_deadline_ms;  /* a handshake not done by then is dropped (0: none) */
+    uint8_t proxy_expected;      /* a PROXY header comes first (pend gathers it) */
+    uint8_t proxied;             /* peer is the original client a PROXY header named */
     int status;                  /* what on_close will be told */
     yd_server *server;           /* that accepted it, while the server is open */
     yd_stats *stats;
@@ -230,6 +232,7 @@ struct yd_conn {
     } req;
     struct yd__connecting *connecting;
     struct yd__tls_conn *tls; /* tls.c's state, for a TLS transport */
+    const char *tls_error;    /* why the handshake failed: a static string of OpenSSL's */
 };
 
 /* Opens conn on fd through its transport. On failure conn is gone (closed silently) and fd is
@@ -260,6 +263,17 @@ void yd__conn_run_kicks(yd_loop *loop);
 void yd__conn_close_silently(yd_conn *conn);
 /* Idle timeouts and draining: called by the loop's sweep timer. */
 void yd__conn_sweep(yd_loop *loop, uint64_t now_ms);
+
+/*
+ * The PROXY header before anything else, for a stream transport's read: 1 while more bytes are
+ * needed (all taken), 0 once it is read (*data and *len are then the payload after it; if they
+ * point into *hold, free it after use), or -EPROTO (reject the connection).
+ */
+int yd__conn_proxy_read(yd_conn *conn, const char **data, size_t *len, char **hold);
+/* Before on_connect: the transport reads by itself until the PROXY header is in. */
+void yd__conn_expect_proxy(yd_conn *conn);
+/* The reason a connection not ready yet is rejected at its deadline. */
+enum yd_error_kind yd__conn_opening_kind(const yd_conn *conn);
 
 /* Events from the transport. */
 void yd__conn_received(yd_conn *conn, const char *data, size_t len);

@@ -145,7 +145,7 @@ static void take_connection(yd_server *srv, int fd, const struct sockaddr *peer,
          * backlog, and the backlog cannot fill up with them. */
         STAT_ADD(stats, conns_refused, 1);
         if (srv->options.protocol->on_reject != NULL)
-            srv->options.protocol->on_reject(conn, -ECONNREFUSED);
+            srv->options.protocol->on_reject(conn, -ECONNREFUSED, YD_ERR__COUNT);
         yd__conn_close_silently(conn);
         return;
     }
@@ -221,6 +221,16 @@ static void deliver_datagram(struct listener *l, const char *data, size_t len,
     if (yd__sockaddr_port(peer) < LOWEST_UDP_SOURCE_PORT) {
         STAT_ADD(stats, errors[YD_ERR_UDP_LOW_PORT], 1);
         return;
+    }
+    if (srv->options.proxy_protocol) { /* each datagram behind its own header (v2) */
+        yd_proxy_header h;
+        long r = yd_proxy_parse(data, len, &h);
+        if (r <= 0) {
+            STAT_ADD(stats, errors[YD_ERR_PROXY_HEADER], 1);
+            return;
+        }
+        data += r;
+        len -= (size_t)r;
     }
     STAT_ADD(stats, bytes_in, (uint64_t)len);
     STAT_ADD(stats, messages, 1);
@@ -598,6 +608,12 @@ int yd_server_port(const yd_server *srv)
     if (getsockname(srv->sockets[0].fd, (struct sockaddr *)&ss, &sl) < 0)
         return -errno;
     return yd__sockaddr_port((struct sockaddr *)&ss); /* 0 for a Unix socket */
+}
+
+void yd_server_count_error(yd_server *srv, enum yd_error_kind kind)
+{
+    if ((unsigned)kind < YD_ERR__COUNT)
+        STAT_ADD(srv->options.stats, errors[kind], 1);
 }
 
 void *yd_server_data(const yd_server *srv)

@@ -2,6 +2,7 @@
  * anything a callback may do). */
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -42,41 +43,79 @@ void yd_signal_free(yd_signal *sig)
         uv_close((uv_handle_t *)&sig->uv, (uv_close_cb)free);
 }
 
+/* One policy for both signals: the first asks the program to finish, the second ends it. */
+struct shutdown_watch {
+    yd_signal sigint; /* first: freeing the handle (a leftover in yd_loop_free) frees the whole */
+    yd_signal *sigterm;
+    yd_shutdown_cb on_first, on_second;
+    void *data;
+    uint64_t drain_ms; /* for yd_loop_drain_on_signals */
+    int signals;
+};
+
 static void on_shutdown_signal(yd_signal *sig, int signum, void *data)
 {
-    (void)signum;
-    uint64_t *drain_ms = data;
-    yd_loop *loop = sig->uv.loop->data;
-    if (*drain_ms == UINT64_MAX) {
-        yd_loop_stop(loop); /* the second signal: the operator insists */
+    (void)sig;
+    struct shutdown_watch *w = data;
+    yd_loop *loop = w->sigint.uv.loop->data;
+    if (w->signals++ == 0) {
+        w->on_first(loop, signum, w->data);
         return;
     }
-    yd_loop_drain(loop, *drain_ms);
-    *drain_ms = UINT64_MAX;
+    /* The operator insists: leave now, as a process killed by that signal would. */
+    if (w->on_second != NULL)
+        w->on_second(loop, signum, w->data);
+    _exit(128 + signum);
 }
 
-int yd_loop_drain_on_signals(yd_loop *loop, uint64_t drain_ms)
+static int watch_shutdown(yd_loop *loop, yd_shutdown_cb on_first, yd_shutdown_cb on_second,
+                          void *data, struct shutdown_watch **out)
 {
-    /* One setting shared by both watchers, freed with the loop like any leftover handle. */
-    struct shutdown_watch {
-        yd_signal sigint; /* first: freeing the handle frees the whole */
-        uint64_t drain_ms;
-    } *w = calloc(1, sizeof *w);
+    if (on_first == NULL)
+        return -EINVAL;
+    struct shutdown_watch *w = calloc(1, sizeof *w);
     if (w == NULL)
         return -ENOMEM;
     signal(SIGPIPE, SIG_IGN);
-    w->drain_ms = drain_ms == UINT64_MAX ? drain_ms - 1 : drain_ms;
+    w->on_first = on_first;
+    w->on_second = on_second;
+    w->data = data;
     uv_signal_init(&loop->uv, &w->sigint.uv);
     w->sigint.cb = on_shutdown_signal;
-    w->sigint.data = &w->drain_ms;
-    yd_signal *term;
+    w->sigint.data = w;
     int err = uv_signal_start(&w->sigint.uv, on_signal, SIGINT);
     if (err == 0)
-        err = yd_signal_new(loop, SIGTERM, on_shutdown_signal, &w->drain_ms, &term);
+        err = yd_signal_new(loop, SIGTERM, on_shutdown_signal, w, &w->sigterm);
     if (err < 0) {
         uv_close((uv_handle_t *)&w->sigint.uv, (uv_close_cb)free);
         return err;
     }
     uv_unref((uv_handle_t *)&w->sigint.uv);
+    *out = w;
     return 0;
+}
+
+int yd_loop_on_shutdown_signals(yd_loop *loop, yd_shutdown_cb on_first, yd_shutdown_cb on_second,
+                                void *data)
+{
+    struct shutdown_watch *w;
+    return watch_shutdown(loop, on_first, on_second, data, &w);
+}
+
+static void drain_loop(yd_loop *loop, int signum, void *data)
+{
+    (void)signum;
+    const struct shutdown_watch *w = data;
+    yd_loop_drain(loop, w->drain_ms);
+}
+
+int yd_loop_drain_on_signals(yd_loop *loop, uint64_t drain_ms)
+{
+    struct shutdown_watch *w;
+    int err = watch_shutdown(loop, drain_loop, NULL, NULL, &w);
+    if (err == 0) {
+        w->data = w;
+        w->drain_ms = drain_ms;
+    }
+    return err;
 }

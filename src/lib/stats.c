@@ -19,7 +19,7 @@ void yd_stats_free(yd_stats *stats)
 
 #define LOAD(field) atomic_load_explicit(&stats->field, memory_order_relaxed)
 
-void yd_stats_read(const yd_stats *stats, yd_stats_snapshot *sum)
+void yd_stats_add_to(const yd_stats *stats, yd_stats_snapshot *sum)
 {
     sum->conns_accepted += LOAD(conns_accepted);
     sum->conns_active += LOAD(conns_active);

@@ -37,7 +37,8 @@ struct yd_tls {
     int server;
     _Atomic unsigned refs; /* the owner's, and one per server and connection using it */
     char *cert_file, *key_file, *ca_file, *server_name;
-    int insecure, min_version;
+    int insecure, min_version, resume;
+    SSL_SESSION *session; /* client with resume: the newest session a server gave (under lock) */
     uint64_t handshake_timeout_ms;
     unsigned char alpn[ALPN_WIRE_BYTES]; /* the ALPN list in wire format: length-prefixed */
     unsigned alpn_len;
@@ -128,7 +129,11 @@ static int load_identity(SSL_CTX *ctx, const yd_tls *tls, char *err, size_t errl
         return -EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        set_error(err, errlen, "not a PEM private key:", key);
+        /* OpenSSL 3 checks the pair here already: say which problem it was. */
+        int mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+        set_error(
+            err, errlen,
+            mismatch ? "the key does not match the certificate:" : "not a PEM private key:", key);
         return -EINVAL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -165,6 +170,21 @@ static int load_trust(SSL_CTX *ctx, const yd_tls *tls, char *err, size_t errlen)
     return 0;
 }
 
+/* A client with resume keeps the newest session a server gave (TLS 1.3 sends its tickets after
+ * the handshake, so this runs from SSL_read). Returns 1: the reference is ours. */
+static int keep_session(SSL *ssl, SSL_SESSION *session)
+{
+    yd_tls *tls = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), 0);
+    if (tls == NULL)
+        return 0;
+    pthread_mutex_lock(&tls->lock);
+    SSL_SESSION *old = tls->session;
+    tls->session = session;
+    pthread_mutex_unlock(&tls->lock);
+    SSL_SESSION_free(old);
+    return 1;
+}
+
 /* A fresh SSL_CTX from the files: the secure defaults, identity, trust, ALPN. */
 static int make_ctx(yd_tls *tls, SSL_CTX **out, char *err, size_t errlen)
 {
@@ -181,6 +201,12 @@ static int make_ctx(yd_tls *tls, SSL_CTX **out, char *err, size_t errlen)
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     static const unsigned char sid_ctx[] = "yodel";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    if (tls->resume) {
+        SSL_CTX_set_ex_data(ctx, 0, tls);
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, keep_session);
+    }
     int r = load_identity(ctx, tls, err, errlen);
     if (r == 0)
         r = load_trust(ctx, tls, err, errlen);
@@ -208,6 +234,7 @@ static void tls_unref(yd_tls *tls)
     if (atomic_fetch_sub(&tls->refs, 1) != 1)
         return;
     SSL_CTX_free(tls->ctx);
+    SSL_SESSION_free(tls->session);
     pthread_mutex_destroy(&tls->lock);
     free(tls->cert_file);
     free(tls->key_file);
@@ -229,6 +256,7 @@ static int tls_new(int server, const yd_tls_options *o, yd_tls **out, char *err,
     atomic_init(&tls->refs, 1);
     tls->server = server;
     tls->insecure = o->insecure;
+    tls->resume = o->resume && !server;
     tls->min_version = o->min_version;
     tls->handshake_timeout_ms =
         o->handshake_timeout_ms ? o->handshake_timeout_ms : DEFAULT_HANDSHAKE_TIMEOUT_MS;
@@ -380,6 +408,8 @@ int yd__tls_attach(yd_conn *conn, yd_tls *tls, const char *host)
     }
     pthread_mutex_lock(&tls->lock);
     t->ssl = SSL_new(tls->ctx); /* takes its own reference on the current ctx */
+    if (t->ssl != NULL && tls->session != NULL)
+        SSL_set_session(t->ssl, tls->session); /* offered; the server may still refuse it */
     pthread_mutex_unlock(&tls->lock);
     BIO *bio = t->ssl ? BIO_new(bio_method) : NULL;
     if (bio == NULL) {
@@ -437,6 +467,14 @@ static int handshake(yd_conn *conn)
     int e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ && !t->eof)
         return 1;
+    long verify = SSL_get_verify_result(t->ssl);
+    unsigned long err = ERR_peek_last_error();
+    if (verify != X509_V_OK)
+        conn->tls_error = X509_verify_cert_error_string(verify);
+    else if (err != 0)
+        conn->tls_error = ERR_reason_error_string(err);
+    else
+        conn->tls_error = t->eof ? "the peer closed during the handshake" : NULL;
     ERR_clear_error();
     return -EPROTO;
 }
@@ -452,7 +490,7 @@ static void pump(yd_conn *conn)
         if (r > 0)
             return;
         if (r < 0) {
-            yd__conn_reject(conn, -EPROTO, YD_ERR_TLS_HANDSHAKE);
+            yd__conn_reject(conn, -EPROTO, yd__conn_opening_kind(conn));
             return;
         }
         yd__conn_ready(conn);
@@ -483,18 +521,31 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct yd__tls_conn *t = conn->tls;
     if (nread < 0 && nread != UV_EOF) {
         if (t->handshaking)
-            yd__conn_reject(conn, (int)nread, YD_ERR_TLS_HANDSHAKE);
+            yd__conn_reject(conn, (int)nread, yd__conn_opening_kind(conn));
         else
             yd__conn_read_error(conn, (int)nread);
         return;
     }
     if (nread == UV_EOF)
         t->eof = 1;
-    t->in = buf->base;
-    t->in_len = nread > 0 ? (size_t)nread : 0;
+    const char *data = buf->base;
+    size_t len = nread > 0 ? (size_t)nread : 0;
+    char *hold = NULL;
+    if (conn->proxy_expected && len > 0) { /* a PROXY header comes before the TLS hello */
+        int r = yd__conn_proxy_read(conn, &data, &len, &hold);
+        if (r > 0)
+            return;
+        if (r < 0) {
+            yd__conn_reject(conn, r, YD_ERR_PROXY_HEADER);
+            return;
+        }
+    }
+    t->in = data;
+    t->in_len = len;
     pump(conn);
     if (conn->tls != NULL)
         conn->tls->in_len = 0; /* the loop's buffer is the next read's */
+    free(hold);
 }
 
 static int socket_read(yd_conn *conn, int on)
@@ -690,7 +741,9 @@ static int tls_start(yd_conn *conn)
     struct yd__tls_conn *t = conn->tls;
     if (conn->transport == &yd__tls_tcp_transport)
         uv_tcp_nodelay(&conn->h.tcp, 1);
-    conn->ready_deadline_ms = uv_now(&conn->loop->uv) + t->tls->handshake_timeout_ms;
+    /* After the PROXY header's own deadline, if one is awaited first. */
+    uint64_t from = conn->ready_deadline_ms ? conn->ready_deadline_ms : uv_now(&conn->loop->uv);
+    conn->ready_deadline_ms = from + t->tls->handshake_timeout_ms;
     yd__loop_want_sweep(conn->loop, yd__loop_sweep_period(t->tls->handshake_timeout_ms));
     int err = socket_read(conn, 1);
     if (err < 0)
@@ -710,6 +763,18 @@ const char *yd_conn_tls_version(const yd_conn *conn)
     if (conn->tls == NULL || conn->tls->handshaking)
         return NULL;
     return SSL_get_version(conn->tls->ssl);
+}
+
+const char *yd_conn_tls_error(const yd_conn *conn)
+{
+    return conn->tls_error;
+}
+
+int yd_conn_tls_resumed(const yd_conn *conn)
+{
+    if (conn->tls == NULL || conn->tls->handshaking)
+        return 0;
+    return SSL_session_reused(conn->tls->ssl) == 1;
 }
 
 int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len)

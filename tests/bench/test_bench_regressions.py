@@ -9,6 +9,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -214,6 +215,36 @@ class BenchRegressionTest(unittest.TestCase):
         self.assertLess(report["duration_s"], 7)
         live_rate = report["round_trips"] / report["duration_s"]
         self.assertAlmostEqual(report["round_trips_per_s"] / live_rate, 1, delta=0.1)
+
+    def run_until_measuring(self, server):
+        """A 30 s bench against server, returned once it has measured round trips (-v lines)."""
+        addr = "127.0.0.1:%d" % server.tcp.port
+        proc = subprocess.Popen([YODEL, "bench", "--json", "-c", addr, "-n", "2", "-t", "30s",
+                                 "--warmup", "0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        server.wait_stderr(lambda text: text.count("\n") >= 200, what="200 log lines")
+        return proc
+
+    def test_first_signal_ends_the_run_early_with_a_report_and_exit_0(self):
+        server = harness.serve("-l", "127.0.0.1:0", "--threads", "1", "-v")
+        self.addCleanup(server.kill)
+        proc = self.run_until_measuring(server)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertGreater(json.loads(out)["round_trips"], 0)
+
+    def test_second_signal_exits_at_once_with_128_plus_the_signal(self):
+        server = harness.serve("-l", "127.0.0.1:0", "--threads", "1", "-v")
+        self.addCleanup(server.kill)
+        proc = self.run_until_measuring(server)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        # Both arrive before the loop wakes: the second ends the process before any report.
+        self.assertEqual(proc.returncode, 128 + signal.SIGTERM)
+        self.assertEqual(out, "")
 
     def test_no_round_trip_prints_latency_as_n_a_in_text(self):
         addr = self.python_server(never_answering)

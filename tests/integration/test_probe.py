@@ -241,7 +241,7 @@ class ProbeBadOptions(unittest.TestCase):
         (["--count", "1", "--proxy-protocol", "v2", "--proxy-source", "host:5"],
          "--proxy-source: bad address 'host:5'"),
         (["--count", "1", "-c", "unix:/x", "--source-port", "5000"], "a Unix socket has no port"),
-        (["--count", "1", "-c", "tls://127.0.0.1:1"], "TLS"),
+        (["--count", "1", "-c", "tls://127.0.0.1:1", "--udp"], "--udp: not with a TLS address"),
     ]
 
     def test_bad_probe_options_exit_2_naming_the_problem(self):

@@ -188,6 +188,40 @@ class HAProxyTest(unittest.TestCase):
                              "health checks counted as errors: %s" % stderr[-2000:])
         proxy.stop()
 
+    def test_send_proxy_v2_gives_each_instance_the_real_client_and_tally_counts_backends(self):
+        # The network-testing setup: three instances that say who they are (--prefix) and read
+        # HAProxy's PROXY v2 header (--proxy-protocol), behind contrib/haproxy.cfg with the two
+        # edits its comment describes (send-proxy-v2 on the server lines, round robin).
+        binary = ensure_haproxy()
+        names = ["yodel%d" % i for i in range(1, 4)]
+        servers = [ops_serve("-l", "127.0.0.1:0", "-m", "line", "--proxy-protocol",
+                             "--prefix", "%s: " % n) for n in names]
+        for s in servers:
+            self.addCleanup(s.kill)
+
+        def proxied(text):
+            text = re.sub(r"(?m)^(\s*)balance leastconn", r"\1balance roundrobin", text)
+            text = re.sub(r"(?m)^(\s*tcp-check connect)$", r"\1 send-proxy", text)
+            edited = re.sub(r"(?m)^(\s*server \S+ \S+ check)$", r"\1 send-proxy-v2", text)
+            self.assertNotEqual(edited, text, "no 'server ... check' lines in haproxy.cfg")
+            return edited
+
+        proxy, front = self.start_proxy(binary, servers, proxied)
+        r = subprocess.run([harness.YODEL_BIN, "send", "-c", "127.0.0.1:%d" % front.port,
+                            "--count", "9", "--interval", "50ms", "--reconnect", "--tally"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # Round robin over three: each instance answered three of the nine probes.
+        rows = dict(re.findall(r"(?m)^\s*(yodel\d)\s+(\d+)\s", r.stdout))
+        self.assertEqual(rows, {n: "3" for n in names}, r.stdout)
+        proxy.stop()
+        for s in servers:
+            status, stderr = s.stop()
+            self.assertEqual(status, 0, stderr)
+            errors = summary_errors(stderr)
+            self.assertEqual(errors.get("proxy_header", 0), 0, stderr[-2000:])
+
     def test_contrib_config_logs_which_instance_each_connection_reached(self):
         binary = ensure_haproxy()
         servers = [ops_serve("-l", "127.0.0.1:0") for _ in range(BACKENDS)]
@@ -216,7 +250,8 @@ class HAProxyTest(unittest.TestCase):
                 with socket.create_connection(front.sockaddr, timeout=2) as s:
                     s.sendall(b"ready?\n")
                     s.shutdown(socket.SHUT_WR)
-                    if harness.recv_until_eof(s, timeout=2) == b"ready?\n":
+                    # An instance with --prefix answers "NAME: ready?\n".
+                    if harness.recv_until_eof(s, timeout=2).endswith(b"ready?\n"):
                         return True
             except (OSError, AssertionError):
                 pass

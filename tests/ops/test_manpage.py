@@ -138,7 +138,7 @@ class ManPageApiTest(unittest.TestCase):
     def test_the_synopsis_gives_every_callback_signature(self):
         callbacks, members = header_callbacks()
         self.assertEqual(sorted(re.search(r"\(\*(\w+)\)", c).group(1) for c in callbacks),
-                         ["yd_signal_cb", "yd_timer_cb"])
+                         ["yd_shutdown_cb", "yd_signal_cb", "yd_timer_cb"])
         self.assertGreaterEqual(len(members), 6)
         wrong = [d for d in callbacks + members if d not in self.synopsis]
         self.assertEqual(wrong, [], "SYNOPSIS lacks these callback signatures of yodel.h")

@@ -122,9 +122,9 @@ class FileErrors(Base):
     def test_a_key_that_does_not_match_the_certificate_exits_1(self):
         err = self.serve_fails(1, *TLS, "--cert", self.pki.path("server.pem"),
                                "--key", self.pki.path("server2.key"))
-        self.assertRegex(err, r"cannot set up TLS: .*(key values mismatch|does not match)")
+        self.assertIn("cannot set up TLS: ", err)
+        self.assertIn("does not match", err)
 
-    @unittest.expectedFailure  # libyodel says "not a PEM private key: FILE: ...key values mismatch"
     def test_a_key_that_does_not_match_the_certificate_is_named_a_mismatch_not_a_bad_key(self):
         err = self.serve_fails(1, *TLS, "--cert", self.pki.path("server.pem"),
                                "--key", self.pki.path("server2.key"))

@@ -178,7 +178,7 @@ class FailedReload(Base):
         srv = self.serve_live(live)
         live.install("server2", key="server")
         err = self.hup(srv, 0, self.FAILED)
-        self.assertRegex(err, r"reload failed: .*(key values mismatch|key does not match)")
+        self.assertRegex(err, r"reload failed: .*does not match")
         self.assertEqual(self.serial(srv), tlslib.Pki.SERVER_SERIAL)
 
     def test_a_reload_of_a_missing_file_keeps_the_old_certificate(self):

@@ -87,7 +87,7 @@ static void client_on_data(yd_conn *conn, const char *data, size_t len)
 {
     struct client *c = yd_conn_data(conn);
     assert_true(c->got + len <= GREETING_LEN);
-    assert_memory_equal(data, GREETING + c->got, len);
+    assert_memory_equal(data, &GREETING[c->got], len);
     c->got += len;
     if (c->got == GREETING_LEN) {
         c->scene->greeted++;
@@ -150,7 +150,7 @@ static yd_stats_snapshot snapshot(const struct scene *s)
 {
     yd_stats_snapshot snap;
     memset(&snap, 0, sizeof snap);
-    yd_stats_read(s->stats, &snap);
+    yd_stats_add_to(s->stats, &snap);
     return snap;
 }
 
