@@ -266,8 +266,9 @@ YD_EXTERN int yd_server_serve_fd(yd_loop *loop, int fd, const yd_server_options 
 YD_EXTERN unsigned yd_server_socket_count(const yd_server *server);
 
 /*
- * Writes the address of socket i as "tcp://127.0.0.1:8888", "udp://[::1]:8888" or
- * "unix:/path" into buf. Returns the length, or a negative error.
+ * Writes the address of socket i as "tcp://127.0.0.1:8888", "udp://[::1]:8888", "unix:/path",
+ * or for a TLS server "tls://127.0.0.1:8443", "tls+unix:/path" (as yd_conn_connect_tls reads
+ * it) into buf. Returns the length, or a negative error.
  */
 YD_EXTERN int yd_server_address(const yd_server *server, unsigned i, char *buf, size_t len);
 
@@ -477,7 +478,7 @@ YD_EXTERN const char *yd_conn_tls_version(const yd_conn *conn);
  * Why a TLS handshake failed ("certificate verify failed: unable to get local issuer
  * certificate", "wrong version number", ...), or NULL: a static string, valid in on_close.
  */
-YD_EXTERN const char *yd_conn_tls_error(const yd_conn *conn);
+YD_EXTERN const char *yd_conn_tls_error(const yd_conn *conn); /* also in on_reject */
 
 /* 1 if the handshake resumed an earlier session (yd_tls_options.resume), 0 if it was full. */
 YD_EXTERN int yd_conn_tls_resumed(const yd_conn *conn);

@@ -149,6 +149,7 @@ void yd__conn_start(yd_conn *conn)
     conn->started = 1;
     STAT_ADD(conn->stats, conns_active, 1);
     conn->last_active_ms = uv_now(&conn->loop->uv);
+    conn->moved = 1;
     int r = conn->transport->start != NULL ? conn->transport->start(conn) : 0;
     if (r == 0 && conn->proxy_expected) {
         /* The header first: read it before on_connect (yd__conn_received takes it). */
@@ -175,6 +176,7 @@ void yd__conn_ready(yd_conn *conn)
     conn->ready = 1;
     conn->ready_deadline_ms = 0;
     conn->last_active_ms = uv_now(&conn->loop->uv);
+    conn->moved = 1;
     if (conn->protocol->on_connect != NULL)
         conn->protocol->on_connect(conn);
     update_reading(conn);
@@ -280,6 +282,7 @@ void yd__conn_received(yd_conn *conn, const char *data, size_t len)
     }
     STAT_ADD(conn->stats, bytes_in, (uint64_t)len);
     conn->last_active_ms = uv_now(&conn->loop->uv);
+    conn->moved = 1;
     if (len > 0)
         process(conn, data, len);
     free(hold);
@@ -535,6 +538,7 @@ void yd__conn_datagram(yd_conn *conn, const char *data, size_t len)
 {
     STAT_ADD(conn->stats, bytes_in, (uint64_t)len);
     conn->last_active_ms = uv_now(&conn->loop->uv);
+    conn->moved = 1;
     if (deliverable(conn))
         deliver(conn, data, len);
 }
@@ -571,8 +575,10 @@ int yd_conn_write(yd_conn *conn, const void *data, size_t len)
             return r;
         }
         STAT_ADD(conn->stats, bytes_out, (uint64_t)r);
-        if (r > 0)
-            conn->last_active_ms = uv_now(&conn->loop->uv); /* sending is progress too */
+        if (r > 0) { /* sending is progress too */
+            conn->last_active_ms = uv_now(&conn->loop->uv);
+            conn->moved = 1;
+        }
         p += r;
         len -= (size_t)r;
         if (len == 0)
@@ -632,6 +638,7 @@ void yd__conn_written(yd_conn *conn, int status)
     STAT_ADD(conn->stats, bytes_out, done);
     /* The peer reading what we send is activity too: a slow reader is not idle. */
     conn->last_active_ms = uv_now(&conn->loop->uv);
+    conn->moved = 1;
     flush(conn);
     if ((conn->read_stops & RS_FULL) && conn->wq.len < YD_LOW_WATERMARK) {
         conn->read_stops &= (uint8_t)~RS_FULL;
@@ -800,6 +807,7 @@ int yd_conn_set_idle_timeout(yd_conn *conn, uint64_t ms)
 {
     conn->idle_timeout_ms = ms;
     conn->last_active_ms = uv_now(&conn->loop->uv);
+    conn->moved = 1;
     if (ms > 0)
         yd__loop_want_sweep(conn->loop, yd__loop_sweep_period(ms));
     return 0;
@@ -822,9 +830,13 @@ static void sweep_idle(yd_conn *conn)
  * counted as drain_timeout. */
 static void sweep_drain(yd_conn *conn, uint64_t now, uint64_t deadline)
 {
+    /* The loop's clock is the one its iteration began with: after a long iteration of reads it
+     * lags, and last_active_ms with it. So quiet also means that nothing moved since the last
+     * sweep (every 20 ms while draining). */
     int quiet = conn->wq.len == 0 && conn->held == 0 &&
-                !(conn->read_stops & (RS_FULL | RS_STASHED)) &&
+                !(conn->read_stops & (RS_FULL | RS_STASHED)) && !conn->moved &&
                 now - conn->last_active_ms >= DRAIN_QUIET_MS;
+    conn->moved = 0;
     if (now >= deadline) {
         STAT_ADD(conn->stats, errors[YD_ERR_DRAIN_TIMEOUT], 1);
         yd_conn_abort(conn);

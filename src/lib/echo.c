@@ -268,7 +268,13 @@ static void echo_reject(yd_conn *conn, int status, enum yd_error_kind kind)
                            ? (late ? "no PROXY header in time" : "bad PROXY header")
                        : late ? "TLS handshake timed out"
                               : "TLS handshake failed";
-    log_event(ctx, peer, what, NULL, 0, NULL);
+    const char *reason = kind == YD_ERR_TLS_HANDSHAKE ? yd_conn_tls_error(conn) : NULL;
+    char fields[256];
+    if (reason != NULL && ctx->opts.json)
+        snprintf(fields, sizeof fields, "\"reason\":\"%s\"", reason); /* OpenSSL's: plain text */
+    else if (reason != NULL)
+        snprintf(fields, sizeof fields, "%s", reason);
+    log_event(ctx, peer, what, NULL, 0, reason != NULL ? fields : NULL);
 }
 
 /* A connection that ends in a client error is logged with its peer even without -v. */

@@ -207,7 +207,8 @@ struct yd_conn {
     yd_conn_limit *limit; /* released when the connection closes */
     uint64_t last_active_ms;
     uint64_t idle_timeout_ms;
-    union { /* the peer as accept4 gave it (family 0 when unknown): named even after close */
+    uint8_t moved; /* bytes moved since the last drain sweep (the loop's clock can lag) */
+    union {        /* the peer as accept4 gave it (family 0 when unknown): named even after close */
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;

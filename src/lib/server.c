@@ -583,14 +583,14 @@ int yd_server_address(const yd_server *srv, unsigned i, char *buf, size_t len)
         return -errno;
     if (ss.ss_family == AF_UNIX) {
         const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
-        yd_addr a = {.transport = YD_UNIX};
+        yd_addr a = {.transport = YD_UNIX, .tls = srv->tls != NULL};
         size_t pl = sl > offsetof(struct sockaddr_un, sun_path)
                         ? sl - offsetof(struct sockaddr_un, sun_path)
                         : 0;
         snprintf(a.path, sizeof a.path, "%.*s", (int)pl, sun->sun_path);
         return yd_addr_format(&a, buf, len); /* reads back as the same path, "//x" included */
     }
-    const char *scheme = srv->transport == YD_UDP ? "udp://" : "tcp://";
+    const char *scheme = srv->transport == YD_UDP ? "udp://" : srv->tls ? "tls://" : "tcp://";
     size_t sn = strlen(scheme);
     if (len <= sn)
         return -ENOBUFS;

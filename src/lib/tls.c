@@ -528,6 +528,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == UV_EOF)
         t->eof = 1;
+    conn->moved = 1; /* ciphertext moving is progress, whole records or not */
     const char *data = buf->base;
     size_t len = nread > 0 ? (size_t)nread : 0;
     char *hold = NULL;
@@ -615,6 +616,7 @@ static void on_out_written(uv_write_t *req, int status)
     }
     yd__bufq_consume(&t->out, &conn->loop->pool, done);
     conn->last_active_ms = uv_now(&conn->loop->uv);
+    conn->moved = 1;
     out_flush(conn);
     if (t->out.len > 0)
         return;
