@@ -262,6 +262,11 @@ YD_EXTERN int yd_server_adopt(yd_loop *loop, int fd, const yd_server_options *op
 YD_EXTERN int yd_server_serve_fd(yd_loop *loop, int fd, const yd_server_options *options,
                                  yd_conn **out);
 
+/* The server no longer keeps yd_loop_run from returning (a metrics or health endpoint that must
+ * not outlive the real work); it goes on serving while the loop runs, yd_loop_drain leaves it
+ * open, and yd_server_close still closes it. */
+YD_EXTERN void yd_server_unref(yd_server *server);
+
 /* How many sockets the server listens on. */
 YD_EXTERN unsigned yd_server_socket_count(const yd_server *server);
 

@@ -30,9 +30,10 @@ struct metrics {
     void *ctx;
     char address[300];
     unsigned refs; /* 1 while listening, plus one per open request */
+    int draining;  /* /readyz says 503 from the moment a drain starts */
 };
 
-enum route { ROUTE_METRICS, ROUTE_INDEX };
+enum route { ROUTE_METRICS, ROUTE_INDEX, ROUTE_HEALTHZ, ROUTE_READYZ };
 
 struct request {
     struct metrics *m;
@@ -244,6 +245,8 @@ static const char *reason(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 503:
+        return "Service Unavailable";
     default:
         return "Internal Server Error";
     }
@@ -252,14 +255,18 @@ static const char *reason(int status)
 static const char index_page[] =
     "<!DOCTYPE html>\n"
     "<html><head><title>yodel</title></head>\n"
-    "<body><h1>yodel serve</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n";
+    "<body><h1>yodel serve</h1><p><a href=\"/metrics\">Metrics</a>, <a href=\"/healthz\">"
+    "health</a>, <a href=\"/readyz\">readiness</a></p></body></html>\n";
 
 /* Answers and closes; the connection reads nothing more. */
 static void answer(yd_conn *conn, struct request *req, int status)
 {
     req->answered = 1;
     yd_conn_pause_reading(conn);
-    if (status != 200)
+    /* A probe's answer is a state, not an error: /readyz's 503 while draining is not counted. */
+    if (status == 200 && req->route == ROUTE_READYZ && req->m->draining)
+        status = 503;
+    else if (status != 200)
         yd_stats_count_error(req->m->stats, YD_ERR_HTTP);
     char *body = NULL;
     size_t body_len = 0;
@@ -274,26 +281,34 @@ static void answer(yd_conn *conn, struct request *req, int status)
         err = put_metrics(req->m, f);
     else if (html)
         fputs(index_page, f);
+    else if (status == 200 && req->route == ROUTE_HEALTHZ)
+        fputs("ok\n", f);
+    else if (status == 200 && req->route == ROUTE_READYZ)
+        fputs("ready\n", f);
+    else if (status == 503)
+        fputs("draining\n", f);
     else
-        fprintf(f, "%d %s: only GET /metrics and GET / are served here\n", status, reason(status));
+        fprintf(f, "%d %s: only GET /metrics, /healthz, /readyz and / are served here\n", status,
+                reason(status));
     if (fclose(f) != 0 || err < 0) {
         free(body);
         yd_conn_abort(conn);
         return;
     }
     char head[256];
-    int head_len = snprintf(head, sizeof head,
-                            "HTTP/1.0 %d %s\r\n"
-                            "Content-Type: %s; charset=utf-8\r\n"
-                            "Content-Length: %zu\r\n"
-                            "%s"
-                            "Connection: close\r\n"
-                            "\r\n",
-                            status, reason(status),
-                            html            ? "text/html"
-                            : status == 200 ? "text/plain; version=0.0.4"
-                                            : "text/plain",
-                            body_len, status == 405 ? "Allow: GET\r\n" : "");
+    int head_len =
+        snprintf(head, sizeof head,
+                 "HTTP/1.0 %d %s\r\n"
+                 "Content-Type: %s; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\n"
+                 "%s"
+                 "Connection: close\r\n"
+                 "\r\n",
+                 status, reason(status),
+                 html                                           ? "text/html"
+                 : status == 200 && req->route == ROUTE_METRICS ? "text/plain; version=0.0.4"
+                                                                : "text/plain",
+                 body_len, status == 405 ? "Allow: GET\r\n" : "");
     if (yd_conn_write(conn, head, (size_t)head_len) == 0 &&
         yd_conn_write(conn, body, body_len) == 0)
         yd_conn_close(conn);
@@ -313,7 +328,8 @@ static int is_path(const char *target, size_t len, const char *path)
 
 /*
  * "METHOD SP /TARGET SP HTTP/d.d CRLF" (a bare LF is accepted). Returns the status the
- * request gets: 200 for GET /metrics and GET / (a query string is ignored; *route says which),
+ * request gets: 200 for GET /metrics, /healthz, /readyz and / (a query string is ignored;
+ * *route says which),
  * 405 for another method on those, 404 for any other well-formed request, 400 for anything
  * else.
  */
@@ -340,6 +356,10 @@ static int parse_request_line(const char *line, size_t len, enum route *route)
     int get = method_len == 3 && memcmp(line, "GET", 3) == 0;
     if (is_path(line + target, target_len, "/metrics"))
         *route = ROUTE_METRICS;
+    else if (is_path(line + target, target_len, "/healthz"))
+        *route = ROUTE_HEALTHZ;
+    else if (is_path(line + target, target_len, "/readyz"))
+        *route = ROUTE_READYZ;
     else if (is_path(line + target, target_len, "/"))
         *route = ROUTE_INDEX;
     else
@@ -466,6 +486,14 @@ int metrics_url(const struct metrics *m, char *buf, size_t len)
     hostport = hostport != NULL ? hostport + 3 : m->address;
     int n = snprintf(buf, len, "http://%s/metrics", hostport);
     return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+}
+
+void metrics_draining(struct metrics *m)
+{
+    if (m == NULL)
+        return;
+    m->draining = 1;
+    yd_server_unref(m->server); /* it answers during the drain, but does not prolong it */
 }
 
 void metrics_stop(struct metrics *m)

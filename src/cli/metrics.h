@@ -38,4 +38,8 @@ int metrics_url(const struct metrics *m, char *buf, size_t len);
  */
 void metrics_stop(struct metrics *m);
 
+/* A drain began: /readyz answers 503 from now on (/healthz stays 200), and the endpoint no
+ * longer keeps its loop alive. */
+void metrics_draining(struct metrics *m);
+
 #endif

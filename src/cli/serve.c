@@ -783,8 +783,7 @@ static void on_signal(yd_signal *sig, int signum, void *data)
         yd_timer_free(s->stats_timer);
         s->stats_timer = NULL;
     }
-    metrics_stop(s->metrics);
-    s->metrics = NULL;
+    metrics_draining(s->metrics); /* /readyz says 503 while connections finish */
     for (int t = 1; t < s->threads; t++)
         yd_loop_call_threadsafe(s->workers[t].loop, drain_worker, &s->workers[t]);
     yd_loop_drain(s->workers[0].loop, s->drain_ms);

@@ -872,8 +872,9 @@ void yd__conn_sweep(yd_loop *loop, uint64_t now)
         else if (conn->idle_timeout_ms > 0 && conn->ready && conn->phase == PHASE_OPEN &&
                  conn->held == 0 && now - conn->last_active_ms >= conn->idle_timeout_ms)
             sweep_idle(conn);
-        else if (loop->draining && conn->served)
-            sweep_drain(conn, now, loop->drain_deadline_ms);
+        else if (loop->draining && conn->served &&
+                 !(conn->server != NULL && conn->server->background))
+            sweep_drain(conn, now, loop->drain_deadline_ms); /* not a health probe's request */
     }
     if (loop->draining && left == 0)
         uv_timer_stop(&loop->sweep);

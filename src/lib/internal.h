@@ -317,6 +317,7 @@ struct yd_server {
     yd_transport transport;
     struct yd_server *prev, *next; /* the loop's list */
     yd_tls *tls;                   /* every connection speaks TLS (a reference held) */
+    int background; /* yd_server_unref: does not keep the loop alive, outlives a drain */
     unsigned nsockets;
     unsigned open_handles;    /* freed when the last listener handle has closed */
     size_t conns;             /* connections it accepted that are still open */

@@ -183,8 +183,12 @@ void yd__loop_kick(yd_loop *loop)
 
 void yd_loop_drain(yd_loop *loop, uint64_t drain_ms)
 {
-    while (loop->servers != NULL)
-        yd_server_close(loop->servers);
+    yd_server *next;
+    for (yd_server *srv = loop->servers; srv != NULL; srv = next) {
+        next = srv->next;
+        if (!srv->background) /* a health endpoint answers through the drain */
+            yd_server_close(srv);
+    }
     loop->draining = 1;
     loop->drain_deadline_ms = uv_now(&loop->uv) + drain_ms;
     /* The sweep now keeps the loop alive until the last connection is gone. */

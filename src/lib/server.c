@@ -610,6 +610,15 @@ int yd_server_port(const yd_server *srv)
     return yd__sockaddr_port((struct sockaddr *)&ss); /* 0 for a Unix socket */
 }
 
+void yd_server_unref(yd_server *srv)
+{
+    srv->background = 1;
+    for (unsigned i = 0; i < srv->nsockets; i++) {
+        uv_unref((uv_handle_t *)&srv->sockets[i].poll);
+        uv_unref((uv_handle_t *)&srv->sockets[i].retry);
+    }
+}
+
 void yd_server_count_error(yd_server *srv, enum yd_error_kind kind)
 {
     if ((unsigned)kind < YD_ERR__COUNT)

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -137,6 +138,40 @@ class MetricsTest(unittest.TestCase):
         self.assertIn(b'<a href="/metrics">', body)
         samples = parse_exposition(scrape(srv.metrics_port)[2])[0]
         self.assertEqual(metric(samples, "yodel_errors_total", kind="http"), 0)
+
+    def curl(self, port, path):
+        """(status, body) of GET path with the real curl, as a load balancer's probe would."""
+        r = subprocess.run(["curl", "-s", "--noproxy", "*", "-m", "5", "-w", "\n%{http_code}",
+                            "http://127.0.0.1:%d%s" % (port, path)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=15)
+        body, _, code = r.stdout.rpartition("\n")
+        return int(code), body
+
+    def test_healthz_and_readyz_answer_200_while_serving(self):
+        srv = self.serve()
+        self.assertEqual(self.curl(srv.metrics_port, "/healthz"), (200, "ok\n"))
+        self.assertEqual(self.curl(srv.metrics_port, "/readyz"), (200, "ready\n"))
+
+    def test_readyz_answers_503_from_the_moment_a_drain_starts_and_healthz_stays_200(self):
+        srv = ops_serve("-l", "127.0.0.1:0", "-m", "line", "--delay", "3s", "--metrics",
+                        "127.0.0.1:0", "--drain-timeout", "10s")
+        self.addCleanup(srv.kill)
+        with socket.create_connection(srv.tcp.sockaddr, timeout=IO_TIMEOUT) as held:
+            held.sendall(b"held across the drain\n")
+            # Accepted (not still in the backlog, which the drain would close with the
+            # listener): then the drain has a connection to wait for.
+            wait_until(lambda: metric(parse_exposition(scrape(srv.metrics_port)[2])[0],
+                                      "yodel_connections_active") >= 1, what="the held connection")
+            srv.proc.send_signal(signal.SIGTERM)
+            srv.wait_stderr(lambda t: "draining" in t, what="the drain")
+            # A load balancer or Kubernetes stops sending now, before connections close.
+            self.assertEqual(self.curl(srv.metrics_port, "/readyz"), (503, "draining\n"))
+            self.assertEqual(self.curl(srv.metrics_port, "/healthz"), (200, "ok\n"))
+            self.assertEqual(harness.recv_exactly(held, 22, 10), b"held across the drain\n")
+        srv.proc.wait(timeout=20)  # the drain ends by itself once the held reply is sent
+        status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        self.assertIn(" http=0 ", stderr)  # a probe's 503 is a state, not an error
 
     def test_process_metrics_describe_this_process(self):
         srv = self.serve()
