@@ -407,7 +407,7 @@ class CompletionTest(unittest.TestCase):
         self.assertNotIn("--parts", self.complete("yodel", "bench", "--"))
 
     def test_completes_mode_values(self):
-        self.assertEqual(self.complete("yodel", "serve", "-m", ""), ["line", "raw", "upper"])
+        self.assertEqual(self.complete("yodel", "serve", "-m", ""), ["info", "line", "raw", "upper"])
 
     def test_registers_for_the_yodel_command(self):
         status, out, err = run(["bash", "-c", "source %s; complete -p yodel" % self.SCRIPT])
