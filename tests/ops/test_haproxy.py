@@ -189,9 +189,15 @@ class HAProxyTest(unittest.TestCase):
         proxy.stop()
 
     def test_send_proxy_v2_gives_each_instance_the_real_client_and_tally_counts_backends(self):
+        self.check_send_proxy("send-proxy-v2")
+
+    def test_send_proxy_v1_gives_each_instance_the_real_client_and_tally_counts_backends(self):
+        self.check_send_proxy("send-proxy")
+
+    def check_send_proxy(self, keyword):
         # The network-testing setup: three instances that say who they are (--prefix) and read
-        # HAProxy's PROXY v2 header (--proxy-protocol), behind contrib/haproxy.cfg with the two
-        # edits its comment describes (send-proxy-v2 on the server lines, round robin).
+        # HAProxy's PROXY header (--proxy-protocol), behind contrib/haproxy.cfg with the edits
+        # its comment describes (send-proxy-v2 or send-proxy on the server lines, round robin).
         binary = ensure_haproxy()
         names = ["yodel%d" % i for i in range(1, 4)]
         servers = [ops_serve("-l", "127.0.0.1:0", "-m", "line", "--proxy-protocol",
@@ -202,7 +208,7 @@ class HAProxyTest(unittest.TestCase):
         def proxied(text):
             text = re.sub(r"(?m)^(\s*)balance leastconn", r"\1balance roundrobin", text)
             text = re.sub(r"(?m)^(\s*tcp-check connect)$", r"\1 send-proxy", text)
-            edited = re.sub(r"(?m)^(\s*server \S+ \S+ check)$", r"\1 send-proxy-v2", text)
+            edited = re.sub(r"(?m)^(\s*server \S+ \S+ check)$", r"\1 " + keyword, text)
             self.assertNotEqual(edited, text, "no 'server ... check' lines in haproxy.cfg")
             return edited
 
