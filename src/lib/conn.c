@@ -271,13 +271,8 @@ void yd__conn_received(yd_conn *conn, const char *data, size_t len)
 {
     char *hold = NULL;
     if (conn->proxy_expected) {
-        int r = yd__conn_proxy_read(conn, &data, &len, &hold);
-        if (r > 0)
+        if (yd__conn_proxy_read(conn, &data, &len, &hold) != 0)
             return;
-        if (r < 0) {
-            yd__conn_reject(conn, r, YD_ERR_PROXY_HEADER);
-            return;
-        }
         yd__conn_ready(conn);
     }
     STAT_ADD(conn->stats, bytes_in, (uint64_t)len);
@@ -393,7 +388,8 @@ static void take_proxy_header(yd_conn *conn, const yd_proxy_header *h)
     conn->proxied = 1;
 }
 
-int yd__conn_proxy_read(yd_conn *conn, const char **data, size_t *len, char **hold)
+/* The parsing half of yd__conn_proxy_read: 1 wait, 0 read, < 0 bad. */
+static int proxy_parse(yd_conn *conn, const char **data, size_t *len, char **hold)
 {
     const char *buf = *data;
     size_t n = *len;
@@ -422,6 +418,14 @@ int yd__conn_proxy_read(yd_conn *conn, const char **data, size_t *len, char **ho
     *data = buf + r;
     *len = n - (size_t)r;
     return 0;
+}
+
+int yd__conn_proxy_read(yd_conn *conn, const char **data, size_t *len, char **hold)
+{
+    int r = proxy_parse(conn, data, len, hold);
+    if (r < 0)
+        yd__conn_reject(conn, r, YD_ERR_PROXY_HEADER);
+    return r < 0 ? 1 : r;
 }
 
 /* ---- Deliver ---------------------------------------------------------------------------- */

@@ -266,9 +266,10 @@ void yd__conn_close_silently(yd_conn *conn);
 void yd__conn_sweep(yd_loop *loop, uint64_t now_ms);
 
 /*
- * The PROXY header before anything else, for a stream transport's read: 1 while more bytes are
- * needed (all taken), 0 once it is read (*data and *len are then the payload after it; if they
- * point into *hold, free it after use), or -EPROTO (reject the connection).
+ * The PROXY header before anything else, for a stream transport's read: 0 once it is read
+ * (*data and *len are then the payload after it; if they point into *hold, free it after use);
+ * 1 when the caller stops here: more bytes are needed (all taken), or the header was bad and the
+ * connection is rejected (counted as proxy_header).
  */
 int yd__conn_proxy_read(yd_conn *conn, const char **data, size_t *len, char **hold);
 /* Before on_connect: the transport reads by itself until the PROXY header is in. */

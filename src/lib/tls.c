@@ -532,15 +532,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     const char *data = buf->base;
     size_t len = nread > 0 ? (size_t)nread : 0;
     char *hold = NULL;
-    if (conn->proxy_expected && len > 0) { /* a PROXY header comes before the TLS hello */
-        int r = yd__conn_proxy_read(conn, &data, &len, &hold);
-        if (r > 0)
-            return;
-        if (r < 0) {
-            yd__conn_reject(conn, r, YD_ERR_PROXY_HEADER);
-            return;
-        }
-    }
+    /* A PROXY header comes before the TLS hello. */
+    if (conn->proxy_expected && len > 0 && yd__conn_proxy_read(conn, &data, &len, &hold) != 0)
+        return;
     t->in = data;
     t->in_len = len;
     pump(conn);
@@ -802,28 +796,21 @@ int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len)
 
 /* ---- The transports ------------------------------------------------------------------------- */
 
+/* Everything but the socket underneath is the same for TLS over TCP and over a Unix socket. */
+#define TLS_OPS                                                                                    \
+    .start = tls_start, .read_start = tls_read_start, .read_stop = tls_read_stop,                  \
+    .try_write = tls_try_write, .write = tls_write, .shutdown = tls_shutdown, .close = tls_close
+
 const struct yd__transport yd__tls_tcp_transport = {
     .name = "tls",
     .open = yd__stream_tcp_open,
-    .start = tls_start,
-    .read_start = tls_read_start,
-    .read_stop = tls_read_stop,
-    .try_write = tls_try_write,
-    .write = tls_write,
-    .shutdown = tls_shutdown,
-    .close = tls_close,
+    TLS_OPS,
     .peer_name = yd__stream_tcp_peer_name,
 };
 
 const struct yd__transport yd__tls_unix_transport = {
     .name = "tls+unix",
     .open = yd__stream_unix_open,
-    .start = tls_start,
-    .read_start = tls_read_start,
-    .read_stop = tls_read_stop,
-    .try_write = tls_try_write,
-    .write = tls_write,
-    .shutdown = tls_shutdown,
-    .close = tls_close,
+    TLS_OPS,
     .peer_name = yd__stream_unix_peer_name,
 };
