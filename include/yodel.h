@@ -467,6 +467,17 @@ YD_EXTERN int yd_conn_connect_tls(yd_loop *loop, const char *addr, yd_tls *tls,
                                   const yd_protocol *protocol, void *data, yd_conn **out);
 
 /*
+ * Connects as yd_conn_connect (tls NULL) or yd_conn_connect_tls (tls set) do, from a chosen
+ * source address: source is a numeric "IP", "[IPv6]", "IP:PORT" or "[IPv6]:PORT" (port 0 when
+ * none: the kernel picks one at connect, per destination, so many connections can share one
+ * source address), or NULL for no bind. Only the destination's addresses of the source's family
+ * are tried. -EINVAL for a bad address or source, or a source with a Unix socket; a source that
+ * cannot be bound returns its error (-EADDRNOTAVAIL) or, found at connect, ends in on_close.
+ */
+YD_EXTERN int yd_conn_connect_from(yd_loop *loop, const char *addr, const char *source, yd_tls *tls,
+                                   const yd_protocol *protocol, void *data, yd_conn **out);
+
+/*
  * As yd_conn_open_fd, for a stream socket the caller connected itself (a bound source port, a
  * connect with its own deadline), as a TLS client of tls: server_name is sent as SNI and
  * verified (NULL: none). on_connect runs once the handshake is done.

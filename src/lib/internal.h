@@ -240,9 +240,13 @@ struct yd_conn {
  * still the caller's. */
 int yd__conn_open(yd_conn *conn, int fd);
 /* connect.c: resolves addr into a new conn->connecting (the addresses to try in turn). */
-int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype);
+int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype,
+                           const struct sockaddr_storage *source, socklen_t source_len);
+/* Binds an attempt's fresh socket to the source, if there is one (before its connect). */
+int yd__connecting_bind(yd_conn *conn);
 /* dgram.c: connects a datagram connection to every address of a name in turn. */
-int yd__dgram_connect(yd_conn *conn, const yd_addr *addr);
+int yd__dgram_connect(yd_conn *conn, const yd_addr *addr, const struct sockaddr_storage *source,
+                      socklen_t source_len);
 
 /* Allocates a connection on a transport, linked into the loop. Handle not initialised. */
 yd_conn *yd__conn_new(yd_loop *loop, const struct yd__transport *transport,
@@ -347,12 +351,17 @@ int yd__addr_resolve(const yd_addr *addr, int socktype, int passive, struct reso
 /* "127.0.0.1:80", "[::1]:80" or "unix"; returns the length or a negative error. */
 int yd__sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);
 int yd__sockaddr_port(const struct sockaddr *sa);
+/* A connection's source: "IP", "[IPv6]", "IP:PORT" or "[IPv6]:PORT" (numeric only; port 0 when
+ * none). -EINVAL for anything else. */
+int yd__source_parse(const char *text, struct sockaddr_storage *out, socklen_t *len);
 
 /* connect.c, dgram.c: the addresses of a name still to try. */
 struct yd__connecting {
     struct resolved r;
-    int next;      /* the address being tried */
-    unsigned kept; /* datagram clients: datagrams kept to send again at the next address */
+    int next;             /* the address being tried */
+    unsigned kept;        /* datagram clients: datagrams kept to send again at the next address */
+    socklen_t source_len; /* 0, or the address each attempt binds to first (yd_conn_connect_from) */
+    struct sockaddr_storage source;
 };
 
 /* ---- error.c ----------------------------------------------------------------------------- */
