@@ -95,19 +95,24 @@ static const struct option longopts[] = {
     {"cert", required_argument, NULL, 'C'},
     {"key", required_argument, NULL, 'K'},
     {"help", no_argument, NULL, 'h'},
+    /* The load shape (bench_load.c). */
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
+    {"ramp", required_argument, NULL, OPT_RAMP},
+    {"find-max", no_argument, NULL, OPT_FIND_MAX},
+    {"slo", required_argument, NULL, OPT_SLO},
     {NULL, 0, NULL, 0},
 };
 
 /* One option from cli_getopt into cfg; a bad value exits 2 naming it. */
 static void take_option(int c, config *cfg)
 {
+    if (load_take_option(c, optarg, cfg))
+        return;
     switch (c) {
     case 'h':
         fputs(usage, stdout);
         exit(EXIT_OK);
-    case 'c':
-        cfg->addr = opt_addr("bench", "-c", optarg);
-        break;
     case 'n':
         cfg->conns = (size_t)opt_long("bench", "-n", optarg, 1, 1000000);
         break;
@@ -124,9 +129,6 @@ static void take_option(int c, config *cfg)
         break;
     case 'W':
         cfg->warmup_ms = opt_duration_ms("bench", "--warmup", optarg);
-        break;
-    case 'R':
-        cfg->rate = (uint64_t)opt_long("bench", "--rate", optarg, 1, 1000000000);
         break;
     case 'U':
         cfg->udp = 1;
@@ -175,6 +177,7 @@ static void take_option(int c, config *cfg)
 /* The checks that take several options together; exits 2 naming the problem. */
 static void check_options(config *cfg)
 {
+    load_check_options(cfg);
     yd_addr addr;
     yd_addr_parse(cfg->addr, &addr);
     if (addr.transport == YD_UDP)
@@ -213,18 +216,6 @@ static void parse_options(int argc, char **argv, config *cfg)
     if (optind < argc)
         usage_error("bench", "unexpected argument '%s'", argv[optind]);
     check_options(cfg);
-}
-
-/* The address as the reports name it and connects go to: formatted, udp:// with --udp,
- * tls:// (tls+unix:) with --tls. */
-static void format_address(bench *b)
-{
-    yd_addr addr;
-    yd_addr_parse(b->cfg.addr, &addr); /* checked by opt_addr */
-    if (b->cfg.udp)
-        addr.transport = YD_UDP;
-    addr.tls = b->cfg.tls;
-    yd_addr_format(&addr, b->addr, sizeof b->addr);
 }
 
 /* Each connection takes a descriptor: lift the soft limit as far as allowed. */
@@ -270,7 +261,9 @@ int cmd_bench(int argc, char **argv)
         return EXIT_RUNTIME;
     }
     parse_options(argc, argv, &b->cfg);
-    format_address(b);
+    /* The addresses as the reports name them and connects go to: formatted, udp:// with --udp,
+     * tls:// (tls+unix:) with --tls. */
+    load_format_targets(b);
     tls_setup(b);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(b->cfg.conns);
@@ -280,8 +273,16 @@ int cmd_bench(int argc, char **argv)
     }
     int first_error;
     size_t connected = run_wait_connected(b, &first_error);
-    run_measure(b, connected);
-    int status = report(b, connected, first_error);
+    int status;
+    if (b->cfg.find_max && connected > 0) {
+        if (first_error < 0)
+            fprintf(stderr, "yodel bench: %zu of %zu connections failed: %s\n",
+                    b->cfg.conns - connected, b->cfg.conns, tls_connect_error(b, first_error));
+        status = findmax_run(b, connected);
+    } else {
+        run_measure(b, connected);
+        status = report(b, connected, first_error);
+    }
     run_free(b);
     free(b);
     return status;
