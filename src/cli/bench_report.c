@@ -252,7 +252,7 @@ static void print_text(const bench *b, const result *r)
                r->tls_version != NULL ? r->tls_version : "(no handshake done)",
                cfg->insecure ? "NOT verified (--insecure)" : "verified");
     if (cfg->rate > 0)
-        printf("  target rate    %.1f round trips/s, offered %.1f/s (%.1f %%)\n",
+        printf("  target rate    %.0f round trips/s, offered %.1f/s (%.1f %%)\n",
                load_mean_rate(cfg), r->offered, 100.0 * r->offered / load_mean_rate(cfg));
     printf("  duration       %.2f s (after %.2f s warmup)\n", r->duration_s,
            (double)cfg->warmup_ms / 1000.0);
