@@ -621,17 +621,26 @@ void client_take_turn(client *c)
 /*
  * --find-max, between steps: a client whose connection ended (dropped after a timeout, or
  * closed after its N round trips as the step stopped) connects again, from a clean slate (what
- * it had in flight was given up with the connection). 0, or why it cannot start.
+ * it had in flight was given up with the connection); one whose N are done reconnects. 0, or
+ * why it cannot start.
  */
 int client_revive(client *c)
 {
+    const config *cfg = &c->w->b->cfg;
+    /* --reconnect-every: open, its N round trips done as the last step stopped (it was not
+     * closed then): it closes now, and on_close() connects again. */
+    if (c->state == CLIENT_OPEN && cfg->reconnect_every != 0 &&
+        c->next_seq - c->conn_seq >= cfg->reconnect_every) {
+        c->state = CLIENT_RECONNECTING;
+        yd_conn_close(c->conn);
+        return 0;
+    }
     if (c->state != CLIENT_DEAD)
         return 0;
     c->acked = c->next_seq;
     c->rx_off = 0;
     c->rx_bad = 0;
     c->inflight = 0;
-    const config *cfg = &c->w->b->cfg;
     for (size_t s = 0; cfg->udp && s < cfg->depth; s++)
         c->slot_seq[s] = NO_SEQ;
     return client_connect(c);

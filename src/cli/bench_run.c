@@ -224,8 +224,10 @@ static void start_step(worker *w)
     w->step_done = 0;
     for (size_t i = 0; i < w->nclients; i++) {
         client *c = &w->clients[i];
-        if (c->state != CLIENT_DEAD)
+        if (c->state != CLIENT_DEAD) {
+            client_revive(c); /* --reconnect-every: its N done, it reconnects */
             continue;
+        }
         w->open++;
         int rc = client_revive(c);
         if (rc < 0) {

@@ -78,6 +78,20 @@ class BenchFindMaxTest(unittest.TestCase):
         self.assertIn("none held", result.stdout)
         self.assertIn("no rate held", result.stderr)
 
+    def test_find_max_with_reconnect_every_offers_each_steps_rate_on_fresh_connections(self):
+        # 20 ms per echo: most connections have their one message in flight when a step stops.
+        server = self.serve("--delay", "20ms", "-q")
+        result = find_max("-c", server.tcp.addr, "-n", "10", "--reconnect-every", "1", "--rate",
+                          "150", "--slo", "errors<=0", "-t", "0.3s", "--warmup", "0.1s", "--json")
+        steps = [json.loads(line) for line in result.stdout.splitlines()][:-1]
+        self.assertEqual(result.returncode, 0, result.stderr)
+        # A connection whose round trip ended after its step stopped must reconnect for the
+        # next step (it once stayed open, its one round trip used, and sent nothing more).
+        self.assertEqual([s["rate_per_s"] for s in steps[:2]], [150, 300])
+        for s in steps[:2]:
+            self.assertTrue(s["held"], s)
+            self.assertGreaterEqual(s["offered_per_s"], 0.9 * s["rate_per_s"], s)
+
     def test_a_latency_that_is_not_a_duration_exits_2_naming_it(self):
         self.assert_usage_error(find_max("--slo", "p99<=banana"), "banana", "p99")
 
