@@ -54,15 +54,25 @@ static _Noreturn void bad_file(const doc *d, const char *why)
     usage_error(d->cmd, "%s: %s", d->path, why);
 }
 
+/* The whole file (a pipe too: <(ssh host cat run.json)), NUL-terminated, and room for tokens. */
 static void read_file(doc *d)
 {
     FILE *f = fopen(d->path, "rb");
     if (f == NULL)
         usage_error(d->cmd, "cannot read '%s': %s", d->path, strerror(errno));
-    d->text = malloc(MAX_FILE_BYTES + 1);
-    if (d->text == NULL)
-        bad_file(d, "out of memory");
-    d->len = fread(d->text, 1, MAX_FILE_BYTES + 1, f);
+    size_t room = 1 << 16;
+    d->text = NULL;
+    d->len = 0;
+    for (;;) {
+        char *more = realloc(d->text, room + 1);
+        if (more == NULL)
+            bad_file(d, "out of memory");
+        d->text = more;
+        d->len += fread(d->text + d->len, 1, room - d->len, f);
+        if (d->len < room || room > MAX_FILE_BYTES)
+            break;
+        room *= 2;
+    }
     int failed = ferror(f);
     fclose(f);
     if (failed)
