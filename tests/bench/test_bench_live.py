@@ -121,7 +121,7 @@ class BenchLiveTest(unittest.TestCase):
 
     def test_interval_objects_arrive_on_the_pipe_while_the_run_goes(self):
         server = self.serve()
-        run = self.live("-c", server.tcp.addr, "-n", "2", "-t", "3s", "--warmup", "0",
+        run = self.live("-c", server.tcp.addr, "-n", "2", "-t", "2s", "--warmup", "0",
                         "--interval", "200ms", "--json")
         first = json.loads(run.line())
         self.assertIsNone(run.proc.poll(), "the first interval came before the run ended")
@@ -138,12 +138,12 @@ class BenchLiveTest(unittest.TestCase):
         self.assertEqual(rest[-1]["type"], "summary")
         elapsed = [first["elapsed_s"]] + [o["elapsed_s"] for o in rest[:-1]]
         self.assertEqual(elapsed, sorted(elapsed))
-        self.assertGreaterEqual(len(elapsed), 12)
+        self.assertGreaterEqual(len(elapsed), 8)
 
     def test_interval_round_trips_add_up_to_the_summary(self):
         server = self.serve()
         out, lines = self.json_lines("-c", server.tcp.addr, "-n", "4", "--threads", "2",
-                                     "-t", "2s", "--warmup", "200ms", "--interval", "300ms")
+                                     "-t", "1500ms", "--warmup", "200ms", "--interval", "300ms")
         self.assertEqual(out.returncode, 0, out.stderr)
         *intervals, summary = lines
         self.assertEqual(summary["type"], "summary")
@@ -152,7 +152,7 @@ class BenchLiveTest(unittest.TestCase):
 
     def test_a_killed_server_shows_as_zero_round_trips_and_errors_in_the_intervals(self):
         server = self.serve()
-        run = self.live("-c", server.tcp.addr, "-n", "4", "-t", "3s", "--warmup", "0",
+        run = self.live("-c", server.tcp.addr, "-n", "4", "-t", "2s", "--warmup", "0",
                         "--interval", "200ms", "--json")
         before = [json.loads(run.line()) for _ in range(2)]
         self.assertTrue(all(o["round_trips_per_s"] > 0 for o in before), before)
@@ -165,7 +165,7 @@ class BenchLiveTest(unittest.TestCase):
         zero = [o for o in intervals if o["round_trips_per_s"] == 0]
         self.assertTrue(zero, "no interval at 0 round trips/s after the kill: %r" % intervals)
         self.assertTrue(all(o["connections_open"] == 0 for o in zero))
-        self.assertGreaterEqual(intervals[-1]["elapsed_s"], 2.9, "the clock went on to -t")
+        self.assertGreaterEqual(intervals[-1]["elapsed_s"], 1.9, "the clock went on to -t")
         self.assertTrue(summary["all_connections_ended"])
         self.assertIn("0 round trips/s", err)
 

@@ -54,7 +54,7 @@ class BenchMergeTest(unittest.TestCase):
             self.addCleanup(f.close)
             procs.append(subprocess.Popen(
                 [YODEL, "bench", "--json", "-c", server.tcp.addr, "-n", "3", "-s", str(SIZE),
-                 "-t", "1500ms", "--warmup", "0", *extra],
+                 "-t", "1s", "--warmup", "0", *extra],
                 stdout=f, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
             paths.append(self.path(name))
         for p in procs:
@@ -79,7 +79,7 @@ class BenchMergeTest(unittest.TestCase):
 
     def real_summary(self):
         server = self.serve()
-        out = yodel_bench("--json", "-c", server.tcp.addr, "-n", "2", "-t", "500ms",
+        out = yodel_bench("--json", "-c", server.tcp.addr, "-n", "2", "-t", "300ms",
                           "--warmup", "0")
         self.assertEqual(out.returncode, 0, out.stderr)
         return json.loads(out.stdout)
