@@ -368,9 +368,8 @@ __attribute__((format(printf, 2, 3))) static void say(const struct serve *s, con
     va_end(ap);
     struct cli_line l = {.len = 0};
     if (s->echo.json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
-        cli_line_add(&l, ",\"event\":\"error\",\"message\":");
+        cli_line_begin_event(&l, "error");
+        cli_line_add(&l, ",\"message\":");
         cli_line_add_json_string(&l, msg);
         cli_line_add(&l, "}");
     } else {
@@ -758,9 +757,8 @@ static void on_second_signal(yd_loop *loop, int signum, void *data)
     struct serve *s = data;
     struct cli_line l = {.len = 0};
     if (s->echo.json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
-        cli_line_add(&l, ",\"event\":\"exiting\",\"signal\":%d}", signum);
+        cli_line_begin_event(&l, "exiting");
+        cli_line_add(&l, ",\"signal\":%d}", signum);
     } else {
         cli_line_add(&l, "yodel serve: second signal, exiting now");
     }
@@ -774,9 +772,8 @@ static void on_first_signal(yd_loop *loop, int signum, void *data)
     struct serve *s = data;
     struct cli_line l = {.len = 0};
     if (!s->quiet && s->echo.json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
-        cli_line_add(&l, ",\"event\":\"draining\",\"signal\":%d,\"drain_ms\":%llu}", signum,
+        cli_line_begin_event(&l, "draining");
+        cli_line_add(&l, ",\"signal\":%d,\"drain_ms\":%llu}", signum,
                      (unsigned long long)s->drain_ms);
         cli_line_write(&l);
     } else if (!s->quiet) {
@@ -824,9 +821,8 @@ static void on_sighup(yd_signal *sig, int signum, void *data)
         return;
     struct cli_line l = {.len = 0};
     if (s->echo.json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
-        cli_line_add(&l, ",\"event\":\"reloaded\",\"cert\":");
+        cli_line_begin_event(&l, "reloaded");
+        cli_line_add(&l, ",\"cert\":");
         cli_line_add_json_string(&l, s->tls_options.cert_file);
         cli_line_add(&l, "}");
     } else {

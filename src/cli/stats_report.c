@@ -46,10 +46,9 @@ void stats_report_interval(struct stats_report *r, const struct serve_counts *co
     uint64_t errs = error_total(counts) - error_total(&r->last);
     struct cli_line l = {.len = 0};
     if (r->json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
+        cli_line_begin_event(&l, "stats");
         cli_line_add(&l,
-                     ",\"event\":\"stats\",\"conns_active\":%llu,\"conns_accepted\":%llu,"
+                     ",\"conns_active\":%llu,\"conns_accepted\":%llu,"
                      "\"conns_refused\":%llu,\"messages_per_s\":%.0f,\"bytes_in_per_s\":%.0f,"
                      "\"bytes_out_per_s\":%.0f,\"errors\":%llu}",
                      (unsigned long long)now->conns_active, (unsigned long long)now->conns_accepted,
@@ -75,10 +74,9 @@ void stats_report_summary(struct stats_report *r, const struct serve_counts *cou
     double secs = (double)(now_ms - r->start_ms) / 1000.0;
     struct cli_line l = {.len = 0};
     if (r->json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
+        cli_line_begin_event(&l, "summary");
         cli_line_add(&l,
-                     ",\"event\":\"summary\",\"seconds\":%.3f,\"conns_accepted\":%llu,"
+                     ",\"seconds\":%.3f,\"conns_accepted\":%llu,"
                      "\"conns_refused\":%llu,\"conns_closed\":%llu,\"messages\":%llu,"
                      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"errors\":{",
                      secs, (unsigned long long)now->conns_accepted,

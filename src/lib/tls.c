@@ -570,6 +570,17 @@ static int tls_read_stop(yd_conn *conn)
 
 static void finish(yd_conn *conn);
 
+/* The socket would not take the ciphertext: what is left of it is dropped, and the connection
+ * fails (or, closed already, finishes closing). */
+static void out_failed(yd_conn *conn, int err)
+{
+    yd__bufq_clear(&conn->tls->out, &conn->loop->pool);
+    if (conn->phase == PHASE_CLOSED)
+        finish(conn);
+    else
+        yd_conn_fail(conn, err);
+}
+
 /* Hands the queued ciphertext to libuv unless a write is under way. */
 static void out_flush(yd_conn *conn)
 {
@@ -582,11 +593,7 @@ static void out_flush(yd_conn *conn)
     t->wreq.data = conn;
     int err = uv_write(&t->wreq, &conn->h.stream, iov, n, on_out_written);
     if (err < 0) {
-        yd__bufq_clear(&t->out, &conn->loop->pool);
-        if (conn->phase == PHASE_CLOSED)
-            finish(conn);
-        else
-            yd_conn_fail(conn, err);
+        out_failed(conn, err);
         return;
     }
     t->out_inflight = bytes;
@@ -601,11 +608,7 @@ static void on_out_written(uv_write_t *req, int status)
     if (status == UV_ECANCELED)
         return;
     if (status < 0) {
-        yd__bufq_clear(&t->out, &conn->loop->pool);
-        if (conn->phase == PHASE_CLOSED)
-            finish(conn);
-        else
-            yd_conn_fail(conn, status);
+        out_failed(conn, status);
         return;
     }
     yd__bufq_consume(&t->out, &conn->loop->pool, done);
