@@ -114,7 +114,6 @@ enum yd_error_kind {
     YD_ERR_IDLE_TIMEOUT,   /* closed for sending nothing for too long */
     YD_ERR_UDP_SEND,       /* a datagram could not be sent (ICMP unreachable, full buffer) */
     YD_ERR_UDP_LOW_PORT,   /* a datagram from a source port below 1024 was dropped */
-    YD_ERR_HTTP,           /* a malformed or unknown request on the metrics endpoint */
     YD_ERR_DRAIN_TIMEOUT,  /* reset at the drain deadline with work still pending */
     YD_ERR_TLS_HANDSHAKE,  /* a TLS handshake failed or did not finish in time */
     YD_ERR_PROXY_HEADER,   /* a PROXY protocol header missing, malformed or too slow */

@@ -232,6 +232,10 @@ static void check_find_max(config *cfg)
         usage_error("bench", "--find-max: needs --slo (e.g. 'p99<=1ms,errors<=0.1%%')");
     if (cfg->ramp_ms != 0)
         usage_error("bench", "--find-max: not with --ramp (each step holds one rate)");
+    if (cfg->hist_file != NULL)
+        usage_error("bench", "--hist: not with --find-max (each step has its own latencies)");
+    /* Each step prints its own line: no --interval lines (the counts restart at each step). */
+    cfg->interval_ms = 0;
     parse_slo(cfg->slo_text, &cfg->slo);
 }
 

@@ -202,6 +202,7 @@ static int udp_peer_name(const yd_conn *conn, char *buf, size_t len)
 const struct yd__transport yd__udp_transport = {
     .name = "udp",
     .datagram = 1,
+    .handle_size = sizeof(uv_udp_t),
     .open = udp_open,
     .read_start = udp_read_start,
     .read_stop = udp_read_stop,

@@ -110,8 +110,9 @@ void yd__loop_kick(yd_loop *loop);
  * beneath every protocol. A transport reports back through the yd__conn_* events below.
  */
 struct yd__transport {
-    const char *name; /* "tcp", "unix", "tty", "udp" */
-    int datagram;     /* each write is one datagram: nothing is queued, no half-close */
+    const char *name;   /* "tcp", "unix", "tty", "udp" */
+    int datagram;       /* each write is one datagram: nothing is queued, no half-close */
+    size_t handle_size; /* of its libuv handle: a connection is allocated with room for it only */
     /* Wraps a connected descriptor (the connection owns it from then on). */
     int (*open)(yd_conn *conn, int fd);
     /* Connected: per-kind socket options (TCP_NODELAY), a handshake. 0: ready, on_connect runs
@@ -181,14 +182,6 @@ struct yd__connecting;
 struct yd_conn {
     /* ---- Used by every connection ---- */
     const struct yd__transport *transport;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_tty_t tty;
-        uv_udp_t udp;
-    } h;
     yd_loop *loop;
     const yd_protocol *protocol;
     void *data;
@@ -234,6 +227,16 @@ struct yd_conn {
     struct yd__connecting *connecting;
     struct yd__tls_conn *tls; /* tls.c's state, for a TLS transport */
     const char *tls_error;    /* why the handshake failed: a static string of OpenSSL's */
+    /* ---- Last: a connection is allocated with room for its transport's handle only (a TCP
+     * connection does not pay for the largest, a terminal's) ---- */
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+        uv_udp_t udp;
+    } h;
 };
 
 /* Opens conn on fd through its transport. On failure conn is gone (closed silently) and fd is
