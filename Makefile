@@ -11,7 +11,7 @@ MAKEFLAGS  += --no-print-directory
 # Debian packages the build and the tests need (bench/ installs the peers it compares with).
 DEPS = build-essential cmake pkg-config libuv1-dev libssl-dev openssl libcmocka-dev clang libclang-rt-14-dev \
        netcat-openbsd ncat socat python3 valgrind procps iproute2 util-linux \
-       systemd haproxy groff-base man-db binutils curl prometheus
+       systemd haproxy groff-base man-db binutils curl prometheus prometheus-blackbox-exporter
 
 .PHONY: all deps build run test test-unit test-asan test-valgrind fuzz bench soak install clean format
 

@@ -28,23 +28,24 @@ PROM_TIMEOUT = 20.0
 LISTENING_RE = re.compile(r'msg="Listening on" address=127\.0\.0\.1:(\d+)')
 
 
-def ensure_prometheus():
-    """(prometheus, promtool) paths; installs Debian's package when root; else SkipTest."""
+def ensure_package(package, *programs):
+    """The paths of programs, installing Debian's package when root; else SkipTest."""
     def found():
-        return shutil.which("prometheus"), shutil.which("promtool")
+        return [shutil.which(p) for p in programs]
 
     if all(found()):
         return found()
     if os.geteuid() != 0:
-        raise unittest.SkipTest("prometheus not installable: not root (apt-get install prometheus)")
+        raise unittest.SkipTest("%s not installable: not root (apt-get install %s)"
+                                % (package, package))
     try:
-        r = subprocess.run([DEPS, "prometheus"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        r = subprocess.run([DEPS, package], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            stdin=subprocess.DEVNULL, timeout=240)
     except subprocess.TimeoutExpired:
-        raise unittest.SkipTest("prometheus not installable: scripts/deps.sh timed out")
+        raise unittest.SkipTest("%s not installable: scripts/deps.sh timed out" % package)
     if r.returncode != 0 or not all(found()):
         tail = r.stdout.decode(errors="replace").strip().splitlines()[-3:]
-        raise unittest.SkipTest("prometheus not installable: %s" % " / ".join(tail))
+        raise unittest.SkipTest("%s not installable: %s" % (package, " / ".join(tail)))
     return found()
 
 
@@ -56,48 +57,70 @@ def replace_once(text, old, new):
     return text.replace(old, new)
 
 
-def shipped_config(metrics_ports):
+def shipped_config(metrics_ports, readyz=None):
     """contrib/prometheus/prometheus.yml scraping 127.0.0.1 at each of metrics_ports every
-    second, rules evaluated every second."""
+    second, rules evaluated every second; with readyz (blackbox exporter port, /readyz URL), its
+    yodel-readyz job uncommented to probe that URL."""
     with open(os.path.join(CONTRIB, "prometheus.yml")) as f:
         text = f.read()
     text = replace_once(text, "scrape_interval: 15s", "scrape_interval: 1s")
     text = replace_once(text, "evaluation_interval: 15s", "evaluation_interval: 1s")
     targets = ", ".join('"127.0.0.1:%d"' % port for port in metrics_ports)
-    return replace_once(text, '["127.0.0.1:9100"]', "[%s]" % targets)
+    text = replace_once(text, '["127.0.0.1:9100"]', "[%s]" % targets)
+    if readyz is None:
+        return text
+    text = uncomment_readyz_job(text)
+    text = replace_once(text, '"http://127.0.0.1:9100/readyz"', '"%s"' % readyz[1])
+    return replace_once(text, "replacement: 127.0.0.1:9115",
+                        "replacement: 127.0.0.1:%d" % readyz[0])
 
 
-class Prometheus:
-    """A prometheus process on 127.0.0.1 (its port read back from its log), configured with
-    config_text; rules.yml sits next to the configuration, as in contrib/prometheus."""
+def uncomment_readyz_job(text):
+    """The yodel-readyz job, commented out after "Uncomment to use:", made live."""
+    lines = text.splitlines()
+    marker = [i for i, line in enumerate(lines) if "Uncomment to use:" in line]
+    if len(marker) != 1:
+        raise AssertionError("contrib/prometheus/prometheus.yml: no 'Uncomment to use:' line")
+    i = marker[0] + 1
+    while i < len(lines) and re.match(r"^  # ", lines[i]):
+        lines[i] = "  " + lines[i][4:]
+        i += 1
+    if i == marker[0] + 1:
+        raise AssertionError("contrib/prometheus/prometheus.yml: nothing to uncomment")
+    return "\n".join(lines) + "\n"
 
-    def __init__(self, binary, config_text):
-        self.dir = tempfile.mkdtemp(prefix="yodel-prometheus-")
-        config = os.path.join(self.dir, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write(config_text)
-        shutil.copy(os.path.join(CONTRIB, "rules.yml"), self.dir)
+
+class Daemon:
+    """A Prometheus-project daemon listening on 127.0.0.1:0: its log says which port it got."""
+
+    def __init__(self, name, argv, ready_path="/-/ready"):
+        self.name = name
+        self.ready_path = ready_path
+        self.dir = tempfile.mkdtemp(prefix="yodel-%s-" % name)
         self.log, child_log = harness.child_log()
-        self.proc = subprocess.Popen(
-            [binary, "--config.file=" + config,
-             "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
-             "--storage.tsdb.retention.time=1h", "--web.listen-address=127.0.0.1:0",
-             "--log.level=info"],
-            stdin=subprocess.DEVNULL, stdout=child_log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv(self.dir) + ["--web.listen-address=127.0.0.1:0"],
+                                     stdin=subprocess.DEVNULL, stdout=child_log,
+                                     stderr=subprocess.STDOUT)
         child_log.close()
         try:
             m = wait_until(lambda: self._exited() or LISTENING_RE.search(self.output()),
-                           timeout=PROM_TIMEOUT, what="prometheus's 'Listening on' line")
+                           timeout=PROM_TIMEOUT, what="%s's 'Listening on' line" % name)
             if m is True:
-                raise AssertionError("prometheus exited: %s" % self.output())
+                raise AssertionError("%s exited: %s" % (name, self.output()))
             self.port = int(m.group(1))
-            wait_until(self._ready, timeout=PROM_TIMEOUT, what="prometheus /-/ready")
+            wait_until(self._ready, timeout=PROM_TIMEOUT, what="%s answering" % name)
         except BaseException:
             self.stop()
             raise
 
     def _exited(self):
         return self.proc.poll() is not None
+
+    def _ready(self):
+        try:
+            return self.get(self.ready_path)[0] == 200
+        except OSError:
+            return False
 
     def output(self):
         if self.log.closed:
@@ -114,11 +137,34 @@ class Prometheus:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
-    def _ready(self):
-        try:
-            return self.get("/-/ready")[0] == 200
-        except OSError:
-            return False
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=harness.STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.log.closed:
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Prometheus(Daemon):
+    """prometheus configured with config_text, rules.yml next to the configuration as in
+    contrib/prometheus, a throw-away TSDB."""
+
+    def __init__(self, binary, config_text):
+        def argv(directory):
+            config = os.path.join(directory, "prometheus.yml")
+            with open(config, "w") as f:
+                f.write(config_text)
+            shutil.copy(os.path.join(CONTRIB, "rules.yml"), directory)
+            return [binary, "--config.file=" + config,
+                    "--storage.tsdb.path=" + os.path.join(directory, "data"),
+                    "--storage.tsdb.retention.time=1h", "--log.level=info"]
+
+        super().__init__("prometheus", argv)
 
     def query(self, expr):
         """{frozenset(labels): value} of an instant query (the API's vector result)."""
@@ -147,17 +193,21 @@ class Prometheus:
         except AssertionError as e:
             raise AssertionError("%s; expected %r, Prometheus answered %r" % (e, expected, seen))
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=harness.STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if not self.log.closed:
-            self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+
+class BlackboxExporter(Daemon):
+    """prometheus-blackbox-exporter with the http_2xx module prometheus.yml's yodel-readyz job
+    names (Debian's /etc/prometheus/blackbox.yml has the same): a probe succeeds on a 2xx."""
+
+    CONFIG = "modules:\n  http_2xx:\n    prober: http\n    timeout: 2s\n"
+
+    def __init__(self, binary):
+        def argv(directory):
+            config = os.path.join(directory, "blackbox.yml")
+            with open(config, "w") as f:
+                f.write(self.CONFIG)
+            return [binary, "--config.file=" + config]
+
+        super().__init__("blackbox-exporter", argv, ready_path="/-/healthy")
 
 
 def lines_round_trip(listener, count):
@@ -189,25 +239,43 @@ class PrometheusTest(unittest.TestCase):
         "rates": [],
         "stopped": [],
         "drain": ["--delay", "30s", "--drain-timeout", "30s"],
+        "notready": ["--delay", "30s", "--drain-timeout", "30s"],
     }
 
     @classmethod
     def setUpClass(cls):
-        cls.prometheus_bin, cls.promtool = ensure_prometheus()
+        cls.prometheus_bin, cls.promtool = ensure_package("prometheus", "prometheus", "promtool")
         cls.servers = {}
+        cls.prom = cls.blackbox = None
         try:
             for name, extra in cls.SERVERS.items():
                 cls.servers[name] = cls.serve(*extra)
             ports = [srv.metrics_port for srv in cls.servers.values()]
-            cls.prom = Prometheus(cls.prometheus_bin, shipped_config(ports))
+            cls.prom = Prometheus(cls.prometheus_bin, shipped_config(ports, cls.probe_readyz()))
         except BaseException:
             cls.tearDownClass()
             raise
 
     @classmethod
+    def probe_readyz(cls):
+        """(exporter port, URL) of a blackbox exporter probing the "notready" server's /readyz,
+        or None (and the reason in cls.no_blackbox) where the exporter cannot be had."""
+        try:
+            binary, = ensure_package("prometheus-blackbox-exporter",
+                                     "prometheus-blackbox-exporter")
+        except unittest.SkipTest as e:
+            cls.no_blackbox = str(e)
+            return None
+        cls.blackbox = BlackboxExporter(binary)
+        url = "http://127.0.0.1:%d/readyz" % cls.servers["notready"].metrics_port
+        return cls.blackbox.port, url
+
+    @classmethod
     def tearDownClass(cls):
         if getattr(cls, "prom", None) is not None:
             cls.prom.stop()
+        if getattr(cls, "blackbox", None) is not None:
+            cls.blackbox.stop()
         for srv in cls.servers.values():
             srv.kill()
 
@@ -290,6 +358,22 @@ class PrometheusTest(unittest.TestCase):
             self.prom.wait_for({"up{%s}" % labels: 1,
                                 "yodel_connections_active{%s}" % labels: 1},
                                "up 1 and the held connection while draining")
+
+    def test_readyz_503_during_a_drain_fails_the_probe_and_yodelnotready_pends(self):
+        if self.blackbox is None:
+            self.skipTest(self.no_blackbox)
+        srv, _ = self.target("notready")
+        probe = 'job="yodel-readyz",instance="http://127.0.0.1:%d/readyz"' % srv.metrics_port
+        with harness.connect(srv.tcp) as held:
+            held.sendall(b"held across the drain\n")
+            self.prom.wait_for({"probe_success{%s}" % probe: 1,
+                                "probe_http_status_code{%s}" % probe: 200}, "/readyz 200")
+            srv.send_signal(signal.SIGTERM)
+            srv.wait_stderr(lambda t: "draining" in t, what="the drain")
+            self.prom.wait_for(
+                {"probe_success{%s}" % probe: 0, "probe_http_status_code{%s}" % probe: 503,
+                 'ALERTS{alertname="YodelNotReady",alertstate="pending",%s}' % probe: 1},
+                "/readyz 503 seen by the probe, YodelNotReady pending (it fires after 2m)")
 
     def test_shipped_config_and_rules_pass_promtool_check(self):
         r = subprocess.run([self.promtool, "check", "config",
