@@ -114,7 +114,6 @@ enum yd_error_kind {
     YD_ERR_IDLE_TIMEOUT,   /* closed for sending nothing for too long */
     YD_ERR_UDP_SEND,       /* a datagram could not be sent (ICMP unreachable, full buffer) */
     YD_ERR_UDP_LOW_PORT,   /* a datagram from a source port below 1024 was dropped */
-    YD_ERR_HTTP,           /* a malformed or unknown request on the metrics endpoint */
     YD_ERR_DRAIN_TIMEOUT,  /* reset at the drain deadline with work still pending */
     YD_ERR_TLS_HANDSHAKE,  /* a TLS handshake failed or did not finish in time */
     YD_ERR_PROXY_HEADER,   /* a PROXY protocol header missing, malformed or too slow */
@@ -465,6 +464,17 @@ YD_EXTERN void yd_tls_free(yd_tls *tls);
  */
 YD_EXTERN int yd_conn_connect_tls(yd_loop *loop, const char *addr, yd_tls *tls,
                                   const yd_protocol *protocol, void *data, yd_conn **out);
+
+/*
+ * Connects as yd_conn_connect (tls NULL) or yd_conn_connect_tls (tls set) do, from a chosen
+ * source address: source is a numeric "IP", "[IPv6]", "IP:PORT" or "[IPv6]:PORT" (port 0 when
+ * none: the kernel picks one at connect, per destination, so many connections can share one
+ * source address), or NULL for no bind. Only the destination's addresses of the source's family
+ * are tried. -EINVAL for a bad address or source, or a source with a Unix socket; a source that
+ * cannot be bound returns its error (-EADDRNOTAVAIL) or, found at connect, ends in on_close.
+ */
+YD_EXTERN int yd_conn_connect_from(yd_loop *loop, const char *addr, const char *source, yd_tls *tls,
+                                   const yd_protocol *protocol, void *data, yd_conn **out);
 
 /*
  * As yd_conn_open_fd, for a stream socket the caller connected itself (a bound source port, a

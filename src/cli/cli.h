@@ -53,6 +53,8 @@ void cli_line_add(struct cli_line *l, const char *fmt, ...) __attribute__((forma
 void cli_line_add_json_string(struct cli_line *l, const char *text);
 /* Adds the wall-clock time as a JSON member, "ts":1796168946.247, as the echo logs have it. */
 void cli_line_add_ts(struct cli_line *l);
+/* Starts a JSON event line: {"ts":...,"event":"NAME" (the caller adds the rest and the '}'). */
+void cli_line_begin_event(struct cli_line *l, const char *event);
 /* Ends the line with '\n' and writes it to stderr at once; the line is empty again after. */
 void cli_line_write(struct cli_line *l);
 

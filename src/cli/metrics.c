@@ -25,7 +25,7 @@
 
 struct metrics {
     yd_server *server;
-    yd_stats *stats; /* the endpoint's own connections and its YD_ERR_HTTP count (not ours) */
+    struct metrics_counters *own; /* the endpoint's own connections and bad requests */
     metrics_collect_fn collect;
     void *ctx;
     char address[300];
@@ -221,14 +221,10 @@ static int put_metrics(struct metrics *m, FILE *f)
           f);
     for (unsigned i = 0; i < n; i++)
         for (int k = 0; k < YD_ERR__COUNT; k++)
-            if (k != YD_ERR_HTTP)
-                put_sample(f, "yodel_errors_total", rows[i].name, yd_error_kind_name(k),
-                           rows[i].sum.errors[k]);
-    yd_stats_snapshot own;
-    memset(&own, 0, sizeof own);
-    yd_stats_add_to(m->stats, &own);
-    put_sample(f, "yodel_errors_total", m->address, yd_error_kind_name(YD_ERR_HTTP),
-               own.errors[YD_ERR_HTTP]);
+            put_sample(f, "yodel_errors_total", rows[i].name, yd_error_kind_name(k),
+                       rows[i].sum.errors[k]);
+    put_sample(f, "yodel_errors_total", m->address, "http",
+               atomic_load_explicit(&m->own->bad_requests, memory_order_relaxed));
     put_process_metrics(f);
     free(rows);
     return 0;
@@ -258,6 +254,12 @@ static const char index_page[] =
     "<body><h1>yodel serve</h1><p><a href=\"/metrics\">Metrics</a>, <a href=\"/healthz\">"
     "health</a>, <a href=\"/readyz\">readiness</a></p></body></html>\n";
 
+/* Counted on the endpoint's loop; the summary reads it from another thread. */
+static void bad_request(struct metrics *m)
+{
+    atomic_fetch_add_explicit(&m->own->bad_requests, 1, memory_order_relaxed);
+}
+
 /* Answers and closes; the connection reads nothing more. */
 static void answer(yd_conn *conn, struct request *req, int status)
 {
@@ -267,7 +269,7 @@ static void answer(yd_conn *conn, struct request *req, int status)
     if (status == 200 && req->route == ROUTE_READYZ && req->m->draining)
         status = 503;
     else if (status != 200)
-        yd_stats_count_error(req->m->stats, YD_ERR_HTTP);
+        bad_request(req->m);
     char *body = NULL;
     size_t body_len = 0;
     FILE *f = open_memstream(&body, &body_len);
@@ -373,7 +375,7 @@ static void on_deadline(yd_timer *timer, void *data)
     yd_conn *conn = data;
     struct request *req = yd_conn_data(conn);
     if (!req->answered)
-        yd_stats_count_error(req->m->stats, YD_ERR_HTTP);
+        bad_request(req->m);
     req->answered = 1;
     yd_conn_abort(conn);
 }
@@ -433,7 +435,7 @@ static void on_close(yd_conn *conn, int status)
         return;
     /* A line beyond the limit (-EMSGSIZE) or silence (-ETIMEDOUT): a bad request all the same. */
     if (!req->answered && status < 0)
-        yd_stats_count_error(req->m->stats, YD_ERR_HTTP);
+        bad_request(req->m);
     if (req->deadline != NULL)
         yd_timer_free(req->deadline);
     metrics_unref(req->m);
@@ -450,7 +452,7 @@ static const yd_protocol http_protocol = {
 /* ---- The endpoint ------------------------------------------------------------------------ */
 
 int metrics_start(yd_loop *loop, const char *addr, metrics_collect_fn collect, void *ctx,
-                  yd_stats *stats, struct metrics **out)
+                  struct metrics_counters *own, struct metrics **out)
 {
     yd_addr parsed;
     if (yd_addr_parse(addr, &parsed) < 0 || parsed.transport != YD_TCP)
@@ -461,11 +463,11 @@ int metrics_start(yd_loop *loop, const char *addr, metrics_collect_fn collect, v
     m->collect = collect;
     m->ctx = ctx;
     m->refs = 1;
-    m->stats = stats;
+    m->own = own;
     yd_server_options so = {
         .protocol = &http_protocol,
         .data = m,
-        .stats = m->stats,
+        .stats = own->conns,
         .max_conns = MAX_CLIENTS,
         .idle_timeout_ms = IDLE_TIMEOUT_MS,
     };

@@ -2,6 +2,8 @@
 #ifndef YODEL_METRICS_H
 #define YODEL_METRICS_H
 
+#include <stdatomic.h>
+
 #include "yodel.h"
 
 /* One listener's series: its label value and its counters, summed over the threads. */
@@ -20,13 +22,23 @@ typedef int (*metrics_collect_fn)(void *ctx, unsigned i, struct metrics_listener
 struct metrics;
 
 /*
+ * The endpoint's own counters, which the caller owns: they must outlive the loop's last
+ * connection (a request may end after metrics_stop). Not echo traffic: the library counts the
+ * endpoint's connections in conns, the endpoint its bad requests (malformed, unknown, too long
+ * or too slow; the errors of kind "http" in reports) in bad_requests.
+ */
+struct metrics_counters {
+    yd_stats *conns;
+    _Atomic uint64_t bad_requests;
+};
+
+/*
  * Serves GET /metrics on addr ("HOST:PORT", port 0 for an ephemeral one) from loop, and a
- * page linking it at /. The endpoint counts its own connections and bad requests (YD_ERR_HTTP)
- * in stats, which the caller owns: it must outlive the loop's last connection.
- * Returns 0 and sets *out, or a negative error from yd_server_listen.
+ * page linking it at /, counting into own. Returns 0 and sets *out, or a negative error from
+ * yd_server_listen.
  */
 int metrics_start(yd_loop *loop, const char *addr, metrics_collect_fn collect, void *ctx,
-                  yd_stats *stats, struct metrics **out);
+                  struct metrics_counters *own, struct metrics **out);
 
 /* Writes "http://HOST:PORT/metrics" into buf. Returns its length, or a negative error. */
 int metrics_url(const struct metrics *m, char *buf, size_t len);

@@ -53,6 +53,13 @@ void cli_line_add_ts(struct cli_line *l)
     cli_line_add(l, "\"ts\":%lld.%03ld", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
 }
 
+void cli_line_begin_event(struct cli_line *l, const char *event)
+{
+    cli_line_add(l, "{");
+    cli_line_add_ts(l);
+    cli_line_add(l, ",\"event\":\"%s\"", event);
+}
+
 void cli_line_write(struct cli_line *l)
 {
     l->buf[l->len++] = '\n';

@@ -100,18 +100,17 @@ struct serve {
     int quiet;
     const char *metrics_addr;
     struct metrics *metrics;
-    yd_stats *metrics_stats;     /* the endpoint's own counters: its http errors, for the summary */
-    char names[MAX_LISTEN][300]; /* each listener's first address: its metrics label */
-    int datagram[MAX_LISTEN];    /* listener i is a UDP one */
+    struct metrics_counters metrics_own; /* the endpoint's connections and bad requests */
+    char names[MAX_LISTEN][300];         /* each listener's first address: its metrics label */
+    int datagram[MAX_LISTEN];            /* listener i is a UDP one */
     int nnames;
     yd_server *servers[MAX_LISTEN]; /* thread 0's servers: their addresses are printed */
     int nservers;
     struct worker workers[MAX_THREADS];
-    int signals;
     yd_timer *stats_timer;
     yd_timer *keepalive; /* holds the main loop until every worker thread has finished */
     atomic_int finished; /* worker threads whose loop has returned */
-    yd_signal *sigint, *sigterm, *sighup;
+    yd_signal *sighup;
     struct stats_report report;
     /* TLS: one configuration for every thread's servers, reloaded on SIGHUP. */
     yd_tls_options tls_options;
@@ -369,9 +368,8 @@ __attribute__((format(printf, 2, 3))) static void say(const struct serve *s, con
     va_end(ap);
     struct cli_line l = {.len = 0};
     if (s->echo.json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
-        cli_line_add(&l, ",\"event\":\"error\",\"message\":");
+        cli_line_begin_event(&l, "error");
+        cli_line_add(&l, ",\"message\":");
         cli_line_add_json_string(&l, msg);
         cli_line_add(&l, "}");
     } else {
@@ -670,21 +668,22 @@ static int serve_inetd(struct serve *s)
 /* ---- Statistics and shutdown -------------------------------------------------------------- */
 
 /* Every counter of the process: the listeners' on every thread, and the metrics endpoint's. */
-static void merged(const struct serve *s, yd_stats_snapshot *sum)
+static void merged(const struct serve *s, struct serve_counts *c)
 {
-    memset(sum, 0, sizeof *sum);
+    memset(c, 0, sizeof *c);
     for (int t = 0; t < s->threads; t++)
         for (int i = 0; i < MAX_LISTEN; i++)
             if (s->workers[t].stats[i] != NULL)
-                yd_stats_add_to(s->workers[t].stats[i], sum);
-    if (s->metrics_stats == NULL)
+                yd_stats_add_to(s->workers[t].stats[i], &c->sum);
+    if (s->metrics_own.conns == NULL)
         return;
     /* Only its errors: scrapes are not echo traffic. */
     yd_stats_snapshot own;
     memset(&own, 0, sizeof own);
-    yd_stats_add_to(s->metrics_stats, &own);
+    yd_stats_add_to(s->metrics_own.conns, &own);
     for (int k = 0; k < YD_ERR__COUNT; k++)
-        sum->errors[k] += own.errors[k];
+        c->sum.errors[k] += own.errors[k];
+    c->http_errors = atomic_load_explicit(&s->metrics_own.bad_requests, memory_order_relaxed);
 }
 
 /* metrics_collect_fn: listener i's counters, summed over the threads. */
@@ -703,10 +702,10 @@ static int collect_listener(void *ctx, unsigned i, struct metrics_listener *out)
 
 static int start_metrics(struct serve *s)
 {
-    int err = yd_stats_new(&s->metrics_stats);
+    int err = yd_stats_new(&s->metrics_own.conns);
     if (err == 0)
         err = metrics_start(s->workers[0].loop, s->metrics_addr, collect_listener, s,
-                            s->metrics_stats, &s->metrics);
+                            &s->metrics_own, &s->metrics);
     if (err < 0) {
         say(s, "cannot serve metrics on %s: %s", s->metrics_addr, yd_strerror(err));
         return -1;
@@ -718,7 +717,7 @@ static void on_stats_timer(yd_timer *timer, void *data)
 {
     (void)timer;
     struct serve *s = data;
-    yd_stats_snapshot now;
+    struct serve_counts now;
     merged(s, &now);
     stats_report_interval(&s->report, &now, yd_loop_now_ms(s->workers[0].loop));
 }
@@ -751,27 +750,30 @@ static void drain_worker(yd_loop *loop, void *data)
         yd_loop_drain(loop, w->serve->drain_ms);
 }
 
-static void on_signal(yd_signal *sig, int signum, void *data)
+/* yd_shutdown_cb, second signal: the library then exits at once with 128 + signum. */
+static void on_second_signal(yd_loop *loop, int signum, void *data)
 {
-    (void)sig;
+    (void)loop;
     struct serve *s = data;
     struct cli_line l = {.len = 0};
-    if (s->signals++ > 0) {
-        /* The operator insists: leave now, as a process killed by that signal would. */
-        if (s->echo.json) {
-            cli_line_add(&l, "{");
-            cli_line_add_ts(&l);
-            cli_line_add(&l, ",\"event\":\"exiting\",\"signal\":%d}", signum);
-        } else {
-            cli_line_add(&l, "yodel serve: second signal, exiting now");
-        }
-        cli_line_write(&l);
-        _exit(128 + signum);
+    if (s->echo.json) {
+        cli_line_begin_event(&l, "exiting");
+        cli_line_add(&l, ",\"signal\":%d}", signum);
+    } else {
+        cli_line_add(&l, "yodel serve: second signal, exiting now");
     }
+    cli_line_write(&l);
+}
+
+/* yd_shutdown_cb, first signal: every thread drains. */
+static void on_first_signal(yd_loop *loop, int signum, void *data)
+{
+    (void)loop;
+    struct serve *s = data;
+    struct cli_line l = {.len = 0};
     if (!s->quiet && s->echo.json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
-        cli_line_add(&l, ",\"event\":\"draining\",\"signal\":%d,\"drain_ms\":%llu}", signum,
+        cli_line_begin_event(&l, "draining");
+        cli_line_add(&l, ",\"signal\":%d,\"drain_ms\":%llu}", signum,
                      (unsigned long long)s->drain_ms);
         cli_line_write(&l);
     } else if (!s->quiet) {
@@ -819,9 +821,8 @@ static void on_sighup(yd_signal *sig, int signum, void *data)
         return;
     struct cli_line l = {.len = 0};
     if (s->echo.json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
-        cli_line_add(&l, ",\"event\":\"reloaded\",\"cert\":");
+        cli_line_begin_event(&l, "reloaded");
+        cli_line_add(&l, ",\"cert\":");
         cli_line_add_json_string(&l, s->tls_options.cert_file);
         cli_line_add(&l, "}");
     } else {
@@ -875,7 +876,7 @@ static void free_workers(struct serve *s)
         for (int i = 0; i < MAX_LISTEN; i++)
             yd_stats_free(s->workers[t].stats[i]);
     }
-    yd_stats_free(s->metrics_stats); /* after the loop: a request still open counts into it */
+    yd_stats_free(s->metrics_own.conns); /* after the loop: a request still open counts into it */
     yd_conn_limit_free(s->limit);
     yd_tls_free(s->tls);
 }
@@ -908,8 +909,7 @@ static int run(struct serve *s)
     yd_loop *main_loop = s->workers[0].loop;
     /* Signals are watched before the first "listening on" line: a script that stops us as soon
      * as it reads that line must get the graceful shutdown, not the default death. */
-    if ((err = yd_signal_new(main_loop, SIGINT, on_signal, s, &s->sigint)) < 0 ||
-        (err = yd_signal_new(main_loop, SIGTERM, on_signal, s, &s->sigterm)) < 0) {
+    if ((err = yd_loop_on_shutdown_signals(main_loop, on_first_signal, on_second_signal, s)) < 0) {
         say(s, "cannot watch signals: %s", yd_strerror(err));
         return EXIT_RUNTIME;
     }
@@ -966,7 +966,7 @@ static int run(struct serve *s)
         s->workers[t].started = 0;
     }
     if (!s->quiet) {
-        yd_stats_snapshot total;
+        struct serve_counts total;
         merged(s, &total);
         stats_report_summary(&s->report, &total, yd_loop_now_ms(main_loop));
     }

@@ -12,40 +12,43 @@ void stats_report_init(struct stats_report *r, int json, uint64_t now_ms)
     r->start_ms = r->last_ms = now_ms;
 }
 
-static uint64_t error_total(const yd_stats_snapshot *s)
+static uint64_t error_total(const struct serve_counts *c)
 {
-    uint64_t n = 0;
+    uint64_t n = c->http_errors;
     for (int i = 0; i < YD_ERR__COUNT; i++)
-        n += s->errors[i];
+        n += c->sum.errors[i];
     return n;
 }
 
-static void add_errors(struct cli_line *l, const yd_stats_snapshot *s, int json)
+/* Every kind the library counts, then the endpoint's "http". */
+static void add_errors(struct cli_line *l, const struct serve_counts *c, int json)
 {
-    for (int i = 0; i < YD_ERR__COUNT; i++) {
+    for (int i = 0; i <= YD_ERR__COUNT; i++) {
+        const char *name = i < YD_ERR__COUNT ? yd_error_kind_name(i) : "http";
+        unsigned long long n = i < YD_ERR__COUNT ? c->sum.errors[i] : c->http_errors;
         if (json)
-            cli_line_add(l, "%s\"%s\":%llu", i ? "," : "", yd_error_kind_name(i),
-                         (unsigned long long)s->errors[i]);
+            cli_line_add(l, "%s\"%s\":%llu", i ? "," : "", name, n);
         else
-            cli_line_add(l, " %s=%llu", yd_error_kind_name(i), (unsigned long long)s->errors[i]);
+            cli_line_add(l, " %s=%llu", name, n);
     }
 }
 
-void stats_report_interval(struct stats_report *r, const yd_stats_snapshot *now, uint64_t now_ms)
+void stats_report_interval(struct stats_report *r, const struct serve_counts *counts,
+                           uint64_t now_ms)
 {
+    const yd_stats_snapshot *now = &counts->sum;
     double secs = (double)(now_ms - r->last_ms) / 1000.0;
     if (secs <= 0)
         secs = 1e-3;
-    double msgs = (double)(now->messages - r->last.messages) / secs;
-    double in = (double)(now->bytes_in - r->last.bytes_in) / secs;
-    double out = (double)(now->bytes_out - r->last.bytes_out) / secs;
-    uint64_t errs = error_total(now) - error_total(&r->last);
+    double msgs = (double)(now->messages - r->last.sum.messages) / secs;
+    double in = (double)(now->bytes_in - r->last.sum.bytes_in) / secs;
+    double out = (double)(now->bytes_out - r->last.sum.bytes_out) / secs;
+    uint64_t errs = error_total(counts) - error_total(&r->last);
     struct cli_line l = {.len = 0};
     if (r->json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
+        cli_line_begin_event(&l, "stats");
         cli_line_add(&l,
-                     ",\"event\":\"stats\",\"conns_active\":%llu,\"conns_accepted\":%llu,"
+                     ",\"conns_active\":%llu,\"conns_accepted\":%llu,"
                      "\"conns_refused\":%llu,\"messages_per_s\":%.0f,\"bytes_in_per_s\":%.0f,"
                      "\"bytes_out_per_s\":%.0f,\"errors\":%llu}",
                      (unsigned long long)now->conns_active, (unsigned long long)now->conns_accepted,
@@ -60,26 +63,27 @@ void stats_report_interval(struct stats_report *r, const yd_stats_snapshot *now,
                      (unsigned long long)errs);
     }
     cli_line_write(&l);
-    r->last = *now;
+    r->last = *counts;
     r->last_ms = now_ms;
 }
 
-void stats_report_summary(struct stats_report *r, const yd_stats_snapshot *now, uint64_t now_ms)
+void stats_report_summary(struct stats_report *r, const struct serve_counts *counts,
+                          uint64_t now_ms)
 {
+    const yd_stats_snapshot *now = &counts->sum;
     double secs = (double)(now_ms - r->start_ms) / 1000.0;
     struct cli_line l = {.len = 0};
     if (r->json) {
-        cli_line_add(&l, "{");
-        cli_line_add_ts(&l);
+        cli_line_begin_event(&l, "summary");
         cli_line_add(&l,
-                     ",\"event\":\"summary\",\"seconds\":%.3f,\"conns_accepted\":%llu,"
+                     ",\"seconds\":%.3f,\"conns_accepted\":%llu,"
                      "\"conns_refused\":%llu,\"conns_closed\":%llu,\"messages\":%llu,"
                      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"errors\":{",
                      secs, (unsigned long long)now->conns_accepted,
                      (unsigned long long)now->conns_refused, (unsigned long long)now->conns_closed,
                      (unsigned long long)now->messages, (unsigned long long)now->bytes_in,
                      (unsigned long long)now->bytes_out);
-        add_errors(&l, now, 1);
+        add_errors(&l, counts, 1);
         cli_line_add(&l, "}}");
     } else {
         cli_line_add(&l,
@@ -89,7 +93,7 @@ void stats_report_summary(struct stats_report *r, const yd_stats_snapshot *now, 
                      (unsigned long long)now->conns_refused, (unsigned long long)now->conns_closed,
                      (unsigned long long)now->messages, (unsigned long long)now->bytes_in,
                      (unsigned long long)now->bytes_out);
-        add_errors(&l, now, 0);
+        add_errors(&l, counts, 0);
     }
     cli_line_write(&l);
 }

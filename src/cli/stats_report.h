@@ -4,17 +4,24 @@
 
 #include "yodel.h"
 
+/* What the lines report: the library's counters of every listener, and the errors of kind
+ * "http" the metrics endpoint counts itself (the library has no such kind). */
+struct serve_counts {
+    yd_stats_snapshot sum;
+    uint64_t http_errors;
+};
+
 struct stats_report {
     int json;
     uint64_t start_ms;
     uint64_t last_ms;
-    yd_stats_snapshot last;
+    struct serve_counts last;
 };
 
 void stats_report_init(struct stats_report *r, int json, uint64_t now_ms);
 /* One line on stderr: the rates since the previous call. */
-void stats_report_interval(struct stats_report *r, const yd_stats_snapshot *now, uint64_t now_ms);
+void stats_report_interval(struct stats_report *r, const struct serve_counts *now, uint64_t now_ms);
 /* One line on stderr: the totals since start. */
-void stats_report_summary(struct stats_report *r, const yd_stats_snapshot *now, uint64_t now_ms);
+void stats_report_summary(struct stats_report *r, const struct serve_counts *now, uint64_t now_ms);
 
 #endif

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
@@ -87,6 +88,60 @@ int yd__sockaddr_port(const struct sockaddr *sa)
     if (sa->sa_family == AF_INET6)
         return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
     return 0;
+}
+
+/* The port of "HOST:PORT" after the host (NULL: none); -1 for a bad one. */
+static int parse_port(const char *text)
+{
+    if (text == NULL || *text == '\0')
+        return 0;
+    if (*text != ':' || text[1] == '\0')
+        return -1;
+    char *end;
+    long port = strtol(text + 1, &end, 10);
+    return *end != '\0' || port < 0 || port > 65535 ? -1 : (int)port;
+}
+
+int yd__source_parse(const char *text, struct sockaddr_storage *out, socklen_t *len)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *rest = NULL;
+    if (text[0] == '[') { /* "[v6]" or "[v6]:PORT" */
+        const char *close = strchr(text, ']');
+        if (close == NULL || (size_t)(close - text - 1) >= sizeof host)
+            return -EINVAL;
+        memcpy(host, text + 1, (size_t)(close - text - 1));
+        host[close - text - 1] = '\0';
+        rest = close + 1;
+    } else {
+        const char *colon = strchr(text, ':');
+        int v6 = colon != NULL && strchr(colon + 1, ':') != NULL; /* a bare IPv6 address */
+        size_t n = colon == NULL || v6 ? strlen(text) : (size_t)(colon - text);
+        if (n >= sizeof host)
+            return -EINVAL;
+        memcpy(host, text, n);
+        host[n] = '\0';
+        rest = v6 ? NULL : colon;
+    }
+    int port = parse_port(rest);
+    if (port < 0)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *in = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        *len = sizeof *in;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+        return 0;
+    }
+    return -EINVAL; /* a source is a numeric address: resolving it could block */
 }
 
 int yd_sockaddr_format(const void *sockaddr, char *buf, size_t len)

@@ -31,6 +31,7 @@
  * return (yd__conn_closed).
  */
 #include <assert.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,8 @@ static void set_phase(yd_conn *conn, enum conn_phase phase)
 yd_conn *yd__conn_new(yd_loop *loop, const struct yd__transport *transport,
                       const yd_protocol *protocol, void *data)
 {
-    yd_conn *conn = calloc(1, sizeof *conn);
+    assert(transport->handle_size >= sizeof(uv_stream_t) || transport->datagram);
+    yd_conn *conn = calloc(1, offsetof(yd_conn, h) + transport->handle_size);
     if (conn == NULL)
         return NULL;
     conn->transport = transport;

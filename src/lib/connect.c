@@ -3,7 +3,9 @@
  * to, a Unix socket, or a connected datagram socket in dgram.c), and yd_conn_open_fd around a
  * descriptor someone else opened. Once connected, everything is conn.c's.
  */
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -88,6 +90,9 @@ static int connect_current(yd_conn *conn)
     uv_tcp_init(&conn->loop->uv, &conn->h.tcp);
     conn->h.handle.data = conn;
     conn->req.connect.data = conn;
+    int err = yd__connecting_bind(conn);
+    if (err < 0)
+        return err;
     return uv_tcp_connect(&conn->req.connect, &conn->h.tcp, (struct sockaddr *)&c->r.addr[c->next],
                           on_connected);
 }
@@ -132,12 +137,32 @@ static void on_connected(uv_connect_t *req, int status)
     yd__conn_start(conn);
 }
 
-int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype)
+/* With a source, only the addresses of its family can be reached from it. */
+static int keep_family(struct resolved *r, int family)
+{
+    int kept = 0;
+    for (int i = 0; i < r->count; i++) {
+        if (r->addr[i].ss_family != family)
+            continue;
+        r->len[kept] = r->len[i];
+        r->addr[kept++] = r->addr[i];
+    }
+    r->count = kept;
+    return kept > 0 ? 0 : -EAFNOSUPPORT;
+}
+
+int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype,
+                           const struct sockaddr_storage *source, socklen_t source_len)
 {
     struct yd__connecting *c = calloc(1, sizeof *c);
     if (c == NULL)
         return -ENOMEM;
     int err = yd__addr_resolve(addr, socktype, 0, &c->r);
+    if (err == 0 && source_len > 0) {
+        c->source = *source;
+        c->source_len = source_len;
+        err = keep_family(&c->r, source->ss_family);
+    }
     if (err < 0) {
         free(c);
         return err;
@@ -146,9 +171,34 @@ int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype)
     return 0;
 }
 
-static int connect_tcp(yd_conn *conn, const yd_addr *addr)
+/* Exits: no source (nothing to do); a socket that cannot be made or bound (its error); bound and
+ * handed to the attempt's handle. Binding to port 0 leaves the port to connect (Linux's
+ * IP_BIND_ADDRESS_NO_PORT), so that one source address is not limited to the ~28k ephemeral
+ * ports bind alone would reserve. */
+int yd__connecting_bind(yd_conn *conn)
 {
-    int err = yd__connecting_resolve(conn, addr, SOCK_STREAM);
+    struct yd__connecting *c = conn->connecting;
+    if (c->source_len == 0)
+        return 0;
+    int dgram = conn->h.handle.type == UV_UDP;
+    int fd = socket(c->source.ss_family, (dgram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1;
+    if (!dgram && yd__sockaddr_port((struct sockaddr *)&c->source) == 0)
+        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);
+    int err = bind(fd, (struct sockaddr *)&c->source, c->source_len) < 0 ? -errno : 0;
+    if (err == 0)
+        err = dgram ? uv_udp_open(&conn->h.udp, fd) : uv_tcp_open(&conn->h.tcp, fd);
+    if (err < 0)
+        close(fd);
+    return err;
+}
+
+static int connect_tcp(yd_conn *conn, const yd_addr *addr, const struct sockaddr_storage *source,
+                       socklen_t source_len)
+{
+    int err = yd__connecting_resolve(conn, addr, SOCK_STREAM, source, source_len);
     return err < 0 ? err : connect_current(conn);
 }
 
@@ -178,8 +228,14 @@ static const struct yd__transport *transport_for(const yd_addr *addr, int tls)
     }
 }
 
-static int connect_to(yd_loop *loop, const yd_addr *addr, yd_tls *tls, const yd_protocol *protocol,
-                      void *data, yd_conn **out)
+/* A source to bind to first: none (NULL), or a numeric address (yd__source_parse). */
+struct source {
+    struct sockaddr_storage addr;
+    socklen_t len;
+};
+
+static int connect_to(yd_loop *loop, const yd_addr *addr, const struct source *src, yd_tls *tls,
+                      const yd_protocol *protocol, void *data, yd_conn **out)
 {
     yd_conn *conn = yd__conn_new(loop, transport_for(addr, tls != NULL), protocol, data);
     if (conn == NULL)
@@ -187,8 +243,8 @@ static int connect_to(yd_loop *loop, const yd_addr *addr, yd_tls *tls, const yd_
     int err = tls != NULL ? yd__tls_attach(conn, tls, addr->host) : 0;
     if (err == 0)
         err = addr->transport == YD_UNIX  ? connect_unix(conn, addr)
-              : addr->transport == YD_UDP ? yd__dgram_connect(conn, addr)
-                                          : connect_tcp(conn, addr);
+              : addr->transport == YD_UDP ? yd__dgram_connect(conn, addr, &src->addr, src->len)
+                                          : connect_tcp(conn, addr, &src->addr, src->len);
     if (err < 0) {
         if (conn->h.handle.type == UV_UNKNOWN_HANDLE)
             yd__conn_discard(conn);
@@ -203,18 +259,30 @@ static int connect_to(yd_loop *loop, const yd_addr *addr, yd_tls *tls, const yd_
 int yd_conn_connect(yd_loop *loop, const char *text, const yd_protocol *protocol, void *data,
                     yd_conn **out)
 {
-    yd_addr addr;
-    if (protocol == NULL || yd_addr_parse(text, &addr) < 0 || addr.tls)
-        return -EINVAL; /* TLS needs a configuration: yd_conn_connect_tls */
-    return connect_to(loop, &addr, NULL, protocol, data, out);
+    return yd_conn_connect_from(loop, text, NULL, NULL, protocol, data, out);
 }
 
 int yd_conn_connect_tls(yd_loop *loop, const char *text, yd_tls *tls, const yd_protocol *protocol,
                         void *data, yd_conn **out)
 {
-    yd_addr addr;
-    if (protocol == NULL || tls == NULL || yd_addr_parse(text, &addr) < 0 ||
-        addr.transport == YD_UDP)
+    if (tls == NULL)
         return -EINVAL;
-    return connect_to(loop, &addr, tls, protocol, data, out);
+    return yd_conn_connect_from(loop, text, NULL, tls, protocol, data, out);
+}
+
+/* Exits: a bad address or source, TLS over UDP, a "tls://" address without a configuration or a
+ * source for a Unix socket (-EINVAL); else connect_to's. */
+int yd_conn_connect_from(yd_loop *loop, const char *text, const char *source, yd_tls *tls,
+                         const yd_protocol *protocol, void *data, yd_conn **out)
+{
+    yd_addr addr;
+    struct source src = {.len = 0};
+    if (protocol == NULL || yd_addr_parse(text, &addr) < 0)
+        return -EINVAL;
+    if ((tls != NULL && addr.transport == YD_UDP) || (tls == NULL && addr.tls))
+        return -EINVAL; /* TLS runs over a stream, and needs a configuration */
+    if (source != NULL &&
+        (addr.transport == YD_UNIX || yd__source_parse(source, &src.addr, &src.len) < 0))
+        return -EINVAL;
+    return connect_to(loop, &addr, &src, tls, protocol, data, out);
 }

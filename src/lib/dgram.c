@@ -49,6 +49,9 @@ static int connect_current(yd_conn *conn)
     struct yd__connecting *c = conn->connecting;
     uv_udp_init(&conn->loop->uv, &conn->h.udp);
     conn->h.handle.data = conn;
+    int err = yd__connecting_bind(conn);
+    if (err < 0)
+        return err;
     return uv_udp_connect(&conn->h.udp, (struct sockaddr *)&c->r.addr[c->next]);
 }
 
@@ -199,6 +202,7 @@ static int udp_peer_name(const yd_conn *conn, char *buf, size_t len)
 const struct yd__transport yd__udp_transport = {
     .name = "udp",
     .datagram = 1,
+    .handle_size = sizeof(uv_udp_t),
     .open = udp_open,
     .read_start = udp_read_start,
     .read_stop = udp_read_stop,
@@ -207,9 +211,10 @@ const struct yd__transport yd__udp_transport = {
     .peer_name = udp_peer_name,
 };
 
-int yd__dgram_connect(yd_conn *conn, const yd_addr *addr)
+int yd__dgram_connect(yd_conn *conn, const yd_addr *addr, const struct sockaddr_storage *source,
+                      socklen_t source_len)
 {
-    int err = yd__connecting_resolve(conn, addr, SOCK_DGRAM);
+    int err = yd__connecting_resolve(conn, addr, SOCK_DGRAM, source, source_len);
     if (err < 0)
         return err;
     err = connect_current(conn);

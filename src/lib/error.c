@@ -45,7 +45,6 @@ static const char *const kind_names[YD_ERR__COUNT] = {
     [YD_ERR_IDLE_TIMEOUT] = "idle_timeout",
     [YD_ERR_UDP_SEND] = "udp_send",
     [YD_ERR_UDP_LOW_PORT] = "udp_low_port",
-    [YD_ERR_HTTP] = "http",
     [YD_ERR_DRAIN_TIMEOUT] = "drain_timeout",
     [YD_ERR_TLS_HANDSHAKE] = "tls_handshake",
     [YD_ERR_PROXY_HEADER] = "proxy_header",

@@ -110,8 +110,9 @@ void yd__loop_kick(yd_loop *loop);
  * beneath every protocol. A transport reports back through the yd__conn_* events below.
  */
 struct yd__transport {
-    const char *name; /* "tcp", "unix", "tty", "udp" */
-    int datagram;     /* each write is one datagram: nothing is queued, no half-close */
+    const char *name;   /* "tcp", "unix", "tty", "udp" */
+    int datagram;       /* each write is one datagram: nothing is queued, no half-close */
+    size_t handle_size; /* of its libuv handle: a connection is allocated with room for it only */
     /* Wraps a connected descriptor (the connection owns it from then on). */
     int (*open)(yd_conn *conn, int fd);
     /* Connected: per-kind socket options (TCP_NODELAY), a handshake. 0: ready, on_connect runs
@@ -181,14 +182,6 @@ struct yd__connecting;
 struct yd_conn {
     /* ---- Used by every connection ---- */
     const struct yd__transport *transport;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_tty_t tty;
-        uv_udp_t udp;
-    } h;
     yd_loop *loop;
     const yd_protocol *protocol;
     void *data;
@@ -234,15 +227,29 @@ struct yd_conn {
     struct yd__connecting *connecting;
     struct yd__tls_conn *tls; /* tls.c's state, for a TLS transport */
     const char *tls_error;    /* why the handshake failed: a static string of OpenSSL's */
+    /* ---- Last: a connection is allocated with room for its transport's handle only (a TCP
+     * connection does not pay for the largest, a terminal's) ---- */
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+        uv_udp_t udp;
+    } h;
 };
 
 /* Opens conn on fd through its transport. On failure conn is gone (closed silently) and fd is
  * still the caller's. */
 int yd__conn_open(yd_conn *conn, int fd);
 /* connect.c: resolves addr into a new conn->connecting (the addresses to try in turn). */
-int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype);
+int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype,
+                           const struct sockaddr_storage *source, socklen_t source_len);
+/* Binds an attempt's fresh socket to the source, if there is one (before its connect). */
+int yd__connecting_bind(yd_conn *conn);
 /* dgram.c: connects a datagram connection to every address of a name in turn. */
-int yd__dgram_connect(yd_conn *conn, const yd_addr *addr);
+int yd__dgram_connect(yd_conn *conn, const yd_addr *addr, const struct sockaddr_storage *source,
+                      socklen_t source_len);
 
 /* Allocates a connection on a transport, linked into the loop. Handle not initialised. */
 yd_conn *yd__conn_new(yd_loop *loop, const struct yd__transport *transport,
@@ -347,12 +354,17 @@ int yd__addr_resolve(const yd_addr *addr, int socktype, int passive, struct reso
 /* "127.0.0.1:80", "[::1]:80" or "unix"; returns the length or a negative error. */
 int yd__sockaddr_format(const struct sockaddr *sa, char *buf, size_t len);
 int yd__sockaddr_port(const struct sockaddr *sa);
+/* A connection's source: "IP", "[IPv6]", "IP:PORT" or "[IPv6]:PORT" (numeric only; port 0 when
+ * none). -EINVAL for anything else. */
+int yd__source_parse(const char *text, struct sockaddr_storage *out, socklen_t *len);
 
 /* connect.c, dgram.c: the addresses of a name still to try. */
 struct yd__connecting {
     struct resolved r;
-    int next;      /* the address being tried */
-    unsigned kept; /* datagram clients: datagrams kept to send again at the next address */
+    int next;             /* the address being tried */
+    unsigned kept;        /* datagram clients: datagrams kept to send again at the next address */
+    socklen_t source_len; /* 0, or the address each attempt binds to first (yd_conn_connect_from) */
+    struct sockaddr_storage source;
 };
 
 /* ---- error.c ----------------------------------------------------------------------------- */

@@ -109,6 +109,7 @@ int yd__stream_tcp_peer_name(const yd_conn *conn, char *buf, size_t len)
 
 const struct yd__transport yd__tcp_transport = {
     .name = "tcp",
+    .handle_size = sizeof(uv_tcp_t),
     .open = yd__stream_tcp_open,
     .start = tcp_start,
     STREAM_IO,
@@ -133,6 +134,7 @@ int yd__stream_unix_peer_name(const yd_conn *conn, char *buf, size_t len)
 
 const struct yd__transport yd__unix_transport = {
     .name = "unix",
+    .handle_size = sizeof(uv_pipe_t),
     .open = yd__stream_unix_open,
     STREAM_IO,
     .close = stream_close,
@@ -156,6 +158,7 @@ static int tty_peer_name(const yd_conn *conn, char *buf, size_t len)
 
 const struct yd__transport yd__tty_transport = {
     .name = "tty",
+    .handle_size = sizeof(uv_tty_t),
     .open = tty_open,
     STREAM_IO,
     .close = stream_close,

@@ -58,8 +58,8 @@ struct yd__tls_conn {
     int close_wanted;    /* close once t->out has drained */
     int shut_wanted;     /* half-close once t->out has drained */
     struct bufq out;     /* ciphertext the kernel has not taken yet */
-    size_t out_inflight; /* bytes of out handed to uv_write */
-    uv_write_t wreq;
+    size_t out_inflight; /* bytes of out handed to uv_write (with conn->wreq, which the plain
+                            stream write path leaves unused under TLS) */
 };
 
 static void on_out_written(uv_write_t *req, int status);
@@ -570,6 +570,17 @@ static int tls_read_stop(yd_conn *conn)
 
 static void finish(yd_conn *conn);
 
+/* The socket would not take the ciphertext: what is left of it is dropped, and the connection
+ * fails (or, closed already, finishes closing). */
+static void out_failed(yd_conn *conn, int err)
+{
+    yd__bufq_clear(&conn->tls->out, &conn->loop->pool);
+    if (conn->phase == PHASE_CLOSED)
+        finish(conn);
+    else
+        yd_conn_fail(conn, err);
+}
+
 /* Hands the queued ciphertext to libuv unless a write is under way. */
 static void out_flush(yd_conn *conn)
 {
@@ -579,14 +590,10 @@ static void out_flush(yd_conn *conn)
     uv_buf_t iov[16];
     size_t bytes;
     unsigned n = yd__bufq_peek(&t->out, iov, 16, &bytes);
-    t->wreq.data = conn;
-    int err = uv_write(&t->wreq, &conn->h.stream, iov, n, on_out_written);
+    conn->wreq.data = conn;
+    int err = uv_write(&conn->wreq, &conn->h.stream, iov, n, on_out_written);
     if (err < 0) {
-        yd__bufq_clear(&t->out, &conn->loop->pool);
-        if (conn->phase == PHASE_CLOSED)
-            finish(conn);
-        else
-            yd_conn_fail(conn, err);
+        out_failed(conn, err);
         return;
     }
     t->out_inflight = bytes;
@@ -601,11 +608,7 @@ static void on_out_written(uv_write_t *req, int status)
     if (status == UV_ECANCELED)
         return;
     if (status < 0) {
-        yd__bufq_clear(&t->out, &conn->loop->pool);
-        if (conn->phase == PHASE_CLOSED)
-            finish(conn);
-        else
-            yd_conn_fail(conn, status);
+        out_failed(conn, status);
         return;
     }
     yd__bufq_consume(&t->out, &conn->loop->pool, done);
@@ -803,6 +806,7 @@ int yd_conn_tls_peer_subject(const yd_conn *conn, char *buf, size_t len)
 
 const struct yd__transport yd__tls_tcp_transport = {
     .name = "tls",
+    .handle_size = sizeof(uv_tcp_t),
     .open = yd__stream_tcp_open,
     TLS_OPS,
     .peer_name = yd__stream_tcp_peer_name,
@@ -810,6 +814,7 @@ const struct yd__transport yd__tls_tcp_transport = {
 
 const struct yd__transport yd__tls_unix_transport = {
     .name = "tls+unix",
+    .handle_size = sizeof(uv_pipe_t),
     .open = yd__stream_unix_open,
     TLS_OPS,
     .peer_name = yd__stream_unix_peer_name,

@@ -9,10 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -381,6 +384,100 @@ static void test_write_after_shutdown_is_epipe(void **state)
     close_probe(&p);
 }
 
+/* ---- yd_conn_connect_from: a chosen source address ------------------------------------------ */
+
+/* A socket of the test's on 127.0.0.1, port 0; returns its fd and sets *port. */
+static int loopback_socket(int type, int *port)
+{
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    if (type == SOCK_STREAM)
+        assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void connect_probe_from(struct probe *p, const char *scheme, int port, const char *source)
+{
+    char addr[64];
+    memset(p, 0, sizeof *p);
+    p->fd = p->peer = -1;
+    snprintf(addr, sizeof addr, "%s127.0.0.1:%d", scheme, port);
+    assert_int_equal(yd_loop_new(&p->loop), 0);
+    assert_int_equal(
+        yd_conn_connect_from(p->loop, addr, source, NULL, &probe_protocol, p, &p->conn), 0);
+    run_until(p, is_connected, NULL, 0);
+}
+
+static void end_probe(struct probe *p)
+{
+    yd_conn_close(p->conn);
+    run_until(p, is_closed, NULL, 0);
+    assert_int_equal(yd_loop_free(p->loop), 0);
+}
+
+static void test_connect_from_binds_the_tcp_source_address(void **state)
+{
+    (void)state;
+    int port;
+    int lfd = loopback_socket(SOCK_STREAM, &port);
+    struct probe p;
+    connect_probe_from(&p, "", port, "127.0.0.2");
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    int afd = accept(lfd, (struct sockaddr *)&peer, &len);
+    assert_true(afd >= 0);
+    char ip[INET_ADDRSTRLEN];
+    assert_string_equal(inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip), "127.0.0.2");
+    end_probe(&p);
+    close(afd);
+    close(lfd);
+}
+
+static void test_connect_from_binds_the_udp_source_address_and_port(void **state)
+{
+    (void)state;
+    int port;
+    int ufd = loopback_socket(SOCK_DGRAM, &port);
+    struct probe p;
+    connect_probe_from(&p, "udp://", port, "127.0.0.3:0");
+    assert_int_equal(yd_conn_write(p.conn, "ping", 4), 0);
+    char buf[8];
+    struct sockaddr_in from;
+    socklen_t len = sizeof from;
+    assert_int_equal(recvfrom(ufd, buf, sizeof buf, 0, (struct sockaddr *)&from, &len), 4);
+    char ip[INET_ADDRSTRLEN];
+    assert_string_equal(inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip), "127.0.0.3");
+    end_probe(&p);
+    close(ufd);
+}
+
+static void test_connect_from_refuses_a_source_it_cannot_use(void **state)
+{
+    (void)state;
+    yd_loop *loop;
+    yd_conn *conn = NULL;
+    assert_int_equal(yd_loop_new(&loop), 0);
+    const char *bad[] = {"localhost", "127.0.0.1:99999", "127.0.0.1:", "[::1", "", "1.2.3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(
+            yd_conn_connect_from(loop, "127.0.0.1:9", bad[i], NULL, &probe_protocol, NULL, &conn),
+            -EINVAL);
+    assert_int_equal(
+        yd_conn_connect_from(loop, "unix:/tmp/x", "127.0.0.1", NULL, &probe_protocol, NULL, &conn),
+        -EINVAL);
+    /* An IPv6 source cannot reach an IPv4 destination. */
+    assert_int_equal(
+        yd_conn_connect_from(loop, "127.0.0.1:9", "::1", NULL, &probe_protocol, NULL, &conn),
+        -EAFNOSUPPORT);
+    assert_null(conn);
+    assert_int_equal(yd_loop_free(loop), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -392,6 +489,9 @@ int main(void)
         cmocka_unit_test(test_pause_holds_lines_already_read_until_resume),
         cmocka_unit_test(test_peer_that_does_not_read_stops_reading_then_drains),
         cmocka_unit_test(test_write_after_shutdown_is_epipe),
+        cmocka_unit_test(test_connect_from_binds_the_tcp_source_address),
+        cmocka_unit_test(test_connect_from_binds_the_udp_source_address_and_port),
+        cmocka_unit_test(test_connect_from_refuses_a_source_it_cannot_use),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
