@@ -75,6 +75,31 @@ def shipped_config(metrics_ports, readyz=None):
                         "replacement: 127.0.0.1:%d" % readyz[0])
 
 
+def kubernetes_job(metrics_port):
+    """prometheus-kubernetes.yml's yodel-pods job with pod discovery replaced by three static
+    targets carrying the labels discovery would give them (Debian's Prometheus has no Kubernetes
+    discovery): the echo container's metrics port, its echo port, and another app's metrics
+    port, all at metrics_port. Its relabelling should keep the first only."""
+    with open(os.path.join(CONTRIB, "prometheus-kubernetes.yml")) as f:
+        text = f.read()
+    start = text.index("  - job_name: yodel-pods")
+    job = text[start:]
+
+    def pod(app, port_name, pod_name):
+        return ('      - targets: ["127.0.0.1:%d"]\n'
+                "        labels:\n"
+                "          __meta_kubernetes_pod_label_app_kubernetes_io_name: %s\n"
+                "          __meta_kubernetes_pod_container_port_name: %s\n"
+                "          __meta_kubernetes_namespace: default\n"
+                "          __meta_kubernetes_pod_name: %s\n"
+                "          __meta_kubernetes_pod_container_name: echo\n"
+                % (metrics_port, app, port_name, pod_name))
+
+    static = ("    static_configs:\n" + pod("yodel", "metrics", "yodel-7d9f-a")
+              + pod("yodel", "echo", "yodel-7d9f-b") + pod("other", "metrics", "other-1"))
+    return replace_once(job, "    kubernetes_sd_configs:\n      - role: pod\n", static)
+
+
 def uncomment_readyz_job(text):
     """The yodel-readyz job, commented out after "Uncomment to use:", made live."""
     lines = text.splitlines()
@@ -240,6 +265,7 @@ class PrometheusTest(unittest.TestCase):
         "stopped": [],
         "drain": ["--delay", "30s", "--drain-timeout", "30s"],
         "notready": ["--delay", "30s", "--drain-timeout", "30s"],
+        "pod": [],
     }
 
     @classmethod
@@ -251,7 +277,9 @@ class PrometheusTest(unittest.TestCase):
             for name, extra in cls.SERVERS.items():
                 cls.servers[name] = cls.serve(*extra)
             ports = [srv.metrics_port for srv in cls.servers.values()]
-            cls.prom = Prometheus(cls.prometheus_bin, shipped_config(ports, cls.probe_readyz()))
+            config = shipped_config(ports, cls.probe_readyz())
+            config += kubernetes_job(cls.servers["pod"].metrics_port)
+            cls.prom = Prometheus(cls.prometheus_bin, config)
         except BaseException:
             cls.tearDownClass()
             raise
@@ -374,6 +402,19 @@ class PrometheusTest(unittest.TestCase):
                 {"probe_success{%s}" % probe: 0, "probe_http_status_code{%s}" % probe: 503,
                  'ALERTS{alertname="YodelNotReady",alertstate="pending",%s}' % probe: 1},
                 "/readyz 503 seen by the probe, YodelNotReady pending (it fires after 2m)")
+
+    def test_kubernetes_job_keeps_only_the_yodel_pods_metrics_ports_and_names_the_pod(self):
+        srv = self.servers["pod"]
+        self.prom.wait_for({'up{job="yodel-pods"}': 1}, "one yodel-pods target up")
+        up = self.prom.query('up{job="yodel-pods"}')
+        self.assertEqual([dict(labels) for labels in up],
+                         [{"__name__": "up", "job": "yodel-pods", "namespace": "default",
+                           "pod": "yodel-7d9f-a", "container": "echo",
+                           "instance": "127.0.0.1:%d" % srv.metrics_port}])
+        # Its TCP and UDP listeners, scraped once: not also through the echo port's target.
+        self.prom.wait_for({'count(yodel_messages_total{job="yodel-pods",pod="yodel-7d9f-a"})': 2,
+                            'count(yodel_messages_total{job="yodel-pods"})': 2},
+                           "the pod's series")
 
     def test_shipped_config_and_rules_pass_promtool_check(self):
         r = subprocess.run([self.promtool, "check", "config",
