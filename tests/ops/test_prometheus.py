@@ -2,9 +2,11 @@
 contrib/prometheus/prometheus.yml and rules.yml, asked through its HTTP API what it saw; and the
 shipped rules checked and unit-tested with promtool.
 
-Each test starts its own Prometheus on 127.0.0.1:0 (it logs the port it got), with a throw-away
-TSDB, and waits for /-/ready; every wait polls with a deadline. Registered for the release build
-only (tests/ops/CMakeLists.txt): what it checks is Prometheus reading yodel, not yodel's memory.
+One Prometheus serves the class (it takes 5 s to turn its configuration into scrapes), on
+127.0.0.1:0 (it logs the port it got) with a throw-away TSDB, scraping one yodel serve per test;
+the blackbox exporter (Debian's prometheus-blackbox-exporter) probes one server's /readyz. Every
+wait polls with a deadline. Registered for the release build only (tests/ops/CMakeLists.txt):
+what it checks is Prometheus reading yodel, not yodel's memory.
 """
 
 import json
@@ -16,10 +18,11 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.parse
 import urllib.request
 
-from opslib import IO_TIMEOUT, SOURCE_DIR, harness, ops_serve, wait_until
+from opslib import SOURCE_DIR, harness, ops_serve, wait_until
 
 CONTRIB = os.path.join(SOURCE_DIR, "contrib", "prometheus")
 DEPS = os.path.join(SOURCE_DIR, "scripts", "deps.sh")
