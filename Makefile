@@ -11,9 +11,12 @@ MAKEFLAGS  += --no-print-directory
 # Debian packages the build and the tests need (bench/ installs the peers it compares with).
 DEPS = build-essential cmake pkg-config libuv1-dev libssl-dev openssl libcmocka-dev clang libclang-rt-14-dev \
        netcat-openbsd ncat socat python3 valgrind procps iproute2 util-linux \
-       systemd haproxy groff-base man-db binutils curl prometheus prometheus-blackbox-exporter
+       systemd haproxy groff-base man-db binutils curl prometheus prometheus-blackbox-exporter \
+       podman runc catatonit containernetworking-plugins iptables python3-kubernetes python3-yaml \
+       gcc-aarch64-linux-gnu libc6-dev-arm64-cross libuv1-dev:arm64 libssl-dev:arm64 qemu-user-static
 
-.PHONY: all deps build run test test-unit test-asan test-valgrind fuzz bench soak install clean format
+.PHONY: all deps build run test test-unit test-asan test-valgrind fuzz bench soak install clean format \
+        image image-arm64 cross-arm64
 
 all: build
 
@@ -60,6 +63,21 @@ bench: build
 soak: build
 	tests/soak/run
 
+# The container image (contrib/container): a static build in build-static, then podman;
+# scripts/image-runtime then runs it once, or says in one line why no container can run here.
+image: deps
+	@scripts/image
+	@if rt=$$(scripts/image-runtime); then echo "runs here with: podman run --runtime $$rt"; \
+	 else echo "make image: built, not run: $$rt"; fi
+
+# The same program for arm64 (Debian's cross compiler), checked under qemu-user.
+cross-arm64: deps
+	@scripts/image --arch arm64 --binary-only
+	qemu-aarch64-static build-static-arm64/yodel --version
+
+image-arm64: cross-arm64
+	@scripts/image --arch arm64
+
 install: deps
 	@$(CONFIGURE) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target $(INSTALLED_TARGETS)
@@ -69,4 +87,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-static build-static-arm64

@@ -10,10 +10,15 @@ set -euo pipefail
 LOCK_TIMEOUT=300
 LOCKS=${YODEL_APT_LOCKS:-/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock}
 
+# A name without :ARCH means the machine's own architecture (or "all"): once libuv1-dev:arm64
+# is installed too, dpkg-query answers for both.
+native=$(dpkg --print-architecture 2>/dev/null)
 missing=()
 for pkg in "$@"; do
-    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    [ "$status" = "install ok installed" ] || missing+=("$pkg")
+    status=$(dpkg-query -W -f='${Status} ${Architecture}\n' "$pkg" 2>/dev/null || true)
+    arch=${pkg#*:}
+    [ "$arch" != "$pkg" ] || arch="($native|all)"
+    grep -qxE "install ok installed $arch" <<<"$status" || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
@@ -57,5 +62,13 @@ apt_get() {
 
 echo "yodel: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# A package of another architecture (libssl-dev:arm64, for the cross build) needs that
+# architecture added to dpkg before `apt-get update` fetches its lists.
+for pkg in "${missing[@]}"; do
+    arch=${pkg#*:}
+    [ "$arch" != "$pkg" ] || continue
+    [ "$arch" = "$native" ] && continue
+    dpkg --print-foreign-architectures | grep -qx "$arch" || dpkg --add-architecture "$arch"
+done
 apt_get update -qq
 apt_get install -y -qq --no-install-recommends "${missing[@]}"

@@ -14,7 +14,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "bench_codec.h"
@@ -25,7 +27,10 @@ static const char usage[] =
     "usage: yodel bench [-c ADDR] [-n CONNS] [-s SIZE] [-p DEPTH] [-t DURATION]\n"
     "                   [--warmup DURATION] [--rate N] [--udp] [--threads N] [--timeout D]\n"
     "                   [--reconnect-every N] [--tls] [--ca FILE | --insecure] [--sni NAME]\n"
-    "                   [--cert FILE [--key FILE]] [--json]\n"
+    "                   [--cert FILE [--key FILE]] [--interval D] [--percentiles LIST]\n"
+    "                   [--hist FILE] [--json]\n"
+    "       yodel bench merge [--json] FILE...\n"
+    "       yodel bench compare [--threshold PCT] BASE NEW\n"
     "\n"
     "Load an echo server and report round trips/s, MB/s and latency percentiles.\n"
     "Every echoed byte is checked; any mismatch, reset, unexpected close, timeout,\n"
@@ -64,7 +69,18 @@ static const char usage[] =
     "                            (default: the address's host)\n"
     "      --cert FILE           present this client certificate (PEM; mutual TLS)\n"
     "      --key FILE            its private key (default: read from --cert's file)\n"
-    "      --json                print the report as one JSON object\n"
+    "      --interval D          print one line per interval D (at least 100ms) while\n"
+    "                            measuring: round trips/s, errors and p50/p99 of that\n"
+    "                            interval alone (default 1s when stdout is a terminal,\n"
+    "                            else none). A run whose connections all ended goes on\n"
+    "                            to -t, its intervals at 0 round trips/s\n"
+    "      --percentiles LIST    the latency percentiles the report gives\n"
+    "                            (50,90,99,99.9; each above 0, at most 100)\n"
+    "      --hist FILE           write the latency distribution to FILE in HdrHistogram's\n"
+    "                            percentile format (.hgrm, values in ms, as wrk2 prints)\n"
+    "      --json                print the report as one JSON object (type \"summary\");\n"
+    "                            with --interval, one JSON object per line, one per\n"
+    "                            interval (type \"interval\") before the summary\n"
     "  -h, --help                this help\n"
     "\n"
     "When every connection has ended (the server closed or died), the run stops at once,\n"
@@ -72,7 +88,15 @@ static const char usage[] =
     "The report goes to stdout; a progress line goes to stderr when it is a terminal.\n"
     "Latency percentiles come from a log-linear histogram (within 0.8 %). Connect latency\n"
     "(with TLS: to the handshake's end) counts the first connects, or with\n"
-    "--reconnect-every those made while measuring.\n";
+    "--reconnect-every those made while measuring. The JSON summary carries the\n"
+    "histograms' buckets, so that runs merge exactly:\n"
+    "\n"
+    "  merge FILE...             add up summaries (JSON, or JSON lines: the summary line) of\n"
+    "                            runs made at the same time: counts and rates added,\n"
+    "                            histograms bucket by bucket, percentiles recomputed\n"
+    "  compare BASE NEW          each figure's change; exit 1 if one regressed by more than\n"
+    "                            --threshold (5%): round trips/s down, p50, p99, p99.9 or\n"
+    "                            errors up\n";
 
 static const struct option longopts[] = {
     {"connect", required_argument, NULL, 'c'},
@@ -94,9 +118,51 @@ static const struct option longopts[] = {
     {"sni", required_argument, NULL, 'S'},
     {"cert", required_argument, NULL, 'C'},
     {"key", required_argument, NULL, 'K'},
+    {"interval", required_argument, NULL, 'V'},
+    {"percentiles", required_argument, NULL, 'P'},
+    {"hist", required_argument, NULL, 'H'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
+
+/* --percentiles 50,90,99.9: each above 0 and at most 100. */
+static void take_percentiles(config *cfg, const char *list)
+{
+    const char *p = list;
+    cfg->npercentiles = 0;
+    for (;;) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || (*end != ',' && *end != '\0') || !(v > 0 && v <= 100))
+            usage_error("bench", "--percentiles: bad value in '%s' (use 50,90,99,99.9)", list);
+        if (cfg->npercentiles == MAX_PERCENTILES)
+            usage_error("bench", "--percentiles: more than %d", MAX_PERCENTILES);
+        cfg->percentiles[cfg->npercentiles++] = v;
+        if (*end == '\0')
+            return;
+        p = end + 1;
+    }
+}
+
+/* The options of the reports: --interval, --percentiles, --hist. */
+static void take_report_option(int c, config *cfg)
+{
+    switch (c) {
+    case 'V':
+        cfg->interval_ms = opt_duration_ms("bench", "--interval", optarg);
+        if (cfg->interval_ms < 100)
+            usage_error("bench", "--interval: %s is too short (100ms at least)", optarg);
+        break;
+    case 'P':
+        take_percentiles(cfg, optarg);
+        break;
+    case 'H':
+        if (optarg[0] == '\0')
+            usage_error("bench", "--hist: the file name is empty");
+        cfg->hist_file = optarg;
+        break;
+    }
+}
 
 /* One option from cli_getopt into cfg; a bad value exits 2 naming it. */
 static void take_option(int c, config *cfg)
@@ -169,6 +235,8 @@ static void take_option(int c, config *cfg)
     case 'K':
         cfg->key_file = optarg;
         break;
+    default:
+        take_report_option(c, cfg);
     }
 }
 
@@ -206,7 +274,11 @@ static void parse_options(int argc, char **argv, config *cfg)
                     .duration_ms = 10000,
                     .warmup_ms = 1000,
                     .timeout_ms = 2000,
-                    .threads = 1};
+                    .threads = 1,
+                    /* Live lines by default where someone watches. */
+                    .interval_ms = isatty(STDOUT_FILENO) ? 1000 : 0,
+                    .percentiles = {50, 90, 99, 99.9},
+                    .npercentiles = 4};
     int c;
     while ((c = cli_getopt("bench", argc, argv, "c:n:s:p:t:h", longopts)) != -1)
         take_option(c, cfg);
@@ -238,7 +310,7 @@ static void raise_fd_limit(size_t conns)
 }
 
 /* Reports the run, or why there is none; returns the exit status. */
-static int report(const bench *b, size_t connected, int first_error)
+static int report(bench *b, size_t connected, int first_error)
 {
     const config *cfg = &b->cfg;
     if (connected == 0) {
@@ -256,7 +328,7 @@ static int report(const bench *b, size_t connected, int first_error)
                 cfg->conns, tls_connect_error(b, first_error));
     report_merge(b, r);
     report_print(b, r);
-    int status = report_failed(r) ? EXIT_RUNTIME : EXIT_OK;
+    int status = report_failed(r) || report_write_hist(b, r) < 0 ? EXIT_RUNTIME : EXIT_OK;
     free(r);
     return status;
 }
@@ -264,6 +336,10 @@ static int report(const bench *b, size_t connected, int first_error)
 /* Options -> connect on every thread -> warmup and measure -> report. */
 int cmd_bench(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "merge") == 0)
+        return bench_merge_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "compare") == 0)
+        return bench_compare_main(argc - 1, argv + 1);
     bench *b = calloc(1, sizeof *b);
     if (b == NULL) {
         fprintf(stderr, "yodel bench: out of memory\n");
@@ -272,6 +348,7 @@ int cmd_bench(int argc, char **argv)
     parse_options(argc, argv, &b->cfg);
     format_address(b);
     tls_setup(b);
+    report_open_hist(b);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(b->cfg.conns);
     if (run_start_threads(b) < 0) {
@@ -280,7 +357,12 @@ int cmd_bench(int argc, char **argv)
     }
     int first_error;
     size_t connected = run_wait_connected(b, &first_error);
+    if (intervals_start(b) < 0) {
+        fprintf(stderr, "yodel bench: cannot start the --interval printer\n");
+        return EXIT_RUNTIME;
+    }
     run_measure(b, connected);
+    intervals_stop(b);
     int status = report(b, connected, first_error);
     run_free(b);
     free(b);

@@ -9,7 +9,11 @@
  *                   drawn at its top)
  *   bench_tls.c     the TLS options' checks and the one client configuration every connection
  *                   shares
- *   bench_report.c  the threads' counts merged, and the text and JSON reports
+ *   bench_report.c  the threads' counts merged, and the text and JSON reports (with --hist
+ *                   the .hgrm file)
+ *   bench_interval.c --interval: each worker's copy of its totals at each interval's end, and
+ *                   the thread that prints one line per interval from them
+ *   bench_merge.c   yodel bench merge and yodel bench compare: summaries read back
  *   bench_codec.c   the messages; bench_json.c the JSON string writer; histogram.c latency
  *
  * A struct bench is shared by every thread; each struct worker belongs to its thread (its
@@ -23,6 +27,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "histogram.h"
@@ -34,6 +39,8 @@
 #define LOST_RECORD_MIN  16
 /* --rate: offering less than this share of the target fails the run. */
 #define TARGET_SHARE 0.9
+/* --percentiles: how many the summary may list. */
+#define MAX_PERCENTILES 16
 
 typedef struct config {
     const char *addr;
@@ -56,6 +63,11 @@ typedef struct config {
     const char *sni;
     const char *cert_file;
     const char *key_file;
+    /* Reports: --interval (0: off), --percentiles (in %), --hist. */
+    uint64_t interval_ms;
+    double percentiles[MAX_PERCENTILES];
+    size_t npercentiles;
+    const char *hist_file;
 } config;
 
 typedef struct counters {
@@ -110,6 +122,20 @@ typedef struct client {
 
 struct bench;
 
+/*
+ * --interval: what a worker hands over at each interval's end (bench_interval.c), under
+ * the printer's lock: a copy of its run totals, from which main subtracts the previous copy.
+ */
+typedef struct interval_snap {
+    histogram hist;
+    counters cnt;
+    uint64_t start_ns; /* when the worker began recording */
+    uint64_t at_ns;    /* when this copy was taken */
+    size_t open;       /* connections up at that moment */
+    unsigned seq;      /* intervals handed over: 0 before the first copy */
+    int final;         /* recording has ended: no copy follows */
+} interval_snap;
+
 typedef struct worker {
     /* Set by main before the thread starts. */
     struct bench *b;
@@ -153,6 +179,10 @@ typedef struct worker {
      * or with --reconnect-every those made while measuring. */
     histogram connect_lat;
     char tls_version[16]; /* what the first connection negotiated, "" before */
+    /* --interval (bench_interval.c): the boundary timer and what main last got. */
+    yd_timer *ivl_timer;
+    unsigned ivl_seq;
+    interval_snap ivl;
 } worker;
 
 typedef struct bench {
@@ -166,6 +196,8 @@ typedef struct bench {
     unsigned done;
     _Atomic int interrupted;
     _Atomic int abort_run;
+    FILE *hist_out;              /* --hist, opened before the run */
+    struct intervals *intervals; /* --interval: main's printer (bench_interval.c) */
 } bench;
 
 typedef struct result {
@@ -182,6 +214,7 @@ typedef struct result {
     size_t connected;
     int target_missed; /* --rate: offered less than TARGET_SHARE of it */
     int all_dead;      /* every connection ended before the run did */
+    size_t merged;     /* yodel bench merge: how many runs were added up (0: one run) */
 } result;
 
 /* Inline: the receive path reads it once per read. */
@@ -240,7 +273,33 @@ void worker_finish(worker *w);
 /* bench_report.c: once every thread has ended. */
 void report_merge(const bench *b, result *r);
 int report_failed(const result *r);
-/* Warnings on stderr, then the text or JSON report on stdout. */
+/* Warnings on stderr, then the text or JSON report on stdout; with --hist, the .hgrm file. */
 void report_print(const bench *b, const result *r);
+/* Every error counted (what makes the exit status 1), for the report and each interval. */
+uint64_t counters_errors(const counters *c);
+/* The name of a percentile (in %) in the JSON reports: "p50", "p99_9" (the dot as '_'). */
+void percentile_key(char *buf, size_t size, double pct);
+/* --hist FILE: opened before the run, so that a path it cannot write fails at once (exit 2). */
+void report_open_hist(bench *b);
+/* Writes and closes it: 0, or -1 after saying on stderr why it failed. */
+int report_write_hist(bench *b, const result *r);
+
+/* bench_interval.c: --interval. The worker's side, on its loop (bench_run.c calls them). */
+/* Its boundary timer, when --interval is set: 0 or a negative errno. */
+int interval_setup(worker *w);
+/* Recording began: the first interval starts now. */
+void interval_begin(worker *w);
+/* Recording ended: the last (maybe partial) interval is handed over; the timer is freed. */
+void interval_end(worker *w);
+/* Main's side: the printer thread starts before the load and prints each interval once every
+ * worker handed it over (or a quarter interval after the first did); interval_stop() prints
+ * what remains, once every worker has ended, and joins it. */
+int intervals_start(bench *b);
+void intervals_stop(bench *b);
+
+/* bench_merge.c: yodel bench merge FILE... and yodel bench compare BASE NEW (argv[0] is
+ * "merge" or "compare"); the exit status. */
+int bench_merge_main(int argc, char **argv);
+int bench_compare_main(int argc, char **argv);
 
 #endif

@@ -2,17 +2,20 @@
  * yodel bench's reports. When every thread has ended, report_merge() adds up their counts,
  * histograms and rates into one result; report_print() writes what made the run fail besides
  * counted errors to stderr, then the report to stdout: a few lines of text, or one JSON
- * object (type "summary"; its strings through bench_json.h's writer). Latencies are in
+ * object (type "summary"; its strings through bench_json.h's writer), which carries the
+ * histograms' buckets for yodel bench merge; with --hist, the .hgrm file. Latencies are in
  * microseconds, "null" or "n/a" where nothing was measured. Connect latency is TCP's (or a Unix
  * socket's) without TLS, and with TLS the handshake's, from the connect call to its end (the
  * library tells no moment between the TCP connect and the handshake).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "bench.h"
 #include "bench_json.h"
+#include "cli.h"
 #include "histogram.h"
 #include "yodel.h"
 
@@ -21,7 +24,7 @@ static double us(uint64_t ns)
     return (double)ns / 1000.0;
 }
 
-static uint64_t error_total(const counters *c)
+uint64_t counters_errors(const counters *c)
 {
     return c->connect + c->mismatch + c->reset + c->closed + c->io + c->timeout + c->lost +
            c->duplicate;
@@ -82,7 +85,7 @@ void report_merge(const bench *b, result *r)
 /* Whether the run failed: an error counted, too little offered for --rate, or nothing left. */
 int report_failed(const result *r)
 {
-    return error_total(&r->cnt) > 0 || r->target_missed || r->all_dead;
+    return counters_errors(&r->cnt) > 0 || r->target_missed || r->all_dead;
 }
 
 /* The socket underneath: "tcp", "udp" or "unix" (TLS or not: see "tls"). */
@@ -104,7 +107,16 @@ static void json_us(FILE *f, const char *name, const histogram *h, uint64_t ns)
         fprintf(f, "%.1f", us(ns));
 }
 
-static void json_latency(FILE *f, const histogram *h)
+void percentile_key(char *buf, size_t size, double pct)
+{
+    snprintf(buf, size, "p%g", pct);
+    for (char *p = buf; *p != '\0'; p++)
+        if (*p == '.')
+            *p = '_';
+}
+
+/* min, mean, the --percentiles, max. */
+static void json_latency(FILE *f, const config *cfg, const histogram *h)
 {
     fputc('{', f);
     json_us(f, "min", h, h->min);
@@ -113,17 +125,64 @@ static void json_latency(FILE *f, const histogram *h)
         fputs("null", f);
     else
         fprintf(f, "%.1f", hist_mean(h) / 1000.0);
-    const struct {
-        const char *name;
-        double q;
-    } quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
-    for (size_t i = 0; i < sizeof quantiles / sizeof quantiles[0]; i++) {
+    for (size_t i = 0; i < cfg->npercentiles; i++) {
+        char key[32];
+        percentile_key(key, sizeof key, cfg->percentiles[i]);
+        uint64_t v = hist_quantile(h, cfg->percentiles[i] / 100.0);
         fputc(',', f);
-        json_us(f, quantiles[i].name, h, hist_quantile(h, quantiles[i].q));
+        json_us(f, key, h, v);
+        /* The name p99.9 had before --percentiles, kept for the readers of earlier reports. */
+        if (cfg->percentiles[i] == 99.9) {
+            fputc(',', f);
+            json_us(f, "p999", h, v);
+        }
     }
     fputc(',', f);
     json_us(f, "max", h, h->max);
     fputc('}', f);
+}
+
+/*
+ * The histogram itself, sparse (only buckets that hold counts), in nanoseconds: what
+ * yodel bench merge adds up. Its layout (sub_bits, max_bits) must match to merge.
+ */
+static void json_histogram(FILE *f, const char *name, const histogram *h)
+{
+    fprintf(f, ",\"%s\":{\"unit\":\"ns\",\"sub_bits\":%d,\"max_bits\":%d,\"count\":%llu,", name,
+            HIST_SUB_BITS, HIST_MAX_BITS, (unsigned long long)h->count);
+    if (h->count == 0)
+        fputs("\"min_ns\":null,\"max_ns\":null,", f);
+    else
+        fprintf(f, "\"min_ns\":%llu,\"max_ns\":%llu,", (unsigned long long)h->min,
+                (unsigned long long)h->max);
+    fprintf(f, "\"sum_ns\":%.0f,\"counts\":[", h->sum);
+    const char *sep = "";
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        if (h->buckets[i] == 0)
+            continue;
+        fprintf(f, "%s[%u,%llu]", sep, i, (unsigned long long)h->buckets[i]);
+        sep = ",";
+    }
+    fputs("]}", f);
+}
+
+/* What merge needs beyond the figures: messages sent, how many runs, the histograms. */
+static void json_histograms(FILE *f, const config *cfg, const result *r)
+{
+    fprintf(f, ",\"sent\":%llu,\"merged_runs\":", (unsigned long long)r->cnt.sent);
+    if (r->merged > 0)
+        fprintf(f, "%zu", r->merged);
+    else
+        fputs("null", f);
+    json_histogram(f, "latency_histogram", &r->hist);
+    if (cfg->rate > 0)
+        json_histogram(f, "send_lag_histogram", &r->send_lag);
+    else
+        fputs(",\"send_lag_histogram\":null", f);
+    if (!cfg->udp)
+        json_histogram(f, "connect_histogram", &r->connect_lat);
+    else
+        fputs(",\"connect_histogram\":null", f);
 }
 
 static double unix_time_s(void)
@@ -131,6 +190,28 @@ static double unix_time_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000000) / 1000.0;
+}
+
+/* latency_us, send_lag_us, connect_us and handshake_us (null where they do not apply). */
+static void json_latencies(FILE *f, const config *cfg, const result *r)
+{
+    json_latency(f, cfg, &r->hist);
+    fputs(",\"send_lag_us\":", f);
+    if (cfg->rate > 0)
+        json_latency(f, cfg, &r->send_lag);
+    else
+        fputs("null", f);
+    /* Connect latency: TCP's (or a Unix socket's) without TLS, the handshake's with it. */
+    fputs(",\"connect_us\":", f);
+    if (!cfg->udp && !cfg->tls)
+        json_latency(f, cfg, &r->connect_lat);
+    else
+        fputs("null", f);
+    fputs(",\"handshake_us\":", f);
+    if (cfg->tls)
+        json_latency(f, cfg, &r->connect_lat);
+    else
+        fputs("null", f);
 }
 
 static void print_json(const bench *b, const result *r)
@@ -157,23 +238,7 @@ static void print_json(const bench *b, const result *r)
             r->offered, r->target_missed ? "true" : "false", r->all_dead ? "true" : "false",
             r->duration_s, (double)cfg->warmup_ms / 1000.0, (unsigned long long)c->round_trips,
             r->rate, r->rate * (double)cfg->size / 1e6);
-    json_latency(f, &r->hist);
-    fputs(",\"send_lag_us\":", f);
-    if (cfg->rate > 0)
-        json_latency(f, &r->send_lag);
-    else
-        fputs("null", f);
-    /* Connect latency: TCP's (or a Unix socket's) without TLS, the handshake's with it. */
-    fputs(",\"connect_us\":", f);
-    if (!cfg->udp && !cfg->tls)
-        json_latency(f, &r->connect_lat);
-    else
-        fputs("null", f);
-    fputs(",\"handshake_us\":", f);
-    if (cfg->tls)
-        json_latency(f, &r->connect_lat);
-    else
-        fputs("null", f);
+    json_latencies(f, cfg, r);
     fprintf(f, ",\"tls\":%s,\"tls_version\":", cfg->tls ? "true" : "false");
     if (r->tls_version != NULL)
         json_string(f, r->tls_version);
@@ -194,30 +259,34 @@ static void print_json(const bench *b, const result *r)
     fprintf(f,
             ",\"errors\":%llu,\"error_counts\":{\"connect\":%llu,\"mismatch\":%llu,"
             "\"reset\":%llu,\"closed\":%llu,\"io\":%llu,\"timeout\":%llu,\"lost\":%llu,"
-            "\"duplicate\":%llu},\"reordered\":%llu,\"late\":%llu}\n",
-            (unsigned long long)error_total(c), (unsigned long long)c->connect,
+            "\"duplicate\":%llu},\"reordered\":%llu,\"late\":%llu",
+            (unsigned long long)counters_errors(c), (unsigned long long)c->connect,
             (unsigned long long)c->mismatch, (unsigned long long)c->reset,
             (unsigned long long)c->closed, (unsigned long long)c->io,
             (unsigned long long)c->timeout, (unsigned long long)c->lost,
             (unsigned long long)c->duplicate, (unsigned long long)c->reordered,
             (unsigned long long)c->late);
+    json_histograms(f, cfg, r);
+    fputs("}\n", f);
 }
 
-/* One report line of percentiles, or n/a when nothing was measured. */
-static void print_percentiles(const char *label, const histogram *h)
+/* One report line of percentiles (min, --percentiles, max), or n/a when nothing was measured. */
+static void print_percentiles(const config *cfg, const char *label, const histogram *h)
 {
     if (h->count == 0) {
         printf("  %-14s n/a (nothing measured)\n", label);
         return;
     }
-    printf("  %-14s min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", label,
-           us(h->min), us(hist_quantile(h, 0.5)), us(hist_quantile(h, 0.9)),
-           us(hist_quantile(h, 0.99)), us(hist_quantile(h, 0.999)), us(h->max));
+    printf("  %-14s min %.1f", label, us(h->min));
+    for (size_t i = 0; i < cfg->npercentiles; i++)
+        printf("  p%g %.1f", cfg->percentiles[i],
+               us(hist_quantile(h, cfg->percentiles[i] / 100.0)));
+    printf("  max %.1f\n", us(h->max));
 }
 
 static void print_errors(const counters *c)
 {
-    printf("  errors         %llu", (unsigned long long)error_total(c));
+    printf("  errors         %llu", (unsigned long long)counters_errors(c));
     const struct {
         const char *name;
         uint64_t n;
@@ -243,6 +312,9 @@ static void print_text(const bench *b, const result *r)
            "%u thread%s\n",
            b->addr, cfg->conns, cfg->conns == 1 ? "" : "s", r->connected, cfg->size, cfg->depth,
            cfg->rate > 0 ? "open loop" : "closed loop", cfg->threads, cfg->threads == 1 ? "" : "s");
+    if (r->merged > 0)
+        printf("  merged         %zu runs made at the same time: counts and rates added\n",
+               r->merged);
     if (cfg->tls)
         printf("  tls            %s, the server's certificate %s\n",
                r->tls_version != NULL ? r->tls_version : "(no handshake done)",
@@ -263,13 +335,13 @@ static void print_text(const bench *b, const result *r)
                (unsigned long long)c->connects,
                cfg->resume ? "--resume offers the last session" : "every one full");
     printf("  throughput     %.2f MB/s of payload each way\n", r->rate * (double)cfg->size / 1e6);
-    print_percentiles("latency (us)", &r->hist);
+    print_percentiles(cfg, "latency (us)", &r->hist);
     if (cfg->rate > 0)
-        print_percentiles("send lag (us)", &r->send_lag);
+        print_percentiles(cfg, "send lag (us)", &r->send_lag);
     if (cfg->tls)
-        print_percentiles("handshake (us)", &r->connect_lat);
+        print_percentiles(cfg, "handshake (us)", &r->connect_lat);
     else if (!cfg->udp)
-        print_percentiles("connect (us)", &r->connect_lat);
+        print_percentiles(cfg, "connect (us)", &r->connect_lat);
     print_errors(c);
     if (cfg->udp)
         printf("  datagrams      %llu reordered, %llu late\n", (unsigned long long)c->reordered,
@@ -281,10 +353,10 @@ static void print_warnings(const bench *b, const result *r)
 {
     const config *cfg = &b->cfg;
     if (r->all_dead)
-        fprintf(stderr,
-                "yodel bench: every connection ended after %.2f s of measuring; the run "
-                "stopped there\n",
-                r->duration_s);
+        fprintf(stderr, "yodel bench: every connection ended after %.2f s of measuring; %s\n",
+                r->duration_s,
+                cfg->interval_ms != 0 ? "the intervals after it show 0 round trips/s"
+                                      : "the run stopped there");
     if (r->target_missed)
         fprintf(stderr,
                 "yodel bench: offered %.1f round trips/s, %.1f %% of the %llu asked for (send "
@@ -294,6 +366,30 @@ static void print_warnings(const bench *b, const result *r)
     if (r->first_reconnect_error != 0)
         fprintf(stderr, "yodel bench: reconnecting failed (%llu connect errors in all): %s\n",
                 (unsigned long long)r->cnt.connect, tls_connect_error(b, r->first_reconnect_error));
+}
+
+void report_open_hist(bench *b)
+{
+    const char *path = b->cfg.hist_file;
+    if (path == NULL)
+        return;
+    b->hist_out = fopen(path, "w");
+    if (b->hist_out == NULL)
+        usage_error("bench", "--hist: cannot write '%s': %s", path, strerror(errno));
+}
+
+int report_write_hist(bench *b, const result *r)
+{
+    if (b->hist_out == NULL)
+        return 0;
+    int rc = hist_write_hgrm(&r->hist, b->hist_out, 1e6);
+    if (fclose(b->hist_out) != 0)
+        rc = -1;
+    b->hist_out = NULL;
+    if (rc < 0)
+        fprintf(stderr, "yodel bench: cannot write --hist '%s': %s\n", b->cfg.hist_file,
+                strerror(errno));
+    return rc;
 }
 
 void report_print(const bench *b, const result *r)

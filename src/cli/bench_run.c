@@ -84,7 +84,7 @@ static int worker_setup(worker *w)
     if ((rc = yd_loop_new(&w->loop)) < 0)
         return rc;
     if ((rc = yd_timer_new(w->loop, on_tick, w, &w->tick)) < 0 ||
-        (rc = yd_timer_new(w->loop, on_phase, w, &w->phase)) < 0)
+        (rc = yd_timer_new(w->loop, on_phase, w, &w->phase)) < 0 || (rc = interval_setup(w)) < 0)
         return rc;
     if (w->id == 0 && (rc = yd_loop_on_shutdown_signals(w->loop, on_signal, NULL, w->b)) < 0)
         return rc;
@@ -127,10 +127,17 @@ void worker_connect_done(worker *w)
     connect_next(w);
 }
 
-/* Nothing is left to measure: the run ends now, its rates over the time it was live. */
+/*
+ * Nothing is left to measure: the run ends now, its rates over the time it was live. With
+ * --interval the clock goes on to -t, so that the intervals show the outage (0/s).
+ */
 static void end_dead(worker *w)
 {
     w->all_dead = 1;
+    if (w->recording && w->b->cfg.interval_ms != 0) {
+        w->record_end_ns = now_ns();
+        return;
+    }
     end_recording(w);
 }
 
@@ -189,6 +196,7 @@ static void begin_recording(worker *w)
     w->recording = 1;
     w->record_start_ns = now_ns();
     yd_timer_start(w->phase, w->b->cfg.duration_ms, 0);
+    interval_begin(w);
 }
 
 /* Stops sending; the worker finishes when what is in flight has come back or timed out. */
@@ -196,11 +204,12 @@ static void end_recording(worker *w)
 {
     if (w->stopping)
         return;
-    if (w->recording)
+    if (w->recording && w->record_end_ns == 0) /* end_dead() may have set it */
         w->record_end_ns = now_ns();
     w->recording = 0;
     w->stopping = 1;
     yd_timer_stop(w->phase);
+    interval_end(w);
     if (w->inflight == 0)
         worker_finish(w);
 }
@@ -277,6 +286,7 @@ void worker_finish(worker *w)
     if (w->finishing)
         return;
     w->finishing = 1;
+    interval_end(w);
     yd_timer_free(w->tick);
     yd_timer_free(w->phase);
     w->tick = w->phase = NULL;
@@ -425,7 +435,8 @@ size_t run_wait_connected(bench *b, int *first_error)
 void run_measure(bench *b, size_t connected)
 {
     const config *cfg = &b->cfg;
-    int progress = isatty(STDERR_FILENO);
+    /* --interval lines say the same, and on a terminal the two would overwrite each other. */
+    int progress = isatty(STDERR_FILENO) && cfg->interval_ms == 0;
     if (connected == 0)
         atomic_store(&b->abort_run, 1);
     for (unsigned i = 0; i < cfg->threads; i++)

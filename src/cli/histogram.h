@@ -8,12 +8,19 @@
 #define YODEL_HISTOGRAM_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #define HIST_SUB_BITS  7
 #define HIST_SUB_COUNT (1u << HIST_SUB_BITS)
 /* Values up to 2^40 (about 18 minutes in nanoseconds); larger ones are clamped. */
 #define HIST_MAX_BITS 40
 #define HIST_BUCKETS  ((HIST_MAX_BITS - HIST_SUB_BITS + 1) * HIST_SUB_COUNT)
+/*
+ * The same layout in HdrHistogram's terms (its .hgrm footer): 256 sub-buckets, the first
+ * bucket exact up to 255, each next one covering twice the range at half the resolution.
+ */
+#define HIST_HDR_SUB_BUCKETS (2 * HIST_SUB_COUNT)
+#define HIST_HDR_BUCKETS     (HIST_MAX_BITS - HIST_SUB_BITS)
 
 typedef struct histogram {
     uint64_t count;
@@ -33,9 +40,27 @@ void hist_merge(histogram *dst, const histogram *src);
  */
 uint64_t hist_quantile(const histogram *h, double q);
 double hist_mean(const histogram *h);
+/* The standard deviation, from each bucket's middle (as HdrHistogram computes it). */
+double hist_stddev(const histogram *h);
+/*
+ * out = now - before, bucket by bucket: what was recorded between two copies of one
+ * histogram (--interval). min and max become the bounds of the lowest and highest bucket
+ * that gained counts, so quantiles keep the bucket error and no more.
+ */
+void hist_diff(histogram *out, const histogram *now, const histogram *before);
+/*
+ * Writes the percentile distribution as HdrHistogram's hdr_percentiles_print (CLASSIC) does,
+ * the .hgrm text that wrk2 --latency prints and HdrHistogram's plotter reads: a header, one
+ * row per percentile step (5 ticks per halving of the distance to 100 %), the last at
+ * percentile 1 with 1/(1-p) "inf", then the #[Mean ...], #[Max ...], #[Buckets ...] footer.
+ * Values are divided by scale (1e6: ns to ms, as wrk2). Returns 0, or -1 if a write failed.
+ */
+int hist_write_hgrm(const histogram *h, FILE *f, double scale);
 
 /* The bucket index of a value and the lowest value of a bucket (exposed for tests). */
 unsigned hist_index(uint64_t value);
 uint64_t hist_bucket_low(unsigned index);
+/* The highest value that lands in a bucket (HdrHistogram's "highest equivalent value"). */
+uint64_t hist_bucket_high(unsigned index);
 
 #endif

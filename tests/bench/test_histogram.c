@@ -3,7 +3,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -97,6 +99,42 @@ static void test_huge_values_are_clamped_not_lost(void **state)
     assert_true(hist_index(UINT64_MAX) < HIST_BUCKETS);
 }
 
+static void test_diff_holds_what_was_recorded_between_two_copies(void **state)
+{
+    (void)state;
+    static histogram before, now, out;
+    hist_reset(&now);
+    hist_record(&now, 1000);
+    before = now;
+    hist_record(&now, 50000);
+    hist_record(&now, 50000);
+    hist_diff(&out, &now, &before);
+    assert_int_equal(out.count, 2);
+    assert_true(out.sum == 100000);
+    assert_true(out.min <= 50000 && out.max >= 50000);
+    assert_true(hist_quantile(&out, 0.01) > 49000);
+}
+
+static void test_hgrm_rows_end_at_percentile_one_with_the_total_count(void **state)
+{
+    (void)state;
+    hist_reset(&h);
+    for (uint64_t v = 1; v <= 1000; v++)
+        hist_record(&h, v * 1000000);
+    char buf[1 << 16];
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    assert_non_null(f);
+    assert_int_equal(hist_write_hgrm(&h, f, 1e6), 0);
+    fclose(f);
+    assert_non_null(strstr(buf, "Value   Percentile   TotalCount 1/(1-Percentile)\n\n"));
+    assert_non_null(strstr(buf, "1.000000         1000          inf\n#[Mean    = "));
+    assert_non_null(strstr(buf, "Total count    =         1000]"));
+    assert_non_null(strstr(buf, "#[Buckets =           33, SubBuckets     =          256]\n"));
+    /* The median row: the highest value of the bucket holding 500 ms (about 2 ms wide, so it
+     * holds 499, 500 and 501 ms), the count up to that bucket, and 1/(1-0.5) = 2. */
+    assert_non_null(strstr(buf, "     501.219     0.500000          501         2.00\n"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -108,6 +146,8 @@ int main(void)
         cmocka_unit_test(test_merge_adds_counts_and_keeps_extremes),
         cmocka_unit_test(test_empty_histogram_reads_zero),
         cmocka_unit_test(test_huge_values_are_clamped_not_lost),
+        cmocka_unit_test(test_diff_holds_what_was_recorded_between_two_copies),
+        cmocka_unit_test(test_hgrm_rows_end_at_percentile_one_with_the_total_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
