@@ -419,6 +419,26 @@ class PrometheusTest(unittest.TestCase):
                             'count(yodel_messages_total{job="yodel-pods"})': 2},
                            "the pod's series")
 
+    def test_kubernetes_job_selects_the_label_and_metrics_ports_of_contrib_k8s(self):
+        try:
+            import yaml
+        except ImportError:
+            self.skipTest("python3-yaml is not installed")
+        with open(os.path.join(CONTRIB, "prometheus-kubernetes.yml")) as f:
+            job = yaml.safe_load(f)["scrape_configs"][0]
+        keep = {r["source_labels"][0]: re.compile("^(?:%s)$" % r["regex"])
+                for r in job["relabel_configs"] if r.get("action") == "keep"}
+        with open(os.path.join(SOURCE_DIR, "contrib", "k8s", "deployment.yaml")) as f:
+            pod = yaml.safe_load(f)["spec"]["template"]
+        app = pod["metadata"]["labels"]["app.kubernetes.io/name"]
+        self.assertTrue(keep["__meta_kubernetes_pod_label_app_kubernetes_io_name"].match(app))
+        ports = [p for c in pod["spec"]["containers"] for p in c["ports"]]
+        metrics = {p["name"] for p in ports if p["name"].endswith("metrics")}
+        self.assertEqual(len(metrics), len(pod["spec"]["containers"]))  # one per container
+        for p in ports:
+            self.assertEqual(bool(keep["__meta_kubernetes_pod_container_port_name"].match(
+                p["name"])), p["name"] in metrics, p["name"])
+
     def test_shipped_config_and_rules_pass_promtool_check(self):
         r = subprocess.run([self.promtool, "check", "config",
                             os.path.join(CONTRIB, "prometheus.yml")],
