@@ -6,6 +6,12 @@
  *
  *   epoll_client HOST:PORT CONNS SIZE SECONDS [WARMUP_SECONDS]
  * Prints one JSON object: {"round_trips_per_s": ..., "round_trips": ..., "errors": ...}.
+ *
+ *   epoll_client --crr HOST:PORT CONNS SIZE SECONDS [WARMUP_SECONDS]
+ * netperf's TCP_CRR, the figure `yodel bench --reconnect-every 1` is held to: CONNS slots, each
+ * in a loop of a non-blocking connect, one message sent, its echo read whole and compared,
+ * close. Prints {"connects_per_s": ..., "connects": ..., "errors": ...} (a connection counts
+ * once its echo came back, in the SECONDS after the warmup).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -34,10 +40,114 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* --crr: one slot's connection, from connect to close. */
+typedef struct crr_slot {
+    int fd;
+    int connected;
+    size_t got;
+} crr_slot;
+
+static int crr_open(int epfd, crr_slot *c, const struct sockaddr_in *sa)
+{
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    c->connected = 0;
+    c->got = 0;
+    if (c->fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(c->fd, (const struct sockaddr *)sa, sizeof *sa) < 0 && errno != EINPROGRESS) {
+        close(c->fd);
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
+/* The connect finished: send the message and wait for its echo. 0, or -1 on an error. */
+static int crr_connected(int epfd, crr_slot *c, const char *msg, size_t size)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0)
+        return -1;
+    c->connected = 1;
+    if (send(c->fd, msg, size, MSG_NOSIGNAL) != (ssize_t)size)
+        return -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    return epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Reads the echo; 1 when it is whole and right, 0 for more to come, -1 on an error. */
+static int crr_read(crr_slot *c, const char *msg, char *in, size_t size)
+{
+    ssize_t r = recv(c->fd, in + c->got, size - c->got, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (r <= 0)
+        return -1;
+    c->got += (size_t)r;
+    if (c->got < size)
+        return 0;
+    return memcmp(in, msg, size) == 0 ? 1 : -1;
+}
+
+static int run_crr(const struct sockaddr_in *sa, int conns, size_t size, double seconds,
+                   double warmup)
+{
+    int epfd = epoll_create1(0);
+    crr_slot *slots = calloc((size_t)conns, sizeof *slots);
+    char *msg = malloc(size), *in = malloc(size);
+    if (epfd < 0 || slots == NULL || msg == NULL || in == NULL)
+        return 1;
+    for (size_t j = 0; j + 1 < size; j++)
+        msg[j] = (char)('!' + (j * 7) % 94);
+    msg[size - 1] = '\n';
+    unsigned long errors = 0;
+    for (int i = 0; i < conns; i++)
+        if (crr_open(epfd, &slots[i], sa) < 0)
+            errors++;
+    double start = now_s(), measure_from = start + warmup, end = measure_from + seconds;
+    unsigned long long count = 0, at_measure = 0;
+    int measuring = 0;
+    struct epoll_event events[512];
+    for (;;) {
+        int n = epoll_wait(epfd, events, 512, 100);
+        for (int i = 0; i < n; i++) {
+            crr_slot *c = events[i].data.ptr;
+            int rc = c->connected ? crr_read(c, msg, in, size) : crr_connected(epfd, c, msg, size);
+            if (rc == 0)
+                continue;
+            if (rc < 0)
+                errors++;
+            else
+                count++;
+            close(c->fd); /* also leaves the epoll set */
+            if (crr_open(epfd, c, sa) < 0)
+                errors++;
+        }
+        double t = now_s();
+        if (!measuring && t >= measure_from) {
+            measuring = 1;
+            at_measure = count;
+            measure_from = t;
+        }
+        if (t >= end) {
+            double rate = (double)(count - at_measure) / (t - measure_from);
+            printf("{\"connects_per_s\":%.1f,\"connects\":%llu,\"errors\":%lu}\n", rate,
+                   count - at_measure, errors);
+            return errors ? 1 : 0;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    int crr = argc > 1 && strcmp(argv[1], "--crr") == 0;
+    argc -= crr;
+    argv += crr;
     if (argc < 5) {
-        fprintf(stderr, "usage: epoll_client HOST:PORT CONNS SIZE SECONDS [WARMUP]\n");
+        fprintf(stderr, "usage: epoll_client [--crr] HOST:PORT CONNS SIZE SECONDS [WARMUP]\n");
         return 2;
     }
     char host[64];
@@ -58,6 +168,8 @@ int main(int argc, char **argv)
     }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
     inet_pton(AF_INET, host, &sa.sin_addr);
+    if (crr)
+        return run_crr(&sa, conns, size, seconds, warmup);
     int epfd = epoll_create1(0);
     client *clients = calloc((size_t)conns, sizeof *clients);
     unsigned long errors = 0;

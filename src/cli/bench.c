@@ -24,11 +24,12 @@
 #include "yodel.h"
 
 static const char usage[] =
-    "usage: yodel bench [-c ADDR] [-n CONNS] [-s SIZE] [-p DEPTH] [-t DURATION]\n"
-    "                   [--warmup DURATION] [--rate N] [--udp] [--threads N] [--timeout D]\n"
-    "                   [--reconnect-every N] [--tls] [--ca FILE | --insecure] [--sni NAME]\n"
-    "                   [--cert FILE [--key FILE]] [--interval D] [--percentiles LIST]\n"
-    "                   [--hist FILE] [--json]\n"
+    "usage: yodel bench [-c ADDR]... [-n CONNS] [-s SIZE] [-p DEPTH] [-t DURATION]\n"
+    "                   [--warmup DURATION] [--rate N | --rate A:B --ramp D] [--udp]\n"
+    "                   [--threads N] [--timeout D] [--reconnect-every N] [--connect-rate R]\n"
+    "                   [--bind ADDR]... [--find-max --slo SLO] [--tls]\n"
+    "                   [--ca FILE | --insecure] [--sni NAME] [--cert FILE [--key FILE]]\n"
+    "                   [--interval D] [--percentiles LIST] [--hist FILE] [--json]\n"
     "       yodel bench merge [--json] FILE...\n"
     "       yodel bench compare [--threshold PCT] BASE NEW\n"
     "\n"
@@ -37,7 +38,9 @@ static const char usage[] =
     "lost or duplicated datagram or failed connect makes the exit status 1.\n"
     "\n"
     "  -c, --connect ADDR        server: HOST:PORT, udp://HOST:PORT, unix:PATH,\n"
-    "                            tls://HOST:PORT, tls+unix:PATH (127.0.0.1:8888)\n"
+    "                            tls://HOST:PORT, tls+unix:PATH (127.0.0.1:8888);\n"
+    "                            repeatable: connection i goes to target i % targets,\n"
+    "                            all of one kind, each with its own figures in the report\n"
     "  -n, --connections CONNS   connections, opened in batches of 64 per thread (50)\n"
     "  -s, --size SIZE           message size in bytes, its final '\\n' included (64;\n"
     "                            2 to 1m, 65507 for UDP)\n"
@@ -51,6 +54,10 @@ static const char usage[] =
     "                            rate offered and the send lag (how late sends went out);\n"
     "                            offering less than 90 % of N is a failure (exit 1): the\n"
     "                            connections were full, so add connections or depth\n"
+    "      --rate A:B --ramp D   open loop, the rate rising linearly from A to B round\n"
+    "                            trips/s over the first D of -t (warmup at A), then B;\n"
+    "                            B below A, D longer than -t, or one without the other\n"
+    "                            is an error\n"
     "      --udp                 use UDP (same as -c udp://HOST:PORT); lost and duplicated\n"
     "                            datagrams are errors, reordered and late ones (back after\n"
     "                            being counted lost) are counted\n"
@@ -59,6 +66,21 @@ static const char usage[] =
     "      --reconnect-every N   close each connection after N round trips and connect\n"
     "                            again (1: a connection per round trip, netperf's TCP_CRR);\n"
     "                            reports connects/s (handshakes/s with TLS)\n"
+    "      --connect-rate R      open new connections at R/s in all: the first ones\n"
+    "                            (instead of batches), and with --reconnect-every the\n"
+    "                            reconnects; the report says how long connecting took\n"
+    "      --bind ADDR           connect from this source address (127.0.0.2, [::1],\n"
+    "                            IP:PORT); repeatable: connections spread round-robin\n"
+    "                            (127.0.0.x for more than 64k connections to one port)\n"
+    "      --find-max            search the highest open-loop rate that holds --slo:\n"
+    "                            steps of --warmup and -t on the same connections, the\n"
+    "                            rate doubling from --rate (1000) until the SLO breaks,\n"
+    "                            then bisected to within 5 %; a line per step, then the\n"
+    "                            highest rate held (exit 1 if none did)\n"
+    "      --slo SLO             what a step must hold, e.g. 'p99<=1ms,errors<=0.1%':\n"
+    "                            p50, p90, p99, p99.9 <= a latency (us, ms, s); errors <=\n"
+    "                            a share of the messages sent (0.1%) or a count (10);\n"
+    "                            and at least 90 % of the rate offered\n"
     "      --tls                 use TLS (same as -c tls://HOST:PORT); the server's\n"
     "                            certificate is verified with the system's CAs\n"
     "      --ca FILE             verify it with these CAs (PEM) instead\n"
@@ -122,6 +144,12 @@ static const struct option longopts[] = {
     {"percentiles", required_argument, NULL, 'P'},
     {"hist", required_argument, NULL, 'H'},
     {"help", no_argument, NULL, 'h'},
+    /* The load shape (bench_load.c). */
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
+    {"ramp", required_argument, NULL, OPT_RAMP},
+    {"find-max", no_argument, NULL, OPT_FIND_MAX},
+    {"slo", required_argument, NULL, OPT_SLO},
     {NULL, 0, NULL, 0},
 };
 
@@ -167,13 +195,12 @@ static void take_report_option(int c, config *cfg)
 /* One option from cli_getopt into cfg; a bad value exits 2 naming it. */
 static void take_option(int c, config *cfg)
 {
+    if (load_take_option(c, optarg, cfg))
+        return;
     switch (c) {
     case 'h':
         fputs(usage, stdout);
         exit(EXIT_OK);
-    case 'c':
-        cfg->addr = opt_addr("bench", "-c", optarg);
-        break;
     case 'n':
         cfg->conns = (size_t)opt_long("bench", "-n", optarg, 1, 1000000);
         break;
@@ -190,9 +217,6 @@ static void take_option(int c, config *cfg)
         break;
     case 'W':
         cfg->warmup_ms = opt_duration_ms("bench", "--warmup", optarg);
-        break;
-    case 'R':
-        cfg->rate = (uint64_t)opt_long("bench", "--rate", optarg, 1, 1000000000);
         break;
     case 'U':
         cfg->udp = 1;
@@ -243,6 +267,7 @@ static void take_option(int c, config *cfg)
 /* The checks that take several options together; exits 2 naming the problem. */
 static void check_options(config *cfg)
 {
+    load_check_options(cfg);
     yd_addr addr;
     yd_addr_parse(cfg->addr, &addr);
     if (addr.transport == YD_UDP)
@@ -287,18 +312,6 @@ static void parse_options(int argc, char **argv, config *cfg)
     check_options(cfg);
 }
 
-/* The address as the reports name it and connects go to: formatted, udp:// with --udp,
- * tls:// (tls+unix:) with --tls. */
-static void format_address(bench *b)
-{
-    yd_addr addr;
-    yd_addr_parse(b->cfg.addr, &addr); /* checked by opt_addr */
-    if (b->cfg.udp)
-        addr.transport = YD_UDP;
-    addr.tls = b->cfg.tls;
-    yd_addr_format(&addr, b->addr, sizeof b->addr);
-}
-
 /* Each connection takes a descriptor: lift the soft limit as far as allowed. */
 static void raise_fd_limit(size_t conns)
 {
@@ -333,6 +346,27 @@ static int report(bench *b, size_t connected, int first_error)
     return status;
 }
 
+/*
+ * The run with its intervals and report or, with --find-max, the steps of the search; returns
+ * the exit status.
+ */
+static int measure(bench *b, size_t connected, int first_error)
+{
+    if (b->cfg.find_max && connected > 0) {
+        if (first_error < 0)
+            fprintf(stderr, "yodel bench: %zu of %zu connections failed: %s\n",
+                    b->cfg.conns - connected, b->cfg.conns, tls_connect_error(b, first_error));
+        return findmax_run(b, connected);
+    }
+    if (intervals_start(b) < 0) {
+        fprintf(stderr, "yodel bench: cannot start the --interval printer\n");
+        return EXIT_RUNTIME;
+    }
+    run_measure(b, connected);
+    intervals_stop(b);
+    return report(b, connected, first_error);
+}
+
 /* Options -> connect on every thread -> warmup and measure -> report. */
 int cmd_bench(int argc, char **argv)
 {
@@ -346,7 +380,9 @@ int cmd_bench(int argc, char **argv)
         return EXIT_RUNTIME;
     }
     parse_options(argc, argv, &b->cfg);
-    format_address(b);
+    /* The addresses as the reports name them and connects go to: formatted, udp:// with --udp,
+     * tls:// (tls+unix:) with --tls. */
+    load_format_targets(b);
     tls_setup(b);
     report_open_hist(b);
     signal(SIGPIPE, SIG_IGN);
@@ -357,13 +393,7 @@ int cmd_bench(int argc, char **argv)
     }
     int first_error;
     size_t connected = run_wait_connected(b, &first_error);
-    if (intervals_start(b) < 0) {
-        fprintf(stderr, "yodel bench: cannot start the --interval printer\n");
-        return EXIT_RUNTIME;
-    }
-    run_measure(b, connected);
-    intervals_stop(b);
-    int status = report(b, connected, first_error);
+    int status = measure(b, connected, first_error);
     run_free(b);
     free(b);
     return status;

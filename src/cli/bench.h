@@ -14,6 +14,9 @@
  *   bench_interval.c --interval: each worker's copy of its totals at each interval's end, and
  *                   the thread that prints one line per interval from them
  *   bench_merge.c   yodel bench merge and yodel bench compare: summaries read back
+ *   bench_load.c    the load shape's options: several targets (-c repeated, their figures in
+ *                   the reports), --bind, --connect-rate, --rate A:B --ramp, --slo
+ *   bench_findmax.c --find-max: steps of -t at rising rates, bisected, until the SLO breaks
  *   bench_codec.c   the messages; bench_json.c the JSON string writer; histogram.c latency
  *
  * A struct bench is shared by every thread; each struct worker belongs to its thread (its
@@ -39,6 +42,17 @@
 #define LOST_RECORD_MIN  16
 /* --rate: offering less than this share of the target fails the run. */
 #define TARGET_SHARE 0.9
+/* -c and --bind, repeated. */
+#define MAX_TARGETS 64
+#define MAX_BINDS   256
+
+/* --slo: what a --find-max step must hold (bench_load.c parses it). */
+typedef struct slo {
+    uint64_t latency_ns[4]; /* p50, p90, p99, p99.9; 0: no bound */
+    int has_errors;
+    int errors_pct; /* the bound is a share of the messages sent, not a count */
+    double errors;  /* % or count */
+} slo;
 /* --percentiles: how many the summary may list. */
 #define MAX_PERCENTILES 16
 
@@ -63,6 +77,18 @@ typedef struct config {
     const char *sni;
     const char *cert_file;
     const char *key_file;
+    /* Load shape (bench_load.c): several targets (addr is the first), source addresses, the
+     * pace of connects, a ramp of --rate, and the max-rate search. */
+    const char *addrs[MAX_TARGETS];
+    size_t ntargets;
+    const char *binds[MAX_BINDS];
+    size_t nbinds;
+    uint64_t connect_rate; /* new connections/s in all; 0: batches of CONNECT_BATCH */
+    uint64_t rate_from;    /* --rate A:B: A, where the ramp starts (rate is B); else rate */
+    uint64_t ramp_ms;      /* --ramp: from rate_from to rate over this, from the measuring on */
+    int find_max;
+    const char *slo_text;
+    slo slo;
     /* Reports: --interval (0: off), --percentiles (in %), --hist. */
     uint64_t interval_ms;
     double percentiles[MAX_PERCENTILES];
@@ -93,10 +119,18 @@ enum client_state {
     CLIENT_OPEN,
     CLIENT_CLOSING,
     CLIENT_RECONNECTING, /* --reconnect-every: closing, to connect again in on_close */
+    CLIENT_WAITING,      /* with --connect-rate: closed, waiting for its turn to connect */
     CLIENT_DEAD
 };
 
 struct worker;
+
+/* -c repeated: one target's counts on one thread (bench_load.c). */
+typedef struct target_tally {
+    counters cnt;
+    histogram hist;
+    int connect_error; /* the first connect that could not start: the others are not tried */
+} target_tally;
 
 typedef struct client {
     struct worker *w;
@@ -110,6 +144,7 @@ typedef struct client {
     uint64_t next_due_ns;
     size_t rx_off;      /* stream: bytes of the next echo received so far */
     int rx_bad;         /* stream: those bytes differ from what was sent */
+    uint32_t target;    /* -c repeated: which one this connection goes to (index % targets) */
     size_t lost_next;   /* UDP: where the next lost sequence number goes in lost[] */
     char *msg;          /* the message template; its header is rewritten per send */
     uint64_t *start_ns; /* DEPTH slots: when each message in flight started */
@@ -179,6 +214,19 @@ typedef struct worker {
      * or with --reconnect-every those made while measuring. */
     histogram connect_lat;
     char tls_version[16]; /* what the first connection negotiated, "" before */
+    /* Load shape (bench_load.c, bench_run.c): counts per target (NULL with one target); the
+     * pace of connects (--connect-rate) and the clients waiting for their turn to reconnect
+     * (a ring of client numbers); when the first connects ended; --find-max's step end. */
+    target_tally *tally;
+    int start_error; /* with one target: the first connect that could not start */
+    uint64_t connect_interval_ns;
+    uint64_t next_connect_ns;
+    uint32_t *waiting;
+    size_t waiting_head;
+    size_t waiting_len;
+    size_t oldest_connect; /* before the start: the first client that may still be connecting */
+    uint64_t ready_ns;
+    int step_done;
     /* --interval (bench_interval.c): the boundary timer and what main last got. */
     yd_timer *ivl_timer;
     unsigned ivl_seq;
@@ -196,6 +244,11 @@ typedef struct bench {
     unsigned done;
     _Atomic int interrupted;
     _Atomic int abort_run;
+    /* -c repeated: each target's address as connects go to it (addr is the first, or with
+     * several the list); --find-max: the rate of the next step and the steps that ended. */
+    char target_addr[MAX_TARGETS][YD_ADDR_TEXT_BYTES];
+    uint64_t step_rate;
+    unsigned steps_done;
     FILE *hist_out;              /* --hist, opened before the run */
     struct intervals *intervals; /* --interval: main's printer (bench_interval.c) */
 } bench;
@@ -212,9 +265,10 @@ typedef struct result {
     double offered;    /* messages sent/s while measuring */
     double duration_s; /* how long the measurement ran: less than -t if every connection died */
     size_t connected;
-    int target_missed; /* --rate: offered less than TARGET_SHARE of it */
-    int all_dead;      /* every connection ended before the run did */
-    size_t merged;     /* yodel bench merge: how many runs were added up (0: one run) */
+    int target_missed;      /* --rate: offered less than TARGET_SHARE of it */
+    int all_dead;           /* every connection ended before the run did */
+    size_t merged;          /* yodel bench merge: how many runs were added up (0: one run) */
+    double connect_phase_s; /* from the first connect to the last of the first ones ending */
 } result;
 
 /* Inline: the receive path reads it once per read. */
@@ -251,6 +305,10 @@ void client_on_tick(client *c, uint64_t now);
 void client_abort_connect(client *c);
 /* Closes an open or connecting client: the end of the run. */
 void client_close(client *c);
+/* --connect-rate: a client waiting to reconnect connects now (its turn came). */
+void client_take_turn(client *c);
+/* --find-max, between steps: a client whose connection ended connects again; 0 or an error. */
+int client_revive(client *c);
 
 /* bench_run.c, for main: the threads' life. A failure other than -ENOMEM exits at once, with
  * one line on stderr and status 1. */
@@ -269,6 +327,44 @@ void worker_connect_done(worker *w);
 void worker_conn_closed(worker *w);
 /* Closes every connection; the worker's loop ends after the last one. */
 void worker_finish(worker *w);
+/* Stopping, and nothing is in flight any more: the run (or, --find-max, the step) is over. */
+void worker_drained(worker *w);
+/* --connect-rate: the client waits for its turn to connect again (client_take_turn()). */
+void worker_wait_turn(worker *w, client *c);
+/* --find-max, for main: starts the next step at b->step_rate on every worker, waits for its end
+ * (0, or -ETIMEDOUT), and at the end closes everything and waits for the threads. */
+int run_step(bench *b);
+void run_end_steps(bench *b);
+
+/* bench_load.c: the load shape's options, and the figures per target. */
+enum {
+    OPT_BIND = 0x400,
+    OPT_CONNECT_RATE,
+    OPT_RAMP,
+    OPT_FIND_MAX,
+    OPT_SLO,
+};
+/* Takes -c, --rate and the options above into cfg; 0 if c is none of them (exits 2 on a bad
+ * value). */
+int load_take_option(int c, const char *arg, config *cfg);
+/* The checks of these options together, once all are read; exits 2 naming a problem. */
+void load_check_options(config *cfg);
+/* b->target_addr, each formatted with the transport and TLS of the run, and b->addr. */
+void load_format_targets(bench *b);
+/* Where connection `index` goes from: NULL without --bind. */
+const char *load_source(const bench *b, uint32_t index);
+/* --rate: the rate (round trips/s) asked for ns into the measuring, and its mean over -t. */
+double load_rate_at(const config *cfg, uint64_t ns);
+double load_mean_rate(const config *cfg);
+/* -c repeated: the worker's tallies (NULL with one target); 0 or -ENOMEM. */
+int load_alloc_tally(worker *w);
+/* The report's lines on the load shape (connect phase and rate, ramp, figures per target), in
+ * the text report and as members of the JSON summary (",\"targets\":[...]", ...). */
+void load_print_text(const bench *b, const result *r);
+void load_json(FILE *f, const bench *b, const result *r);
+
+/* bench_findmax.c: the max-rate search, run by main instead of run_measure(); its exit status. */
+int findmax_run(bench *b, size_t connected);
 
 /* bench_report.c: once every thread has ended. */
 void report_merge(const bench *b, result *r);

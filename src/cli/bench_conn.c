@@ -70,6 +70,18 @@ static const yd_protocol datagram_protocol = {
     .on_close = on_close,
 };
 
+/*
+ * Counts one event of the client's: in its worker's counters and, with several targets, in
+ * its target's tally too (a test per count, not per byte; errors are rare, sends are not, but
+ * a branch on a pointer the worker already holds in cache costs next to nothing).
+ */
+#define COUNT(c, field)                                                                            \
+    do {                                                                                           \
+        (c)->w->cnt.field++;                                                                       \
+        if ((c)->w->tally != NULL)                                                                 \
+            (c)->w->tally[(c)->target].cnt.field++;                                                \
+    } while (0)
+
 /* How many lost sequence numbers a UDP connection remembers, to tell late from duplicate. */
 static size_t lost_record(const config *cfg)
 {
@@ -92,6 +104,7 @@ void client_init(client *c, worker *w, uint32_t index, char *mem)
     const config *cfg = &w->b->cfg;
     c->w = w;
     c->index = index;
+    c->target = index % (uint32_t)cfg->ntargets;
     c->start_ns = (uint64_t *)mem;
     c->slot_seq = cfg->udp ? c->start_ns + cfg->depth : NULL;
     c->lost = cfg->udp ? c->slot_seq + cfg->depth : NULL;
@@ -111,8 +124,9 @@ int client_connect(client *c)
                                                         : &stream_protocol;
     c->state = CLIENT_CONNECTING;
     c->connect_ns = now_ns();
-    int rc = b->tls != NULL ? yd_conn_connect_tls(w->loop, b->addr, b->tls, proto, c, &c->conn)
-                            : yd_conn_connect(w->loop, b->addr, proto, c, &c->conn);
+    /* -c repeated: this client's target; --bind: its source address (NULL: none). */
+    int rc = yd_conn_connect_from(w->loop, b->target_addr[c->target], load_source(b, c->index),
+                                  b->tls, proto, c, &c->conn);
     if (rc < 0)
         c->state = CLIENT_DEAD;
     return rc;
@@ -136,16 +150,16 @@ static void drop_client(client *c)
     yd_conn_abort(c->conn);
 }
 
-static void count_close_status(counters *cnt, int status)
+static void count_close_status(client *c, int status)
 {
     if (status == 0)
-        cnt->closed++;
+        COUNT(c, closed);
     else if (status == -ECONNRESET || status == -EPIPE)
-        cnt->reset++;
+        COUNT(c, reset);
     else if (status == -ETIMEDOUT)
-        cnt->timeout++;
+        COUNT(c, timeout);
     else
-        cnt->io++;
+        COUNT(c, io);
 }
 
 /*
@@ -168,13 +182,13 @@ static void send_one(client *c, uint64_t now, uint64_t start_ns)
     codec_put_seq(c->msg, cfg->size, seq);
     int rc = yd_conn_write(c->conn, c->msg, cfg->size);
     if (rc < 0) {
-        count_close_status(&w->cnt, rc);
+        count_close_status(c, rc);
         drop_client(c);
         return;
     }
     c->next_seq++;
     if (w->recording) {
-        w->cnt.sent++;
+        COUNT(c, sent);
         if (w->interval_ns != 0)
             hist_record(&w->send_lag, now > c->next_due_ns ? now - c->next_due_ns : 0);
     }
@@ -248,7 +262,7 @@ static void on_connect(yd_conn *conn)
         return;
     }
     if (w->recording) {
-        w->cnt.connects++;
+        COUNT(c, connects);
         w->cnt.resumed += (uint64_t)yd_conn_tls_resumed(conn);
     }
     if (!w->stopping)
@@ -297,19 +311,23 @@ static ALWAYS_INLINE void complete(client *c, uint64_t now, uint64_t start_ns, i
     c->inflight--;
     w->inflight--;
     if (!ok) {
-        w->cnt.mismatch++;
+        COUNT(c, mismatch);
     } else {
         w->verified++;
         atomic_store_explicit(&w->progress, w->verified, memory_order_relaxed);
         if (w->recording) {
             hist_record(&w->hist, now - start_ns);
             w->cnt.round_trips++;
+            if (w->tally != NULL) {
+                hist_record(&w->tally[c->target].hist, now - start_ns);
+                w->tally[c->target].cnt.round_trips++;
+            }
         }
     }
     if (!w->stopping)
         refill_as(c, now, churn);
     else if (w->inflight == 0)
-        worker_finish(w);
+        worker_drained(w);
 }
 
 /*
@@ -327,7 +345,7 @@ static ALWAYS_INLINE void stream_received(yd_conn *conn, const char *data, size_
     while (len > 0 && c->state == CLIENT_OPEN) {
         if (c->inflight == 0) {
             /* Bytes nobody asked for: the stream cannot be trusted from here on. */
-            w->cnt.mismatch++;
+            COUNT(c, mismatch);
             drop_client(c);
             return;
         }
@@ -397,14 +415,13 @@ static int forget_lost(client *c, uint64_t got, uint64_t mask)
 static void unexpected_datagram(client *c, const char *data, size_t len, uint64_t got,
                                 uint64_t mask)
 {
-    counters *cnt = &c->w->cnt;
     int sent = c->next_seq > mask || got < c->next_seq;
     if (!sent || !echo_matches(c, data, len, got))
-        cnt->mismatch++;
+        COUNT(c, mismatch);
     else if (forget_lost(c, got, mask))
-        cnt->late++;
+        COUNT(c, late);
     else
-        cnt->duplicate++;
+        COUNT(c, duplicate);
 }
 
 static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
@@ -417,7 +434,7 @@ static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
     uint64_t mask = codec_seq_mask(cfg->size);
     uint64_t got;
     if (len != cfg->size || codec_get_seq(data, len, &got) < 0) {
-        w->cnt.mismatch++;
+        COUNT(c, mismatch);
         return;
     }
     size_t slot = cfg->depth;
@@ -431,7 +448,7 @@ static void on_data_datagram(yd_conn *conn, const char *data, size_t len)
     uint64_t seq = c->slot_seq[slot];
     /* Reordered: it came back after a message sent later than it did. */
     if (seq < c->acked)
-        w->cnt.reordered++;
+        COUNT(c, reordered);
     else
         c->acked = seq + 1;
     c->slot_seq[slot] = NO_SEQ;
@@ -443,7 +460,7 @@ static void check_stream_timeout(client *c, uint64_t now, uint64_t limit)
 {
     worker *w = c->w;
     if (now - c->start_ns[c->acked % w->b->cfg.depth] > limit) {
-        w->cnt.timeout++;
+        COUNT(c, timeout);
         drop_client(c);
     }
 }
@@ -457,7 +474,7 @@ static void check_datagram_timeouts(client *c, uint64_t now, uint64_t limit)
             continue;
         remember_lost(c, c->slot_seq[s]);
         c->slot_seq[s] = NO_SEQ;
-        w->cnt.lost++;
+        COUNT(c, lost);
         c->inflight--;
         w->inflight--;
     }
@@ -493,12 +510,18 @@ void client_abort_connect(client *c)
         yd_conn_abort(c->conn);
 }
 
-/* The run is over: closes the connection, or gives up its connect; on_close follows. */
+/*
+ * The run is over: closes the connection, or gives up its connect; on_close follows. A client
+ * waiting for its turn to reconnect has no connection: it ends here.
+ */
 void client_close(client *c)
 {
     if (c->state == CLIENT_OPEN || c->state == CLIENT_CONNECTING) {
         c->state = CLIENT_CLOSING;
         yd_conn_close(c->conn);
+    } else if (c->state == CLIENT_WAITING) {
+        c->state = CLIENT_DEAD;
+        c->w->open--;
     }
 }
 
@@ -510,7 +533,7 @@ static void on_connect_failed(client *c, int status)
 {
     worker *w = c->w;
     int error = status < 0 ? status : -ECONNREFUSED;
-    w->cnt.connect++;
+    COUNT(c, connect);
     w->open--;
     if (w->started) {
         if (w->first_reconnect_error == 0)
@@ -525,18 +548,25 @@ static void on_connect_failed(client *c, int status)
 
 /*
  * --reconnect-every: the connection closed after its N round trips; a new one starts, unless
- * the run is stopping. Returns whether it did (on_close then has nothing more to do).
+ * the run is stopping. With --connect-rate (paced) it waits for its turn (bench_run.c), the
+ * client still counted open. Returns whether it started or waits (on_close then has nothing
+ * more to do).
  */
-static int reconnect(client *c)
+static int reconnect(client *c, int paced)
 {
     worker *w = c->w;
     if (w->stopping || w->finishing)
         return 0;
+    if (paced) {
+        c->state = CLIENT_WAITING;
+        worker_wait_turn(w, c);
+        return 1;
+    }
     int rc = client_connect(c);
     if (rc == 0)
         return 1;
     /* Refused before it started (no ephemeral port left: EADDRNOTAVAIL, no descriptor). */
-    w->cnt.connect++;
+    COUNT(c, connect);
     if (w->first_reconnect_error == 0)
         w->first_reconnect_error = rc;
     return 0;
@@ -562,15 +592,56 @@ static void on_close(yd_conn *conn, int status)
         on_connect_failed(c, status);
         return;
     }
-    if (was == CLIENT_RECONNECTING && reconnect(c))
+    if (was == CLIENT_RECONNECTING && reconnect(c, w->connect_interval_ns != 0))
         return;
     w->open--;
     /* A server that sent something else and closed: the wrong bytes are the error. */
     if (was == CLIENT_OPEN && !w->finishing && c->rx_bad)
-        w->cnt.mismatch++;
+        COUNT(c, mismatch);
     else if (was == CLIENT_OPEN && !w->finishing)
-        count_close_status(&w->cnt, status);
+        count_close_status(c, status);
     w->inflight -= c->inflight;
     c->inflight = 0;
     worker_conn_closed(w);
+}
+
+/* --connect-rate: the turn of a client waiting to reconnect came. */
+void client_take_turn(client *c)
+{
+    worker *w = c->w;
+    if (c->state != CLIENT_WAITING)
+        return; /* ended meanwhile (the run is finishing) */
+    c->state = CLIENT_DEAD;
+    if (reconnect(c, 0))
+        return;
+    w->open--;
+    worker_conn_closed(w);
+}
+
+/*
+ * --find-max, between steps: a client whose connection ended (dropped after a timeout, or
+ * closed after its N round trips as the step stopped) connects again, from a clean slate (what
+ * it had in flight was given up with the connection); one whose N are done reconnects. 0, or
+ * why it cannot start.
+ */
+int client_revive(client *c)
+{
+    const config *cfg = &c->w->b->cfg;
+    /* --reconnect-every: open, its N round trips done as the last step stopped (it was not
+     * closed then): it closes now, and on_close() connects again. */
+    if (c->state == CLIENT_OPEN && cfg->reconnect_every != 0 &&
+        c->next_seq - c->conn_seq >= cfg->reconnect_every) {
+        c->state = CLIENT_RECONNECTING;
+        yd_conn_close(c->conn);
+        return 0;
+    }
+    if (c->state != CLIENT_DEAD)
+        return 0;
+    c->acked = c->next_seq;
+    c->rx_off = 0;
+    c->rx_bad = 0;
+    c->inflight = 0;
+    for (size_t s = 0; cfg->udp && s < cfg->depth; s++)
+        c->slot_seq[s] = NO_SEQ;
+    return client_connect(c);
 }

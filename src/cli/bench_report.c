@@ -68,6 +68,9 @@ void report_merge(const bench *b, result *r)
             r->first_reconnect_error = w->first_reconnect_error;
         r->connected += w->connected;
         r->all_dead &= w->all_dead;
+        if (w->ready_ns > w->connect_start_ns &&
+            (double)(w->ready_ns - w->connect_start_ns) / 1e9 > r->connect_phase_s)
+            r->connect_phase_s = (double)(w->ready_ns - w->connect_start_ns) / 1e9;
         if (w->record_end_ns > w->record_start_ns) {
             double secs = (double)(w->record_end_ns - w->record_start_ns) / 1e9;
             r->rate += (double)w->cnt.round_trips / secs;
@@ -79,7 +82,7 @@ void report_merge(const bench *b, result *r)
     }
     /* A run stopped before measuring (Ctrl-C in the warmup) makes no claim about the rate. */
     r->target_missed =
-        b->cfg.rate > 0 && r->duration_s > 0 && r->offered < TARGET_SHARE * (double)b->cfg.rate;
+        b->cfg.rate > 0 && r->duration_s > 0 && r->offered < TARGET_SHARE * load_mean_rate(&b->cfg);
 }
 
 /* Whether the run failed: an error counted, too little offered for --rate, or nothing left. */
@@ -256,6 +259,7 @@ static void print_json(const bench *b, const result *r)
                 (unsigned long long)c->resumed);
     else
         fputs(",\"handshakes_per_s\":null,\"resumed\":null", f);
+    load_json(f, b, r);
     fprintf(f,
             ",\"errors\":%llu,\"error_counts\":{\"connect\":%llu,\"mismatch\":%llu,"
             "\"reset\":%llu,\"closed\":%llu,\"io\":%llu,\"timeout\":%llu,\"lost\":%llu,"
@@ -320,8 +324,8 @@ static void print_text(const bench *b, const result *r)
                r->tls_version != NULL ? r->tls_version : "(no handshake done)",
                cfg->insecure ? "NOT verified (--insecure)" : "verified");
     if (cfg->rate > 0)
-        printf("  target rate    %llu round trips/s, offered %.1f/s (%.1f %%)\n",
-               (unsigned long long)cfg->rate, r->offered, 100.0 * r->offered / (double)cfg->rate);
+        printf("  target rate    %.0f round trips/s, offered %.1f/s (%.1f %%)\n",
+               load_mean_rate(cfg), r->offered, 100.0 * r->offered / load_mean_rate(cfg));
     printf("  duration       %.2f s (after %.2f s warmup)\n", r->duration_s,
            (double)cfg->warmup_ms / 1000.0);
     printf("  round trips    %llu  (%.1f/s)\n", (unsigned long long)c->round_trips, r->rate);
@@ -342,6 +346,7 @@ static void print_text(const bench *b, const result *r)
         print_percentiles(cfg, "handshake (us)", &r->connect_lat);
     else if (!cfg->udp)
         print_percentiles(cfg, "connect (us)", &r->connect_lat);
+    load_print_text(b, r);
     print_errors(c);
     if (cfg->udp)
         printf("  datagrams      %llu reordered, %llu late\n", (unsigned long long)c->reordered,

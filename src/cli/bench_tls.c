@@ -107,7 +107,7 @@ const char *tls_connect_error(const bench *b, int status)
         return why;
     }
     yd_addr addr;
-    yd_addr_parse(b->addr, &addr); /* checked by opt_addr */
+    yd_addr_parse(b->target_addr[0], &addr); /* checked by opt_addr */
     const char *name = cfg->sni ? cfg->sni : addr.host;
     /* The library does not say which: the certificate, or no TLS server at all. */
     snprintf(why, sizeof why,
