@@ -11,7 +11,7 @@ MAKEFLAGS  += --no-print-directory
 # Debian packages the build and the tests need (bench/ installs the peers it compares with).
 DEPS = build-essential cmake pkg-config libuv1-dev libssl-dev openssl libcmocka-dev clang libclang-rt-14-dev \
        netcat-openbsd ncat socat python3 valgrind procps iproute2 util-linux \
-       systemd haproxy groff-base man-db binutils curl \
+       systemd haproxy groff-base man-db binutils curl prometheus prometheus-blackbox-exporter \
        podman runc catatonit containernetworking-plugins iptables python3-kubernetes python3-yaml \
        gcc-aarch64-linux-gnu libc6-dev-arm64-cross libuv1-dev:arm64 libssl-dev:arm64 qemu-user-static
 

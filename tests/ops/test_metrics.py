@@ -5,6 +5,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import unittest
 
@@ -228,6 +230,60 @@ class MetricsTest(unittest.TestCase):
         srv = self.serve()
         self.assertEqual(harness.exchange(srv.tcp, b"traffic"), b"traffic")
         body = scrape(srv.metrics_port)[2]
+        r = subprocess.run([promtool, "check", "metrics"], input=body.encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(r.stdout.strip(), b"", r.stdout)
+
+    def test_promtool_accepts_every_family_with_tls_unix_udp_listeners_and_errors(self):
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            self.skipTest("promtool is not installed (apt-get install prometheus)")
+        # tests/tls's helpers: its throw-away certificates, and `listening on tls://` lines.
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tls"))
+        import tlslib
+        sock = os.path.join(tempfile.mkdtemp(prefix="yodel-metrics-"), "echo.sock")
+        self.addCleanup(shutil.rmtree, os.path.dirname(sock), True)
+        srv = ops_serve("-l", "127.0.0.1:0", "-l", "udp://127.0.0.1:0", "-l", "unix:" + sock,
+                        "-l", "tls://127.0.0.1:0", "-m", "line", "--max-line", "16",
+                        "--metrics", "127.0.0.1:0", *tlslib.pki().server_args())
+        self.addCleanup(self.stop_cleanly, srv)
+        tls = srv.find("tls")
+        self.assertEqual(harness.exchange(srv.tcp, b"tcp\n"), b"tcp\n")
+        self.assertEqual(harness.udp_exchange(srv.udp, b"udp"), b"udp")
+        self.assertEqual(harness.exchange(srv.unix, b"unix\n"), b"unix\n")
+        with tlslib.tls_connect(tls) as s:
+            self.assertEqual(tlslib.round_trip(s, b"tls\n"), b"tls\n")
+        # Errors of three kinds: a line too long, a handshake that is not TLS, a bad request.
+        try:
+            harness.exchange(srv.tcp, b"x" * 64 + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with harness.connect(tls) as s:
+            s.sendall(b"not a client hello\r\n\r\n")
+            harness.recv_until_eof(s)
+        self.assertEqual(http_request(srv.metrics_port, b"GET /nowhere HTTP/1.0\r\n\r\n")[0],
+                         404)
+
+        def with_errors():
+            s = parse_exposition(scrape(srv.metrics_port)[2])[0]
+            return all(metric(s, "yodel_errors_total", kind=k) >= 1
+                       for k in ("line_too_long", "tls_handshake", "http"))
+
+        wait_until(with_errors, what="line_too_long, tls_handshake and http errors counted")
+        body = scrape(srv.metrics_port)[2]
+        samples, types = parse_exposition(body)
+        families = {"yodel_build_info", "yodel_connections_accepted_total",
+                    "yodel_connections_refused_total", "yodel_connections_closed_total",
+                    "yodel_connections_active", "yodel_messages_total",
+                    "yodel_bytes_received_total", "yodel_bytes_sent_total", "yodel_errors_total",
+                    "process_cpu_seconds_total", "process_resident_memory_bytes",
+                    "process_virtual_memory_bytes", "process_start_time_seconds",
+                    "process_open_fds", "process_max_fds"}
+        self.assertEqual(set(types), families)
+        self.assertEqual({name for name, _ in samples}, families)  # each with a sample
+        for li in (srv.tcp, srv.udp, srv.unix, tls):
+            self.assertGreaterEqual(metric(samples, "yodel_messages_total", listener=li.addr), 1)
         r = subprocess.run([promtool, "check", "metrics"], input=body.encode(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout)
