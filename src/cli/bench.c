@@ -10,6 +10,7 @@
  * datagrams whole; nothing is allocated per message (bench_conn.c). Reports: text or one JSON
  * object (bench_report.c).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -367,13 +368,34 @@ static int measure(bench *b, size_t connected, int first_error)
     return report(b, connected, first_error);
 }
 
-/* Options -> connect on every thread -> warmup and measure -> report. */
+/* A report that could not be written (stdout closed, a pipe whose reader left, a full disk)
+ * fails the run, whatever it measured: a script must not take silence for success. */
+static int reported(const char *command, int status)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return status;
+    fprintf(stderr, "yodel %s: cannot write the report to stdout: %s\n", command,
+            errno ? strerror(errno) : "write error");
+    return EXIT_RUNTIME;
+}
+
+static int bench_main(int argc, char **argv);
+
 int cmd_bench(int argc, char **argv)
 {
+    /* A write to a closed socket or pipe is an error to report, not a death (reported() says
+     * what became of the report). */
+    signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "merge") == 0)
-        return bench_merge_main(argc - 1, argv + 1);
+        return reported("bench merge", bench_merge_main(argc - 1, argv + 1));
     if (argc > 1 && strcmp(argv[1], "compare") == 0)
-        return bench_compare_main(argc - 1, argv + 1);
+        return reported("bench compare", bench_compare_main(argc - 1, argv + 1));
+    return reported("bench", bench_main(argc, argv));
+}
+
+/* Options -> connect on every thread -> warmup and measure -> report. */
+static int bench_main(int argc, char **argv)
+{
     bench *b = calloc(1, sizeof *b);
     if (b == NULL) {
         fprintf(stderr, "yodel bench: out of memory\n");
@@ -385,7 +407,6 @@ int cmd_bench(int argc, char **argv)
     load_format_targets(b);
     tls_setup(b);
     report_open_hist(b);
-    signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(b->cfg.conns);
     if (run_start_threads(b) < 0) {
         fprintf(stderr, "yodel bench: out of memory\n");

@@ -98,6 +98,33 @@ class BenchRegressionTest(unittest.TestCase):
         result, report = bench_json(*args)
         return result, report, time.monotonic() - started
 
+    # A report nobody could read is not a success: stdout full, or a pipe whose reader left.
+
+    def test_a_report_that_cannot_be_written_exits_1_saying_why(self):
+        addr = self.serve()
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([YODEL, "bench", "-c", addr, "-n", "1", "-t", "200ms",
+                                     "--warmup", "0"], stdout=full, stderr=subprocess.PIPE,
+                                    text=True, timeout=30)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("cannot write the report to stdout", result.stderr)
+
+    def test_a_merge_whose_reader_has_left_exits_1(self):
+        addr = self.serve()
+        result, _ = bench_json("-c", addr, "-n", "1", "-t", "200ms", "--warmup", "0")
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            f.write(result.stdout)
+            f.flush()
+            r, w = os.pipe()
+            os.close(r)  # the reader is gone before merge writes a byte
+            try:
+                merged = subprocess.run([YODEL, "bench", "merge", f.name], stdout=w,
+                                        stderr=subprocess.PIPE, text=True, timeout=30)
+            finally:
+                os.close(w)
+        self.assertEqual(merged.returncode, 1, merged.stderr)
+        self.assertIn("cannot write the report to stdout", merged.stderr)
+
     # attack #13: UDP duplicates
 
     def test_udp_server_that_answers_twice_counts_duplicates_and_exits_1(self):
