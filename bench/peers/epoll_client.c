@@ -78,6 +78,40 @@ static int crr_connected(int epfd, crr_slot *c, const char *msg, size_t size)
     return epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* The measured window: it opens after the warmup; at its end the report is printed. */
+struct window {
+    double from, end;
+    int measuring;
+    unsigned long long at; /* the count when it opened */
+};
+
+static void window_init(struct window *w, double warmup, double seconds)
+{
+    w->from = now_s() + warmup;
+    w->end = w->from + seconds;
+    w->measuring = 0;
+    w->at = 0;
+}
+
+/* 1 once the window has ended (the report printed as {"WHAT_per_s":...,"WHAT":...,"errors":...}).
+ */
+static int window_check(struct window *w, unsigned long long count, unsigned long errors,
+                        const char *what)
+{
+    double t = now_s();
+    if (!w->measuring && t >= w->from) {
+        w->measuring = 1;
+        w->at = count;
+        w->from = t;
+    }
+    if (t < w->end)
+        return 0;
+    double rate = (double)(count - w->at) / (t - w->from);
+    printf("{\"%s_per_s\":%.1f,\"%s\":%llu,\"errors\":%lu}\n", what, rate, what, count - w->at,
+           errors);
+    return 1;
+}
+
 /* Reads the echo; 1 when it is whole and right, 0 for more to come, -1 on an error. */
 static int crr_read(crr_slot *c, const char *msg, char *in, size_t size)
 {
@@ -107,9 +141,9 @@ static int run_crr(const struct sockaddr_in *sa, int conns, size_t size, double 
     for (int i = 0; i < conns; i++)
         if (crr_open(epfd, &slots[i], sa) < 0)
             errors++;
-    double start = now_s(), measure_from = start + warmup, end = measure_from + seconds;
-    unsigned long long count = 0, at_measure = 0;
-    int measuring = 0;
+    struct window w;
+    window_init(&w, warmup, seconds);
+    unsigned long long count = 0;
     struct epoll_event events[512];
     for (;;) {
         int n = epoll_wait(epfd, events, 512, 100);
@@ -126,18 +160,8 @@ static int run_crr(const struct sockaddr_in *sa, int conns, size_t size, double 
             if (crr_open(epfd, c, sa) < 0)
                 errors++;
         }
-        double t = now_s();
-        if (!measuring && t >= measure_from) {
-            measuring = 1;
-            at_measure = count;
-            measure_from = t;
-        }
-        if (t >= end) {
-            double rate = (double)(count - at_measure) / (t - measure_from);
-            printf("{\"connects_per_s\":%.1f,\"connects\":%llu,\"errors\":%lu}\n", rate,
-                   count - at_measure, errors);
+        if (window_check(&w, count, errors, "connects"))
             return errors ? 1 : 0;
-        }
     }
 }
 
@@ -192,9 +216,9 @@ int main(int argc, char **argv)
         if (send(c->fd, c->msg, size, MSG_NOSIGNAL) != (ssize_t)size)
             errors++;
     }
-    double start = now_s(), measure_from = start + warmup, end = measure_from + seconds;
-    unsigned long long count = 0, at_measure = 0;
-    int measuring = 0;
+    struct window w;
+    window_init(&w, warmup, seconds);
+    unsigned long long count = 0;
     struct epoll_event events[512];
     for (;;) {
         int n = epoll_wait(epfd, events, 512, 100);
@@ -218,17 +242,7 @@ int main(int argc, char **argv)
             if (send(c->fd, c->msg, size, MSG_NOSIGNAL) != (ssize_t)size)
                 errors++;
         }
-        double t = now_s();
-        if (!measuring && t >= measure_from) {
-            measuring = 1;
-            at_measure = count;
-            measure_from = t;
-        }
-        if (t >= end) {
-            double rate = (double)(count - at_measure) / (t - measure_from);
-            printf("{\"round_trips_per_s\":%.1f,\"round_trips\":%llu,\"errors\":%lu}\n", rate,
-                   count - at_measure, errors);
+        if (window_check(&w, count, errors, "round_trips"))
             return errors ? 1 : 0;
-        }
     }
 }

@@ -221,6 +221,19 @@ class Server:
         return False
 
 
+def terminate(proc):
+    """Stops a daemon a test started: SIGTERM, then SIGKILL if it has not gone within
+    STOP_TIMEOUT. Waits for it either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def serve(*args, **kw):
     return Server(args, **kw)
 

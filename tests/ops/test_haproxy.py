@@ -84,13 +84,7 @@ class HAProxy:
         return self.log.read().decode(errors="replace")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=harness.STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        harness.terminate(self.proc)
         if not self.log.closed:
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
