@@ -101,7 +101,7 @@ class BenchRegressionTest(unittest.TestCase):
     # A report nobody could read is not a success: stdout full, or a pipe whose reader left.
 
     def test_a_report_that_cannot_be_written_exits_1_saying_why(self):
-        addr = self.serve()
+        addr = self.serve("-l", "127.0.0.1:0")
         with open("/dev/full", "w") as full:
             result = subprocess.run([YODEL, "bench", "-c", addr, "-n", "1", "-t", "200ms",
                                      "--warmup", "0"], stdout=full, stderr=subprocess.PIPE,
@@ -110,7 +110,7 @@ class BenchRegressionTest(unittest.TestCase):
         self.assertIn("cannot write the report to stdout", result.stderr)
 
     def test_a_merge_whose_reader_has_left_exits_1(self):
-        addr = self.serve()
+        addr = self.serve("-l", "127.0.0.1:0")
         result, _ = bench_json("-c", addr, "-n", "1", "-t", "200ms", "--warmup", "0")
         with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
             f.write(result.stdout)

@@ -368,6 +368,24 @@ def free_port(port, host="127.0.0.1"):
     return True
 
 
+def source_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
+    """A port for a client to bind as its source (send --source-port): free now, and below the
+    kernel's ephemeral range, so that no connect of a test running alongside takes it before the
+    client binds it (a port picked by binding port 0 is an ephemeral one, and may)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    first = 1024 + (os.getpid() * 97) % max(1, low - 1024)
+    for i in range(2000):
+        port = 1024 + (first - 1024 + i * 131) % max(1, low - 1024)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range %d" % low)
+
+
 def run_async(coro, timeout=IO_TIMEOUT):
     async def bounded():
         return await asyncio.wait_for(coro, timeout)

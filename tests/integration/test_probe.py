@@ -208,7 +208,7 @@ class ProbeLoss(unittest.TestCase):
 
 class ProbeSourcePort(unittest.TestCase):
     def test_udp_source_port_is_the_port_the_server_sees(self):
-        port = free_port(socket.SOCK_DGRAM)
+        port = harness.source_port(socket.SOCK_DGRAM)
         with PythonPeer(PY_UDP_PORTS) as peer:
             r = send("-c", "udp://127.0.0.1:%d" % peer.port, "--count", "2", "--reconnect",
                      "--source-port", port, *FAST)
@@ -217,7 +217,7 @@ class ProbeSourcePort(unittest.TestCase):
         self.assertEqual(re.findall(r"from (\d+)", seen), [str(port)] * 2)
 
     def test_tcp_source_port_is_the_port_the_server_sees(self):
-        port = free_port(socket.SOCK_STREAM)
+        port = harness.source_port(socket.SOCK_STREAM)
         with PythonPeer(PY_TCP_PORTS) as peer:
             r = send("-c", "127.0.0.1:%d" % peer.port, "--count", "2", "--source-port", port,
                      *FAST)

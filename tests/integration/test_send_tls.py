@@ -322,9 +322,7 @@ class ProbeOverTls(unittest.TestCase):
         self.assertNotIn("handshake", out)
 
     def test_probe_source_port_over_tls_is_the_port_the_server_sees(self):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = harness.source_port()
         with PythonPeer(py_tls_server()) as peer:
             r = send("-c", tls_addr(peer), "--ca", cert("ca.pem"), "--count", "2",
                      "--source-port", port, *FAST)
