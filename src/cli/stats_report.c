@@ -20,17 +20,20 @@ static uint64_t error_total(const struct serve_counts *c)
     return n;
 }
 
+static void add_error(struct cli_line *l, int first, const char *name, uint64_t n, int json)
+{
+    if (json)
+        cli_line_add(l, "%s\"%s\":%llu", first ? "" : ",", name, (unsigned long long)n);
+    else
+        cli_line_add(l, " %s=%llu", name, (unsigned long long)n);
+}
+
 /* Every kind the library counts, then the endpoint's "http". */
 static void add_errors(struct cli_line *l, const struct serve_counts *c, int json)
 {
-    for (int i = 0; i <= YD_ERR__COUNT; i++) {
-        const char *name = i < YD_ERR__COUNT ? yd_error_kind_name(i) : "http";
-        unsigned long long n = i < YD_ERR__COUNT ? c->sum.errors[i] : c->http_errors;
-        if (json)
-            cli_line_add(l, "%s\"%s\":%llu", i ? "," : "", name, n);
-        else
-            cli_line_add(l, " %s=%llu", name, n);
-    }
+    for (int i = 0; i < YD_ERR__COUNT; i++)
+        add_error(l, i == 0, yd_error_kind_name(i), c->sum.errors[i], json);
+    add_error(l, 0, "http", c->http_errors, json);
 }
 
 void stats_report_interval(struct stats_report *r, const struct serve_counts *counts,

@@ -94,13 +94,13 @@ static int connect_current(yd_conn *conn)
     if (err == 0)
         err = uv_tcp_connect(&conn->req.connect, &conn->h.tcp,
                              (struct sockaddr *)&c->r.addr[c->next], on_connected);
-    if (err < 0 || conn->transport != &yd__tcp_transport)
+    if (err < 0 || !conn->transport->read_at_connect)
         return err;
-    /* Plain TCP reads from the start: libuv registers the socket once for the connect and the
-     * reads (where arming reads after the connect costs an epoll_ctl that fails and another
-     * one, per connection: bench --reconnect-every 1 felt it). Nothing can be read before
-     * on_connected, which starts the connection before libuv looks at the socket again, and
-     * update_reading stops it then if the protocol does not want to read. */
+    /* Reading armed with the connect: libuv registers the socket once for both (arming reads
+     * after the connect costs an epoll_ctl that fails and another one, per connection: bench
+     * --reconnect-every 1 felt it). Nothing can be read before on_connected, which starts the
+     * connection before libuv looks at the socket again, and update_reading stops it then if
+     * the protocol does not want to read. */
     err = conn->transport->read_start(conn);
     conn->reading = err == 0;
     return err;

@@ -110,9 +110,11 @@ void yd__loop_kick(yd_loop *loop);
  * beneath every protocol. A transport reports back through the yd__conn_* events below.
  */
 struct yd__transport {
-    const char *name;   /* "tcp", "unix", "tty", "udp" */
-    int datagram;       /* each write is one datagram: nothing is queued, no half-close */
-    size_t handle_size; /* of its libuv handle: a connection is allocated with room for it only */
+    const char *name;    /* "tcp", "unix", "tty", "udp" */
+    int datagram;        /* each write is one datagram: nothing is queued, no half-close */
+    size_t handle_size;  /* of its libuv handle: a connection is allocated with room for it only */
+    int read_at_connect; /* its read_start may run while a TCP connect is under way (TLS's
+                            may not: its reads belong to the handshake) */
     /* Wraps a connected descriptor (the connection owns it from then on). */
     int (*open)(yd_conn *conn, int fd);
     /* Connected: per-kind socket options (TCP_NODELAY), a handshake. 0: ready, on_connect runs

@@ -110,6 +110,7 @@ int yd__stream_tcp_peer_name(const yd_conn *conn, char *buf, size_t len)
 const struct yd__transport yd__tcp_transport = {
     .name = "tcp",
     .handle_size = sizeof(uv_tcp_t),
+    .read_at_connect = 1,
     .open = yd__stream_tcp_open,
     .start = tcp_start,
     STREAM_IO,
