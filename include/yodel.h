@@ -538,6 +538,14 @@ typedef struct yd_addr {
 YD_EXTERN int yd_addr_parse(const char *text, yd_addr *out);
 
 /*
+ * Connects as yd_conn_connect_from does, to an address yd_addr_parse read already: a client
+ * that opens many connections to one address (bench --reconnect-every) parses it once.
+ */
+YD_EXTERN int yd_conn_connect_addr(yd_loop *loop, const yd_addr *addr, const char *source,
+                                   yd_tls *tls, const yd_protocol *protocol, void *data,
+                                   yd_conn **out);
+
+/*
  * Writes an address in the form yd_addr_parse reads back to the same thing: "tcp://HOST:PORT",
  * "udp://[::1]:PORT", "unix:PATH". Returns the length, or -ENOBUFS if it does not fit.
  */

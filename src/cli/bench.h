@@ -247,6 +247,7 @@ typedef struct bench {
     /* -c repeated: each target's address as connects go to it (addr is the first, or with
      * several the list); --find-max: the rate of the next step and the steps that ended. */
     char target_addr[MAX_TARGETS][YD_ADDR_TEXT_BYTES];
+    yd_addr target[MAX_TARGETS]; /* the same, parsed once: what each connect goes to */
     uint64_t step_rate;
     unsigned steps_done;
     FILE *hist_out;              /* --hist, opened before the run */

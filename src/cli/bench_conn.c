@@ -125,8 +125,8 @@ int client_connect(client *c)
     c->state = CLIENT_CONNECTING;
     c->connect_ns = now_ns();
     /* -c repeated: this client's target; --bind: its source address (NULL: none). */
-    int rc = yd_conn_connect_from(w->loop, b->target_addr[c->target], load_source(b, c->index),
-                                  b->tls, proto, c, &c->conn);
+    int rc = yd_conn_connect_addr(w->loop, &b->target[c->target], load_source(b, c->index), b->tls,
+                                  proto, c, &c->conn);
     if (rc < 0)
         c->state = CLIENT_DEAD;
     return rc;

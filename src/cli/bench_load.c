@@ -251,12 +251,12 @@ void load_format_targets(bench *b)
     const config *cfg = &b->cfg;
     size_t used = 0;
     for (size_t i = 0; i < cfg->ntargets; i++) {
-        yd_addr addr;
-        yd_addr_parse(cfg->addrs[i], &addr); /* checked by opt_addr */
+        yd_addr *addr = &b->target[i];
+        yd_addr_parse(cfg->addrs[i], addr); /* checked by opt_addr */
         if (cfg->udp)
-            addr.transport = YD_UDP;
-        addr.tls = cfg->tls;
-        yd_addr_format(&addr, b->target_addr[i], sizeof b->target_addr[i]);
+            addr->transport = YD_UDP;
+        addr->tls = cfg->tls;
+        yd_addr_format(addr, b->target_addr[i], sizeof b->target_addr[i]);
         /* The name of the run: the address, or the list of them (cut short if it must be). */
         int n = snprintf(b->addr + used, sizeof b->addr - used, "%s%s", i > 0 ? ", " : "",
                          b->target_addr[i]);

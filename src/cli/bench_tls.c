@@ -106,9 +106,7 @@ const char *tls_connect_error(const bench *b, int status)
                  reason ? ": " : "", reason ? reason : "");
         return why;
     }
-    yd_addr addr;
-    yd_addr_parse(b->target_addr[0], &addr); /* checked by opt_addr */
-    const char *name = cfg->sni ? cfg->sni : addr.host;
+    const char *name = cfg->sni ? cfg->sni : b->target[0].host;
     /* The library does not say which: the certificate, or no TLS server at all. */
     snprintf(why, sizeof why,
              "the TLS handshake failed: the server's certificate is not signed by %s%s or is "

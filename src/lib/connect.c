@@ -4,6 +4,7 @@
  * descriptor someone else opened. Once connected, everything is conn.c's.
  */
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -93,7 +94,7 @@ static int connect_current(yd_conn *conn)
     int err = yd__connecting_bind(conn);
     if (err == 0)
         err = uv_tcp_connect(&conn->req.connect, &conn->h.tcp,
-                             (struct sockaddr *)&c->r.addr[c->next], on_connected);
+                             (struct sockaddr *)&c->addr[c->next].sa, on_connected);
     if (err < 0 || !conn->transport->read_at_connect)
         return err;
     /* Reading armed with the connect: libuv registers the socket once for both (arming reads
@@ -112,7 +113,7 @@ static void on_attempt_closed(uv_handle_t *h)
 {
     yd_conn *conn = h->data;
     struct yd__connecting *c = conn->connecting;
-    if (conn->phase == PHASE_OPENING && c->next + 1 < c->r.count) {
+    if (conn->phase == PHASE_OPENING && c->next + 1 < c->count) {
         c->next++;
         int err = connect_current(conn);
         if (err == 0) {
@@ -163,18 +164,25 @@ static int keep_family(struct resolved *r, int family)
 int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype,
                            const struct sockaddr_storage *source, socklen_t source_len)
 {
-    struct yd__connecting *c = calloc(1, sizeof *c);
+    struct resolved r;
+    int err = yd__addr_resolve(addr, socktype, 0, &r);
+    if (err == 0 && source_len > 0)
+        err = keep_family(&r, source->ss_family);
+    if (err < 0)
+        return err;
+    struct yd__connecting *c =
+        malloc(offsetof(struct yd__connecting, addr) + (size_t)r.count * sizeof c->addr[0]);
     if (c == NULL)
         return -ENOMEM;
-    int err = yd__addr_resolve(addr, socktype, 0, &c->r);
-    if (err == 0 && source_len > 0) {
+    c->next = 0;
+    c->count = r.count;
+    c->kept = 0;
+    c->source_len = source_len;
+    if (source_len > 0)
         c->source = *source;
-        c->source_len = source_len;
-        err = keep_family(&c->r, source->ss_family);
-    }
-    if (err < 0) {
-        free(c);
-        return err;
+    for (int i = 0; i < r.count; i++) {
+        c->addr[i].len = r.len[i];
+        c->addr[i].sa = r.addr[i];
     }
     conn->connecting = c;
     return 0;
@@ -279,19 +287,27 @@ int yd_conn_connect_tls(yd_loop *loop, const char *text, yd_tls *tls, const yd_p
     return yd_conn_connect_from(loop, text, NULL, tls, protocol, data, out);
 }
 
-/* Exits: a bad address or source, TLS over UDP, a "tls://" address without a configuration or a
- * source for a Unix socket (-EINVAL); else connect_to's. */
+/* Exits: TLS over UDP, a "tls://" address without a configuration, or a bad source or one for a
+ * Unix socket (-EINVAL); else connect_to's. */
+int yd_conn_connect_addr(yd_loop *loop, const yd_addr *addr, const char *source, yd_tls *tls,
+                         const yd_protocol *protocol, void *data, yd_conn **out)
+{
+    struct source src = {.len = 0};
+    if (addr == NULL || protocol == NULL)
+        return -EINVAL;
+    if ((tls != NULL && addr->transport == YD_UDP) || (tls == NULL && addr->tls))
+        return -EINVAL; /* TLS runs over a stream, and needs a configuration */
+    if (source != NULL &&
+        (addr->transport == YD_UNIX || yd__source_parse(source, &src.addr, &src.len) < 0))
+        return -EINVAL;
+    return connect_to(loop, addr, &src, tls, protocol, data, out);
+}
+
 int yd_conn_connect_from(yd_loop *loop, const char *text, const char *source, yd_tls *tls,
                          const yd_protocol *protocol, void *data, yd_conn **out)
 {
     yd_addr addr;
-    struct source src = {.len = 0};
-    if (protocol == NULL || yd_addr_parse(text, &addr) < 0)
+    if (yd_addr_parse(text, &addr) < 0)
         return -EINVAL;
-    if ((tls != NULL && addr.transport == YD_UDP) || (tls == NULL && addr.tls))
-        return -EINVAL; /* TLS runs over a stream, and needs a configuration */
-    if (source != NULL &&
-        (addr.transport == YD_UNIX || yd__source_parse(source, &src.addr, &src.len) < 0))
-        return -EINVAL;
-    return connect_to(loop, &addr, &src, tls, protocol, data, out);
+    return yd_conn_connect_addr(loop, &addr, source, tls, protocol, data, out);
 }

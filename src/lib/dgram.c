@@ -52,7 +52,7 @@ static int connect_current(yd_conn *conn)
     int err = yd__connecting_bind(conn);
     if (err < 0)
         return err;
-    return uv_udp_connect(&conn->h.udp, (struct sockaddr *)&c->r.addr[c->next]);
+    return uv_udp_connect(&conn->h.udp, (struct sockaddr *)&c->addr[c->next].sa);
 }
 
 static int udp_try_write(yd_conn *conn, const char *data, size_t len);
@@ -98,7 +98,7 @@ static void refused(yd_conn *conn)
     struct yd__connecting *c = conn->connecting;
     if (uv_is_closing(&conn->h.handle) || conn->phase == PHASE_CLOSED)
         return;
-    if (c == NULL || c->next + 1 >= c->r.count) {
+    if (c == NULL || c->next + 1 >= c->count) {
         yd__conn_read_error(conn, -ECONNREFUSED);
         return;
     }
@@ -220,7 +220,7 @@ int yd__dgram_connect(yd_conn *conn, const yd_addr *addr, const struct sockaddr_
     err = connect_current(conn);
     if (err < 0)
         return err; /* the handle is initialised: the caller closes it */
-    if (conn->connecting->r.count < 2)
+    if (conn->connecting->count < 2)
         settle(conn); /* one address: nothing to fall back to, nothing to keep */
     yd__conn_start_soon(conn);
     return 0;

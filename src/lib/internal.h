@@ -360,13 +360,18 @@ int yd__sockaddr_port(const struct sockaddr *sa);
  * none). -EINVAL for anything else. */
 int yd__source_parse(const char *text, struct sockaddr_storage *out, socklen_t *len);
 
-/* connect.c, dgram.c: the addresses of a name still to try. */
+/* connect.c, dgram.c: the addresses of a name still to try, allocated to hold just those (a
+ * numeric address: one, and no resolver's worth of room zeroed per connect). */
 struct yd__connecting {
-    struct resolved r;
     int next;             /* the address being tried */
+    int count;            /* addresses in addr */
     unsigned kept;        /* datagram clients: datagrams kept to send again at the next address */
     socklen_t source_len; /* 0, or the address each attempt binds to first (yd_conn_connect_from) */
     struct sockaddr_storage source;
+    struct yd__target {
+        socklen_t len;
+        struct sockaddr_storage sa;
+    } addr[];
 };
 
 /* ---- error.c ----------------------------------------------------------------------------- */

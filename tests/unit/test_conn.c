@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -478,6 +479,106 @@ static void test_connect_from_refuses_a_source_it_cannot_use(void **state)
     assert_int_equal(yd_loop_free(loop), 0);
 }
 
+/* ---- yd_conn_connect_addr: an address parsed once ------------------------------------------ */
+
+/* A listening socket of the test's on [::1], port 0 (-1 when the host has no IPv6). */
+static int v6_loopback_listener(int *port)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 4) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin6_port);
+    return fd;
+}
+
+/* One parse, several connections: each reaches the listener, and the parsed address is the
+ * caller's, untouched. */
+static void test_connect_addr_connects_again_and_again_to_one_parsed_address(void **state)
+{
+    (void)state;
+    int port;
+    int lfd = loopback_socket(SOCK_STREAM, &port);
+    char text[64];
+    snprintf(text, sizeof text, "127.0.0.1:%d", port);
+    yd_addr addr, before;
+    assert_int_equal(yd_addr_parse(text, &addr), 0);
+    before = addr;
+    for (int i = 0; i < 3; i++) {
+        struct probe p;
+        memset(&p, 0, sizeof p);
+        p.fd = p.peer = -1;
+        assert_int_equal(yd_loop_new(&p.loop), 0);
+        assert_int_equal(
+            yd_conn_connect_addr(p.loop, &addr, NULL, NULL, &probe_protocol, &p, &p.conn), 0);
+        run_until(&p, is_connected, NULL, 0);
+        int afd = accept(lfd, NULL, NULL);
+        assert_true(afd >= 0);
+        end_probe(&p);
+        close(afd);
+    }
+    assert_memory_equal(&addr, &before, sizeof addr);
+    close(lfd);
+}
+
+/* "localhost" is 127.0.0.1, then ::1: with only ::1 listening, the first address is refused
+ * and the second one connects (the addresses to try are held past the first attempt). */
+static void test_connect_addr_falls_back_to_the_next_address_of_a_name(void **state)
+{
+    (void)state;
+    int port = 0;
+    int lfd = v6_loopback_listener(&port);
+    if (lfd < 0)
+        skip(); /* no IPv6 on this host */
+    char text[64];
+    snprintf(text, sizeof text, "localhost:%d", port);
+    yd_addr addr;
+    assert_int_equal(yd_addr_parse(text, &addr), 0);
+    struct probe p;
+    memset(&p, 0, sizeof p);
+    p.fd = p.peer = -1;
+    assert_int_equal(yd_loop_new(&p.loop), 0);
+    assert_int_equal(yd_conn_connect_addr(p.loop, &addr, NULL, NULL, &probe_protocol, &p, &p.conn),
+                     0);
+    run_until(&p, is_connected, NULL, 0);
+    struct pollfd pfd = {.fd = lfd, .events = POLLIN}; /* not someone else's 127.0.0.1 port */
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+    struct sockaddr_in6 peer;
+    socklen_t len = sizeof peer;
+    int afd = accept(lfd, (struct sockaddr *)&peer, &len);
+    assert_true(afd >= 0);
+    assert_int_equal(peer.sin6_family, AF_INET6);
+    end_probe(&p);
+    close(afd);
+    close(lfd);
+}
+
+static void test_connect_addr_refuses_what_connect_from_refuses(void **state)
+{
+    (void)state;
+    yd_loop *loop;
+    yd_conn *conn = NULL;
+    yd_addr addr;
+    assert_int_equal(yd_loop_new(&loop), 0);
+    assert_int_equal(yd_conn_connect_addr(loop, NULL, NULL, NULL, &probe_protocol, NULL, &conn),
+                     -EINVAL);
+    assert_int_equal(yd_addr_parse("tls://127.0.0.1:9", &addr), 0); /* TLS, no configuration */
+    assert_int_equal(yd_conn_connect_addr(loop, &addr, NULL, NULL, &probe_protocol, NULL, &conn),
+                     -EINVAL);
+    assert_int_equal(yd_addr_parse("127.0.0.1:9", &addr), 0);
+    assert_int_equal(yd_conn_connect_addr(loop, &addr, NULL, NULL, NULL, NULL, &conn), -EINVAL);
+    assert_int_equal(
+        yd_conn_connect_addr(loop, &addr, "localhost", NULL, &probe_protocol, NULL, &conn),
+        -EINVAL);
+    assert_null(conn);
+    assert_int_equal(yd_loop_free(loop), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -492,6 +593,9 @@ int main(void)
         cmocka_unit_test(test_connect_from_binds_the_tcp_source_address),
         cmocka_unit_test(test_connect_from_binds_the_udp_source_address_and_port),
         cmocka_unit_test(test_connect_from_refuses_a_source_it_cannot_use),
+        cmocka_unit_test(test_connect_addr_connects_again_and_again_to_one_parsed_address),
+        cmocka_unit_test(test_connect_addr_falls_back_to_the_next_address_of_a_name),
+        cmocka_unit_test(test_connect_addr_refuses_what_connect_from_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
