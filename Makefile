@@ -49,7 +49,7 @@ test: build
 	@echo "== tests under ASan+UBSan"
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 	@echo "== server under valgrind"
-	cd $(BUILD) && YODEL_VALGRIND=1 ctest --output-on-failure -L valgrind
+	cd $(BUILD) && YODEL_VALGRIND=1 ctest --output-on-failure -j $(JOBS) -L valgrind
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 fuzz: deps
