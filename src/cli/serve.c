@@ -667,7 +667,12 @@ static int serve_inetd(struct serve *s)
 
 /* ---- Statistics and shutdown -------------------------------------------------------------- */
 
-/* Every counter of the process: the listeners' on every thread, and the metrics endpoint's. */
+/*
+ * Every counter of the process: the listeners' on every thread, and the metrics endpoint's bad
+ * requests as http. Only those: scrapes are not echo traffic, and a request the library ends
+ * (too long, too slow) is already one bad request; its kinds, added here, would count it twice
+ * and make the summary disagree with /metrics.
+ */
 static void merged(const struct serve *s, struct serve_counts *c)
 {
     memset(c, 0, sizeof *c);
@@ -675,14 +680,6 @@ static void merged(const struct serve *s, struct serve_counts *c)
         for (int i = 0; i < MAX_LISTEN; i++)
             if (s->workers[t].stats[i] != NULL)
                 yd_stats_add_to(s->workers[t].stats[i], &c->sum);
-    if (s->metrics_own.conns == NULL)
-        return;
-    /* Only its errors: scrapes are not echo traffic. */
-    yd_stats_snapshot own;
-    memset(&own, 0, sizeof own);
-    yd_stats_add_to(s->metrics_own.conns, &own);
-    for (int k = 0; k < YD_ERR__COUNT; k++)
-        c->sum.errors[k] += own.errors[k];
     c->http_errors = atomic_load_explicit(&s->metrics_own.bad_requests, memory_order_relaxed);
 }
 

@@ -400,6 +400,26 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(status, 0, stderr)
         self.assertRegex(stderr, r"(?m)^yodel serve: summary: .* http=2\b")
 
+    def test_an_oversized_scrape_is_one_http_error_in_the_summary_as_in_the_metrics(self):
+        # The endpoint's connections are not echo traffic: a header line over 8 KiB is a bad
+        # request (http), not also an echo client's line_too_long.
+        srv = self.serve()
+        with socket.create_connection(("127.0.0.1", srv.metrics_port), timeout=IO_TIMEOUT) as s:
+            s.sendall(b"GET /metrics HTTP/1.0\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n")
+            try:
+                harness.recv_until_eof(s, IO_TIMEOUT)
+            except ConnectionResetError:
+                pass
+        samples = wait_until(
+            lambda: (lambda m: m if metric(m, "yodel_errors_total", kind="http") == 1 else None)(
+                parse_exposition(scrape(srv.metrics_port)[2])[0]),
+            IO_TIMEOUT, "the oversized request counted")
+        too_long = metric(samples, "yodel_errors_total", kind="line_too_long")
+        status, stderr = srv.stop()
+        self.assertEqual(status, 0, stderr)
+        self.assertRegex(stderr, r"(?m)^yodel serve: summary: .* line_too_long=%d\b" % too_long)
+        self.assertRegex(stderr, r"(?m)^yodel serve: summary: .* http=1\b")
+
 
 if __name__ == "__main__":
     unittest.main()
