@@ -445,9 +445,11 @@ static void deliver(yd_conn *conn, const char *data, size_t len)
 }
 
 /* Can a message be handed to the protocol now? Not once it has closed or paused it. */
+/* Nothing reaches the protocol before on_connect: until then pend holds a PROXY header's start,
+ * which a drain must not hand over as a message. */
 static int deliverable(const yd_conn *conn)
 {
-    return conn->phase == PHASE_OPEN && !(conn->read_stops & RS_PAUSED);
+    return conn->ready && conn->phase == PHASE_OPEN && !(conn->read_stops & RS_PAUSED);
 }
 
 /* Delivers the message set aside in pend once it is whole: returns the bytes of data used, or

@@ -515,6 +515,15 @@ static void pump(yd_conn *conn)
     }
 }
 
+/* The handshake must be done within the configured time from now (from accept, or from the
+ * end of the PROXY header that comes first). */
+static void arm_handshake_deadline(yd_conn *conn)
+{
+    uint64_t timeout_ms = conn->tls->tls->handshake_timeout_ms;
+    conn->ready_deadline_ms = uv_now(&conn->loop->uv) + timeout_ms;
+    yd__loop_want_sweep(conn->loop, yd__loop_sweep_period(timeout_ms));
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     yd_conn *conn = s->data;
@@ -532,9 +541,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     const char *data = buf->base;
     size_t len = nread > 0 ? (size_t)nread : 0;
     char *hold = NULL;
-    /* A PROXY header comes before the TLS hello. */
-    if (conn->proxy_expected && len > 0 && yd__conn_proxy_read(conn, &data, &len, &hold) != 0)
-        return;
+    /* A PROXY header comes before the TLS hello, each with its own deadline. */
+    if (conn->proxy_expected && len > 0) {
+        if (yd__conn_proxy_read(conn, &data, &len, &hold) != 0)
+            return;
+        arm_handshake_deadline(conn);
+    }
     t->in = data;
     t->in_len = len;
     pump(conn);
@@ -740,10 +752,8 @@ static int tls_start(yd_conn *conn)
     struct yd__tls_conn *t = conn->tls;
     if (conn->transport == &yd__tls_tcp_transport)
         uv_tcp_nodelay(&conn->h.tcp, 1);
-    /* After the PROXY header's own deadline, if one is awaited first. */
-    uint64_t from = conn->ready_deadline_ms ? conn->ready_deadline_ms : uv_now(&conn->loop->uv);
-    conn->ready_deadline_ms = from + t->tls->handshake_timeout_ms;
-    yd__loop_want_sweep(conn->loop, yd__loop_sweep_period(t->tls->handshake_timeout_ms));
+    if (!conn->proxy_expected) /* else the header's own deadline runs first (on_read) */
+        arm_handshake_deadline(conn);
     int err = socket_read(conn, 1);
     if (err < 0)
         return err;

@@ -229,6 +229,58 @@ class MutualTls(Base):
             in t, what="the subject on the connected line")
 
 
+@hard.both_thread_counts
+class ProxyHeaderThenHandshake(Base):
+    """--proxy-protocol on a TLS listener: the cleartext header first, then the handshake,
+    each with its own deadline, and nothing of a header delivered as a message."""
+
+    def test_a_header_that_never_ends_is_dropped_after_its_own_5s_not_the_handshake_timeout(self):
+        srv = self.serve_tls("--proxy-protocol", "--handshake-timeout", "60s")
+        li = tlslib.tls_listener(srv)
+        with harness.connect(li) as s:
+            s.sendall(b"PROXY ")
+            started = time.monotonic()
+            self.assertIn(hard.closed_by_peer(s, 12 * tlslib.SLOW), ("eof", "reset"))
+            self.assertGreaterEqual(time.monotonic() - started, 4.5)
+        counts = self.counts(srv)
+        self.assertEqual(counts["proxy_header"], 1)
+        self.assertEqual(counts["tls_handshake"], 0)
+
+    def test_the_handshake_timeout_counts_from_the_end_of_the_header(self):
+        srv = self.serve_tls("--proxy-protocol", "--handshake-timeout", "1s")
+        li = tlslib.tls_listener(srv)
+        with harness.connect(li) as s:
+            s.sendall(b"PROXY TCP4 198.51.100.9 127.0.0.1 40000 %d\r\n" % li.port)
+            started = time.monotonic()
+            self.assertIn(hard.closed_by_peer(s, 10 * tlslib.SLOW), ("eof", "reset"))
+            waited = time.monotonic() - started
+        self.assertGreaterEqual(waited, 0.9)
+        self.assertLess(waited, 4.0)  # not the header's 5 s plus the handshake's
+        counts = self.counts(srv)
+        self.assertEqual(counts["tls_handshake"], 1)
+        self.assertEqual(counts["proxy_header"], 0)
+
+    def test_a_header_cut_short_by_a_shutdown_is_not_a_message(self):
+        for listen in ("127.0.0.1:0", "tls://127.0.0.1:0"):
+            with self.subTest(listen=listen):
+                tls = listen.startswith("tls")
+                srv = self.serve("-l", listen, "-m", "line", "--proxy-protocol",
+                                 *(self.pki.server_args() if tls else []))
+                self.addCleanup(srv.kill)
+                li = tlslib.tls_listener(srv) if tls else srv.tcp
+                with harness.connect(li) as s:
+                    s.sendall(b"PROXY TCP4 1.1.1.1 2")
+                    counts = self.counts(srv)  # SIGTERM: the drain closes it
+                    got = b""
+                    try:
+                        got = harness.recv_until_eof(s, tlslib.IO_TIMEOUT)
+                    except ConnectionResetError:
+                        pass
+                self.assertEqual(got, b"")
+                self.assertEqual(counts["messages"], 0)
+                self.assertEqual(counts["io"] + counts["reset"], 0)
+
+
 class RejectLogs(Base, unittest.TestCase):
     """What the echo protocol logs for a connection that ends before on_connect."""
 
