@@ -286,6 +286,14 @@ YD_EXTERN yd_loop *yd_server_loop(const yd_server *server);
 YD_EXTERN int yd_server_send_to(yd_server *server, const void *data, size_t len, const void *peer,
                                 unsigned peer_len);
 
+/*
+ * Inside on_datagram, with proxy_protocol: the original client the datagram's PROXY header named
+ * ("203.0.113.7:51234"), as yd_conn_proxy_source gives it for a connection; 0 bytes when it named
+ * none (a LOCAL header: a proxy's health check). Replies still go to on_datagram's peer, the
+ * proxy, which forwards them.
+ */
+YD_EXTERN int yd_server_datagram_source(const yd_server *server, char *buf, size_t len);
+
 /* Writes a peer given to on_datagram as "127.0.0.1:50312" or "[::1]:50312". */
 YD_EXTERN int yd_sockaddr_format(const void *sockaddr, char *buf, size_t len);
 

@@ -43,9 +43,11 @@
  * datagram (the listener and local address are known only then). */
 struct dgram_identity {
     int ready;
-    char *prefix;    /* a template whose only field left is {peer}, or NULL */
-    char *info_head; /* info mode: the JSON line up to "peer": */
+    char *prefix;    /* a template whose only fields left are {peer} and {proxy}, or NULL */
+    char *info_head; /* info mode: the JSON line up to "peer": ("proxy":null) */
     size_t info_head_len;
+    char *listener;   /* info mode: the listener, and after its scheme the local address, for */
+    size_t local_off; /* the line of a datagram a PROXY header names a client for */
 };
 
 /* Shared by every connection of one server (one loop); freed when the last one lets go. */
@@ -104,6 +106,7 @@ static void ctx_unref(struct echo_ctx *ctx)
     for (int f = 0; f < 2; f++) {
         free(ctx->dg[f].prefix);
         free(ctx->dg[f].info_head);
+        free(ctx->dg[f].listener);
     }
     free(ctx->dgram_reply);
     free(ctx);
@@ -510,7 +513,8 @@ static struct dgram_identity *dgram_identity(struct echo_ctx *ctx, yd_server *sr
     dgram_listener(srv, v6, listener, sizeof listener, &local);
     if (ctx->prefix != NULL) {
         char *buf = malloc(PARTIAL_BYTES);
-        yd_template_values v = {.local = local, .listener = listener, .keep = YD_TEMPLATE_PEER};
+        yd_template_values v = {
+            .local = local, .listener = listener, .keep = YD_TEMPLATE_PEER | YD_TEMPLATE_PROXY};
         if (buf != NULL)
             yd_template_expand(ctx->prefix, &v, buf, PARTIAL_BYTES);
         dg->prefix = buf != NULL ? strdup(buf) : NULL;
@@ -522,31 +526,33 @@ static struct dgram_identity *dgram_identity(struct echo_ctx *ctx, yd_server *sr
         char head[INFO_BYTES];
         struct json j = {.buf = head, .cap = sizeof head};
         info_head(ctx, &j, listener, local, NULL, NULL, NULL);
-        if ((dg->info_head = malloc(j.len)) == NULL)
+        if ((dg->info_head = malloc(j.len)) == NULL || (dg->listener = strdup(listener)) == NULL)
             return NULL;
         memcpy(dg->info_head, head, j.len);
         dg->info_head_len = j.len;
+        dg->local_off = (size_t)(local - listener);
     }
     dg->ready = 1;
     return dg;
 }
 
 /* Puts a datagram's reply together in ctx->dgram_reply: the prefix and the datagram, or the
- * info line. Returns its length. */
+ * info line. peer is who the datagram is from: the client its PROXY header named (then also
+ * proxy), else the sender. Returns its length. */
 static size_t dgram_compose(struct echo_ctx *ctx, const struct dgram_identity *dg, const char *data,
-                            size_t len, const void *peer)
+                            size_t len, const char *peer, const char *proxy)
 {
-    char name[YD_ADDR_TEXT_BYTES];
-    if (yd_sockaddr_format(peer, name, sizeof name) < 0)
-        name[0] = '\0';
     if (ctx->opts.mode == YD_ECHO_INFO) {
         struct json j = {.buf = ctx->dgram_reply, .cap = DGRAM_REPLY_BYTES};
-        json_raw(&j, dg->info_head, dg->info_head_len);
-        json_member(&j, "", name);
+        if (proxy[0] != '\0')
+            info_head(ctx, &j, dg->listener, dg->listener + dg->local_off, proxy, NULL, NULL);
+        else
+            json_raw(&j, dg->info_head, dg->info_head_len);
+        json_member(&j, "", peer);
         info_tail(&j, ++ctx->datagrams, len);
         return j.len;
     }
-    yd_template_values v = {.peer = name};
+    yd_template_values v = {.peer = peer, .proxy = proxy};
     int n = yd_template_expand(dg->prefix, &v, ctx->dgram_reply, YD_ECHO_TEMPLATE_BYTES);
     size_t at = n == -ENOBUFS ? strlen(ctx->dgram_reply) : n > 0 ? (size_t)n : 0;
     if (len > DGRAM_REPLY_BYTES - at)
@@ -598,16 +604,19 @@ static void echo_datagram(yd_server *srv, const char *data, size_t len, const vo
     if (ctx->opts.mode == YD_ECHO_UPPER)
         yd_ascii_upper((char *)data, data, len);
     int drop = chance(ctx, ctx->drop_below);
-    if (ctx->opts.verbose) {
-        char name[64];
+    int named = ctx->opts.verbose || ctx->opts.mode == YD_ECHO_INFO || ctx->prefix != NULL;
+    char proxy[YD_ADDR_TEXT_BYTES] = "", name[YD_ADDR_TEXT_BYTES] = "";
+    /* Who it is from, when it is said: the client a PROXY header named, else the sender. */
+    if (named && yd_server_datagram_source(srv, proxy, sizeof proxy) <= 0)
         yd_sockaddr_format(peer, name, sizeof name);
-        log_event(ctx, name, drop ? "datagram dropped (--drop)" : "datagram", data, len, NULL);
-    }
+    const char *from = proxy[0] != '\0' ? proxy : name;
+    if (ctx->opts.verbose)
+        log_event(ctx, from, drop ? "datagram dropped (--drop)" : "datagram", data, len, NULL);
     if (drop) {
         yd_server_count_error(srv, YD_ERR_INJECTED_DROP);
         return;
     }
-    if (ctx->opts.mode != YD_ECHO_INFO && ctx->prefix == NULL) {
+    if (!named || (ctx->opts.mode != YD_ECHO_INFO && ctx->prefix == NULL)) {
         yd_server_send_to(srv, data, len, peer, peer_len); /* a failure is counted there */
         return;
     }
@@ -615,8 +624,8 @@ static void echo_datagram(yd_server *srv, const char *data, size_t len, const vo
     struct dgram_identity *dg = dgram_identity(ctx, srv, sa->sa_family == AF_INET6);
     if (dg == NULL)
         return; /* out of memory: better unanswered than answered without who answered */
-    size_t n = dgram_compose(ctx, dg, data, len, peer);
-    yd_server_send_to(srv, ctx->dgram_reply, n, peer, peer_len);
+    size_t n = dgram_compose(ctx, dg, data, len, from, proxy);
+    yd_server_send_to(srv, ctx->dgram_reply, n, peer, peer_len); /* to the proxy, if one */
 }
 
 static const yd_protocol plain_protocol = {

@@ -332,6 +332,8 @@ struct yd_server {
     unsigned open_handles;    /* freed when the last listener handle has closed */
     size_t conns;             /* connections it accepted that are still open */
     struct listener *current; /* the socket a datagram came in on, during on_datagram */
+    /* During on_datagram: the client the datagram's PROXY header named (family 0: none). */
+    struct sockaddr_storage current_source;
     char unix_path[108];
     struct listener sockets[MAX_SOCKETS];
 };

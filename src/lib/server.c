@@ -222,6 +222,7 @@ static void deliver_datagram(struct listener *l, const char *data, size_t len,
         STAT_ADD(stats, errors[YD_ERR_UDP_LOW_PORT], 1);
         return;
     }
+    srv->current_source.ss_family = 0;
     if (srv->options.proxy_protocol) { /* each datagram behind its own header (v2) */
         yd_proxy_header h;
         long r = yd_proxy_parse(data, len, &h);
@@ -229,6 +230,9 @@ static void deliver_datagram(struct listener *l, const char *data, size_t len,
             STAT_ADD(stats, errors[YD_ERR_PROXY_HEADER], 1);
             return;
         }
+        if (!h.local && (h.family == AF_INET || h.family == AF_INET6)) /* not a health check */
+            memcpy(&srv->current_source, &h.src,
+                   h.family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
         data += r;
         len -= (size_t)r;
     }
@@ -241,6 +245,17 @@ static void deliver_datagram(struct listener *l, const char *data, size_t len,
     srv->current = l;
     srv->options.protocol->on_datagram(srv, data, len, peer, plen);
     srv->current = NULL;
+    srv->current_source.ss_family = 0;
+}
+
+int yd_server_datagram_source(const yd_server *srv, char *buf, size_t len)
+{
+    if (srv->current_source.ss_family != 0)
+        return yd__sockaddr_format((const struct sockaddr *)&srv->current_source, buf, len);
+    if (len == 0)
+        return -ENOBUFS;
+    buf[0] = '\0';
+    return 0;
 }
 
 /* Exits: nothing more to read (EAGAIN), the batch is done, or a read error (counted). */

@@ -2,6 +2,7 @@
 server expects it (a client without the header, one that never sends it), and a ping-like
 probe against injected loss. YODEL_BIN names the binary; every wait has a deadline."""
 
+import json
 import os
 import re
 import socket
@@ -71,6 +72,25 @@ class ProxyProtocolServer(unittest.TestCase):
         srv.wait_stderr(lambda t: "no PROXY header in time" in t, what="the timeout logged")
         status, stderr = srv.stop()
         self.assertEqual(summary_value(stderr, "proxy_header"), 1)
+
+
+class ProxyProtocolDatagrams(unittest.TestCase):
+    def test_a_datagram_behind_a_v2_header_names_its_client_and_the_reply_goes_to_the_proxy(self):
+        srv = harness.serve("-l", "udp://127.0.0.1:0", "-m", "info", "--proxy-protocol", "-v")
+        self.addCleanup(srv.kill)
+        sig = b"\r\n\r\n\x00\r\nQUIT\n"
+        header = (sig + bytes([0x21, 0x12]) + struct.pack("!H", 12) +
+                  socket.inet_aton("198.51.100.9") + socket.inet_aton("127.0.0.1") +
+                  struct.pack("!HH", 40000, srv.udp.port))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # the proxy
+            s.settimeout(harness.IO_TIMEOUT)
+            s.sendto(header + b"hello\n", ("127.0.0.1", srv.udp.port))
+            reply = json.loads(s.recv(65536))
+        self.assertEqual(reply["peer"], "198.51.100.9:40000")
+        self.assertEqual(reply["proxy"], "198.51.100.9:40000")
+        self.assertEqual(reply["bytes"], 6)
+        srv.wait_stderr(lambda t: "yodel: 198.51.100.9:40000 datagram" in t,
+                        what="the original client in the log")
 
 
 class ProbeAgainstInjectedLoss(unittest.TestCase):
