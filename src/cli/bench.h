@@ -129,7 +129,8 @@ struct worker;
 typedef struct target_tally {
     counters cnt;
     histogram hist;
-    int connect_error; /* the first connect that could not start: the others are not tried */
+    int connect_error; /* the first connect that could not start (not for its --bind source): the
+                          others are not tried */
 } target_tally;
 
 typedef struct client {
@@ -218,7 +219,7 @@ typedef struct worker {
      * pace of connects (--connect-rate) and the clients waiting for their turn to reconnect
      * (a ring of client numbers); when the first connects ended; --find-max's step end. */
     target_tally *tally;
-    int start_error; /* with one target: the first connect that could not start */
+    int start_error; /* with one target: the first connect that could not start (as above) */
     uint64_t connect_interval_ns;
     uint64_t next_connect_ns;
     uint32_t *waiting;

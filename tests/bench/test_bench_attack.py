@@ -1,0 +1,42 @@
+#!/usr/bin/python3
+"""yodel bench attacked: behaviours an adversarial review found wrong once (one test each).
+
+Every test runs the real binary (YODEL_BIN) against a real server on 127.0.0.1 port 0, and every
+wait has a deadline.
+"""
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, HERE)
+
+from harness import Server  # noqa: E402
+from test_bench import bench_json  # noqa: E402
+
+
+class BenchAttackTest(unittest.TestCase):
+    def serve(self, *args):
+        server = Server(["-l", "127.0.0.1:0", "--threads", "1", *args])
+        self.addCleanup(server.kill)
+        return server
+
+    # --bind
+
+    def test_a_source_address_that_cannot_be_bound_fails_only_its_own_connections(self):
+        server = self.serve()
+        # [::1] cannot be the source of a connection to an IPv4 target; 127.0.0.1 can. Connections
+        # 0 and 2 come from the first, 1 and 3 from the second: two of four are up and measured.
+        result, report = bench_json("-c", server.tcp.addr, "-n", "4", "--bind", "[::1]",
+                                    "--bind", "127.0.0.1", "--threads", "1", "-t", "0.2s",
+                                    "--warmup", "0")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(report["connected"], 2, result.stderr)
+        self.assertEqual(report["error_counts"]["connect"], 2)
+        self.assertGreater(report["round_trips"], 0)
+        self.assertIn("2 of 4 connections failed", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
