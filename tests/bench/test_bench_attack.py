@@ -5,6 +5,7 @@ Every test runs the real binary (YODEL_BIN) against a real server on 127.0.0.1 p
 wait has a deadline.
 """
 import os
+import socket
 import sys
 import unittest
 
@@ -13,7 +14,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
 from harness import Server  # noqa: E402
-from test_bench import bench_json  # noqa: E402
+from test_bench import bench, bench_json  # noqa: E402
 
 
 class BenchAttackTest(unittest.TestCase):
@@ -21,6 +22,13 @@ class BenchAttackTest(unittest.TestCase):
         server = Server(["-l", "127.0.0.1:0", "--threads", "1", *args])
         self.addCleanup(server.kill)
         return server
+
+    def refusing_address(self):
+        """A port bound and not listening: connects to it are refused while the test runs."""
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        sock.bind(("127.0.0.1", 0))
+        return "127.0.0.1:%d" % sock.getsockname()[1]
 
     # --bind
 
@@ -36,6 +44,19 @@ class BenchAttackTest(unittest.TestCase):
         self.assertEqual(report["error_counts"]["connect"], 2)
         self.assertGreater(report["round_trips"], 0)
         self.assertIn("2 of 4 connections failed", result.stderr)
+
+    # -c repeated
+
+    def test_a_target_without_a_round_trip_shows_no_latency_in_the_text_report(self):
+        server = self.serve()
+        refusing = self.refusing_address()
+        result = bench("-c", server.tcp.addr, "-c", refusing, "-n", "2", "-t", "0.2s",
+                       "--warmup", "0")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("  target 2")]
+        self.assertEqual(len(lines), 1, result.stdout)
+        self.assertIn("0 round trips", lines[0])
+        self.assertIn("p50 n/a, p99 n/a", lines[0])
 
 
 if __name__ == "__main__":
