@@ -13,8 +13,35 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
-from harness import Server  # noqa: E402
+from harness import PythonPeer, Server  # noqa: E402
 from test_bench import bench, bench_json  # noqa: E402
+
+# An echo server that closes each connection after CLOSE_AFTER bytes (a server that dies).
+PY_CLOSING_ECHO = r"""
+import asyncio, sys
+CLOSE_AFTER = int(sys.argv[1])
+async def handle(reader, writer):
+    seen = 0
+    while seen < CLOSE_AFTER:
+        data = await reader.read(CLOSE_AFTER - seen)
+        if not data:
+            break
+        seen += len(data)
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def peer(code, *argv):
+    """A PythonPeer running code with argv."""
+    return PythonPeer("import sys; sys.argv[1:] = %r\n" % (list(argv),) + code)
 
 
 class BenchAttackTest(unittest.TestCase):
@@ -57,6 +84,18 @@ class BenchAttackTest(unittest.TestCase):
         self.assertEqual(len(lines), 1, result.stdout)
         self.assertIn("0 round trips", lines[0])
         self.assertIn("p50 n/a, p99 n/a", lines[0])
+
+    # --find-max
+
+    def test_find_max_exits_1_when_every_connection_ends_during_the_search(self):
+        # Step 1 (100/s for 0.2 s over 2 connections) sends about 10 messages of 64 B on each;
+        # step 2 (200/s) about 20, but the server closes each connection after 15.
+        with peer(PY_CLOSING_ECHO, str(15 * 64)) as server:
+            result = bench("-c", "127.0.0.1:%d" % server.port, "-n", "2", "--threads", "1",
+                           "--find-max", "--slo", "p99<=1s", "--rate", "100", "-t", "0.2s",
+                           "--warmup", "0")
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("every connection ended", result.stderr)
 
 
 if __name__ == "__main__":
