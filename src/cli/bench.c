@@ -167,6 +167,14 @@ static void take_percentiles(config *cfg, const char *list)
             usage_error("bench", "--percentiles: bad value in '%s' (use 50,90,99,99.9)", list);
         if (cfg->npercentiles == MAX_PERCENTILES)
             usage_error("bench", "--percentiles: more than %d", MAX_PERCENTILES);
+        /* Two of one name would be one JSON key twice. */
+        char name[32], seen[32];
+        percentile_name(name, sizeof name, v);
+        for (size_t i = 0; i < cfg->npercentiles; i++) {
+            percentile_name(seen, sizeof seen, cfg->percentiles[i]);
+            if (strcmp(name, seen) == 0)
+                usage_error("bench", "--percentiles: %s is in '%s' twice", name + 1, list);
+        }
         cfg->percentiles[cfg->npercentiles++] = v;
         if (*end == '\0')
             return;

@@ -375,7 +375,9 @@ int report_failed(const result *r);
 void report_print(const bench *b, const result *r);
 /* Every error counted (what makes the exit status 1), for the report and each interval. */
 uint64_t counters_errors(const counters *c);
-/* The name of a percentile (in %) in the JSON reports: "p50", "p99_9" (the dot as '_'). */
+/* The name of a percentile (in %) in the text report, "p50", "p99.99999", and in the JSON
+ * reports, "p50", "p99_9" (the dot as '_'). */
+void percentile_name(char *buf, size_t size, double pct);
 void percentile_key(char *buf, size_t size, double pct);
 /* --hist FILE: opened before the run, so that a path it cannot write fails at once (exit 2). */
 void report_open_hist(bench *b);

@@ -85,6 +85,23 @@ class BenchAttackTest(unittest.TestCase):
         self.assertIn("0 round trips", lines[0])
         self.assertIn("p50 n/a, p99 n/a", lines[0])
 
+    # --percentiles
+
+    def test_a_percentile_with_many_decimals_keeps_them_in_its_name(self):
+        server = self.serve()
+        result, report = bench_json("-c", server.tcp.addr, "-n", "1", "-t", "0.2s", "--warmup",
+                                    "0", "--percentiles", "99.99999")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("p99_99999", report["latency_us"])
+        self.assertNotIn("p100", report["latency_us"])
+
+    def test_a_percentile_given_twice_exits_2_naming_it(self):
+        result = bench("-c", "127.0.0.1:9", "--percentiles", "50,90,50")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("--percentiles", result.stderr)
+        self.assertIn("50", result.stderr)
+
     # --find-max
 
     def test_find_max_exits_1_when_every_connection_ends_during_the_search(self):
