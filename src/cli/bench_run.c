@@ -364,6 +364,9 @@ static void check_connect_deadline(worker *w, uint64_t now)
         /* (connect_ns may be after now: connect_next() ran since.) */
         if (!all && c->connect_ns + limit_ns >= now)
             break;
+        /* Our own abort would read "software caused connection abort": say why instead. */
+        if (w->first_connect_error == 0)
+            w->first_connect_error = all ? -ECANCELED : -ETIMEDOUT;
         client_abort_connect(c);
     }
 }

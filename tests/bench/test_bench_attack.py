@@ -5,8 +5,11 @@ Every test runs the real binary (YODEL_BIN) against a real server on 127.0.0.1 p
 wait has a deadline.
 """
 import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -14,7 +17,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
 from harness import PythonPeer, Server  # noqa: E402
-from test_bench import bench, bench_json  # noqa: E402
+from test_bench import YODEL, bench, bench_json  # noqa: E402
 
 # An echo server that closes each connection after CLOSE_AFTER bytes (a server that dies).
 PY_CLOSING_ECHO = r"""
@@ -39,6 +42,13 @@ asyncio.run(main())
 """
 
 
+def syn_sent_to(port):
+    """How many local sockets are connecting (SYN_SENT) to 127.0.0.1:port."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for r in rows if r[2] == "0100007F:%04X" % port and r[3] == "02")
+
+
 def peer(code, *argv):
     """A PythonPeer running code with argv."""
     return PythonPeer("import sys; sys.argv[1:] = %r\n" % (list(argv),) + code)
@@ -56,6 +66,19 @@ class BenchAttackTest(unittest.TestCase):
         self.addCleanup(sock.close)
         sock.bind(("127.0.0.1", 0))
         return "127.0.0.1:%d" % sock.getsockname()[1]
+
+    def unanswered_address(self):
+        """A listener whose backlog is full: connects to it get no answer (SYN_SENT)."""
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        for _ in range(4):
+            c = socket.socket()
+            self.addCleanup(c.close)
+            c.setblocking(False)
+            c.connect_ex(listener.getsockname())
+        return listener.getsockname()[1]
 
     # --bind
 
@@ -84,6 +107,22 @@ class BenchAttackTest(unittest.TestCase):
         self.assertEqual(len(lines), 1, result.stdout)
         self.assertIn("0 round trips", lines[0])
         self.assertIn("p50 n/a, p99 n/a", lines[0])
+
+    def test_an_interrupted_connect_is_not_blamed_on_the_server(self):
+        port = self.unanswered_address()
+        before = syn_sent_to(port)  # this test's own connects that fill the backlog
+        proc = subprocess.Popen([YODEL, "bench", "-c", "127.0.0.1:%d" % port, "-n", "2", "-t",
+                                 "5s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.kill)
+        # Both connects are under way (SYN_SENT to the port, state 02 in /proc/net/tcp).
+        deadline = time.monotonic() + 10
+        while syn_sent_to(port) < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertNotIn("software caused connection abort", err)
+        self.assertIn("canceled", err)
 
     # --percentiles
 
