@@ -254,6 +254,9 @@ static void load_result(const doc *d, run *x)
 {
     result *r = &x->r;
     memset(r, 0, sizeof *r);
+    long mode = member(d, d->obj, "mode");
+    if (mode >= 0 && json_is(d->text, &d->tok[mode], "find-max"))
+        bad_file(d, "a --find-max summary: its steps carry no histograms to add or compare");
     if (member(d, d->obj, "round_trips_per_s") < 0 || member(d, d->obj, "latency_histogram") < 0)
         bad_file(d, "a summary without round_trips_per_s and latency_histogram (made by a yodel "
                     "before merge?)");

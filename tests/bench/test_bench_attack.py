@@ -7,8 +7,10 @@ wait has a deadline.
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -140,6 +142,34 @@ class BenchAttackTest(unittest.TestCase):
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
         self.assertIn("--percentiles", result.stderr)
         self.assertIn("50", result.stderr)
+
+    # merge and compare
+
+    def summary_file(self, server, *args):
+        """A yodel bench --json summary of a short run against server, in a temporary file."""
+        result, _ = bench_json("-c", server.tcp.addr, "-n", "1", "-t", "0.1s", "--warmup", "0",
+                               *args)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "run.json")
+        with open(path, "w") as f:
+            f.write(result.stdout)
+        return path
+
+    def test_merge_says_a_find_max_summary_has_nothing_to_merge(self):
+        server = self.serve()
+        result = bench("-c", server.tcp.addr, "-n", "1", "--find-max", "--slo", "p99<=10s",
+                       "--rate", "100000000", "-t", "0.1s", "--warmup", "0", "--json")
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "find-max.json")
+        with open(path, "w") as f:
+            f.write(result.stdout)
+        merged = bench("merge", path)
+        self.assertEqual(merged.returncode, 2, merged.stderr)
+        self.assertIn("--find-max", merged.stderr)
+        self.assertNotIn("before merge", merged.stderr)
 
     # --find-max
 
