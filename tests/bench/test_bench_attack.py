@@ -157,6 +157,16 @@ class BenchAttackTest(unittest.TestCase):
             f.write(result.stdout)
         return path
 
+    def test_merge_refuses_one_run_given_twice(self):
+        path = self.summary_file(self.serve())
+        copy = path + ".copy.json"
+        shutil.copy(path, copy)
+        result = bench("merge", path, copy)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("twice", result.stderr)
+
     def test_merge_says_a_find_max_summary_has_nothing_to_merge(self):
         server = self.serve()
         result = bench("-c", server.tcp.addr, "-n", "1", "--find-max", "--slo", "p99<=10s",
