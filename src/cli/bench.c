@@ -77,7 +77,8 @@ static const char usage[] =
     "                            steps of --warmup and -t on the same connections, the\n"
     "                            rate doubling from --rate (1000) until the SLO breaks,\n"
     "                            then bisected to within 5 %; a line per step, then the\n"
-    "                            highest rate held (exit 1 if none did)\n"
+    "                            highest rate held (exit 1 if none did, or if every\n"
+    "                            connection ended: the search stops there)\n"
     "      --slo SLO             what a step must hold, e.g. 'p99<=1ms,errors<=0.1%':\n"
     "                            p50, p90, p99, p99.9 <= a latency (us, ms, s); errors <=\n"
     "                            a share of the messages sent (0.1%) or a count (10);\n"
@@ -166,6 +167,14 @@ static void take_percentiles(config *cfg, const char *list)
             usage_error("bench", "--percentiles: bad value in '%s' (use 50,90,99,99.9)", list);
         if (cfg->npercentiles == MAX_PERCENTILES)
             usage_error("bench", "--percentiles: more than %d", MAX_PERCENTILES);
+        /* Two of one name would be one JSON key twice. */
+        char name[32], seen[32];
+        percentile_name(name, sizeof name, v);
+        for (size_t i = 0; i < cfg->npercentiles; i++) {
+            percentile_name(seen, sizeof seen, cfg->percentiles[i]);
+            if (strcmp(name, seen) == 0)
+                usage_error("bench", "--percentiles: %s is in '%s' twice", name + 1, list);
+        }
         cfg->percentiles[cfg->npercentiles++] = v;
         if (*end == '\0')
             return;

@@ -129,7 +129,8 @@ struct worker;
 typedef struct target_tally {
     counters cnt;
     histogram hist;
-    int connect_error; /* the first connect that could not start: the others are not tried */
+    int connect_error; /* the first connect that could not start (not for its --bind source): the
+                          others are not tried */
 } target_tally;
 
 typedef struct client {
@@ -218,7 +219,7 @@ typedef struct worker {
      * pace of connects (--connect-rate) and the clients waiting for their turn to reconnect
      * (a ring of client numbers); when the first connects ended; --find-max's step end. */
     target_tally *tally;
-    int start_error; /* with one target: the first connect that could not start */
+    int start_error; /* with one target: the first connect that could not start (as above) */
     uint64_t connect_interval_ns;
     uint64_t next_connect_ns;
     uint32_t *waiting;
@@ -374,7 +375,9 @@ int report_failed(const result *r);
 void report_print(const bench *b, const result *r);
 /* Every error counted (what makes the exit status 1), for the report and each interval. */
 uint64_t counters_errors(const counters *c);
-/* The name of a percentile (in %) in the JSON reports: "p50", "p99_9" (the dot as '_'). */
+/* The name of a percentile (in %) in the text report, "p50", "p99.99999", and in the JSON
+ * reports, "p50", "p99_9" (the dot as '_'). */
+void percentile_name(char *buf, size_t size, double pct);
 void percentile_key(char *buf, size_t size, double pct);
 /* --hist FILE: opened before the run, so that a path it cannot write fails at once (exit 2). */
 void report_open_hist(bench *b);

@@ -151,6 +151,7 @@ typedef struct search {
     int n;
     uint64_t held;
     uint64_t broke;
+    int dead; /* every connection ended (the server died): the search stopped there */
 } search;
 
 /* The rate of the next step, or 0 when the search is over. */
@@ -208,6 +209,7 @@ static void json_summary(const bench *b, const search *s)
             (unsigned long long)s->held);
     fprintf(f, s->broke ? "\"broke_at_per_s\":%llu," : "\"broke_at_per_s\":null,",
             (unsigned long long)s->broke);
+    fprintf(f, "\"all_connections_ended\":%s,", s->dead ? "true" : "false");
     fputs("\"steps\":[", f);
     for (int i = 0; i < s->n; i++) {
         fputs(i > 0 ? ",{" : "{", f);
@@ -264,6 +266,7 @@ static int take_step(bench *b, search *s, uint64_t rate)
         s->held = rate;
     else
         s->broke = rate;
+    s->dead = dead;
     return dead ? -1 : 0;
 }
 
@@ -287,9 +290,15 @@ int findmax_run(bench *b, size_t connected)
         fprintf(stderr, "yodel bench: interrupted after %d steps\n", s->n);
     if (s->n > 0)
         print_summary(b, s);
-    if (s->held == 0 && s->n > 0)
+    /* A server that died mid-search is a failed run, as it is without --find-max: the rates
+     * above the last that held were never bisected. */
+    if (s->dead)
+        fprintf(stderr,
+                "yodel bench: every connection ended during step %d: the search stopped there\n",
+                s->n);
+    else if (s->held == 0 && s->n > 0)
         fprintf(stderr, "yodel bench: no rate held the SLO: try a lower start (--rate)\n");
-    int status = s->held != 0 ? EXIT_OK : EXIT_RUNTIME;
+    int status = s->held != 0 && !s->dead ? EXIT_OK : EXIT_RUNTIME;
     free(s);
     return status;
 }

@@ -357,11 +357,15 @@ static void print_targets(const bench *b, const result *r)
     for (size_t t = 0; t < b->cfg.ntargets; t++) {
         target_sum s;
         sum_target(b, r, t, &s, h);
-        printf("  target %-7zu %s: %llu round trips (%.1f/s), %llu sent, p50 %.1f us, p99 "
-               "%.1f us, %llu errors\n",
-               t + 1, b->target_addr[t], (unsigned long long)s.cnt.round_trips, s.rate,
-               (unsigned long long)s.cnt.sent, us_at(h, 0.5), us_at(h, 0.99),
-               (unsigned long long)s.errors);
+        printf("  target %-7zu %s: %llu round trips (%.1f/s), %llu sent, ", t + 1,
+               b->target_addr[t], (unsigned long long)s.cnt.round_trips, s.rate,
+               (unsigned long long)s.cnt.sent);
+        /* No round trip, no latency (as JSON's null), not a latency of 0. */
+        if (h->count == 0)
+            printf("p50 n/a, p99 n/a, ");
+        else
+            printf("p50 %.1f us, p99 %.1f us, ", us_at(h, 0.5), us_at(h, 0.99));
+        printf("%llu errors\n", (unsigned long long)s.errors);
     }
     free(h);
 }

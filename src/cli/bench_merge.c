@@ -32,11 +32,19 @@
 /* A summary is a few kilobytes; a JSON-lines file of a long run with intervals, more. */
 #define MAX_FILE_BYTES (256u << 20)
 
+/* What tells one run from another: when it ended and what it measured, to the nanosecond. */
+typedef struct fingerprint {
+    double ts;
+    uint64_t round_trips;
+    double sum_ns;
+} fingerprint;
+
 typedef struct run {
     config cfg;
     char addr[300];
     char tls_version[16];
     result r;
+    fingerprint id;
 } run;
 
 /* What load() needs while it reads one file: the text and its tokens. */
@@ -254,6 +262,9 @@ static void load_result(const doc *d, run *x)
 {
     result *r = &x->r;
     memset(r, 0, sizeof *r);
+    long mode = member(d, d->obj, "mode");
+    if (mode >= 0 && json_is(d->text, &d->tok[mode], "find-max"))
+        bad_file(d, "a --find-max summary: its steps carry no histograms to add or compare");
     if (member(d, d->obj, "round_trips_per_s") < 0 || member(d, d->obj, "latency_histogram") < 0)
         bad_file(d, "a summary without round_trips_per_s and latency_histogram (made by a yodel "
                     "before merge?)");
@@ -270,6 +281,7 @@ static void load_result(const doc *d, run *x)
     r->all_dead = flag(d, d->obj, "all_connections_ended");
     r->merged = (size_t)count(d, d->obj, "merged_runs");
     r->tls_version = x->tls_version[0] != '\0' ? x->tls_version : NULL;
+    x->id = (fingerprint){num(d, d->obj, "ts", 0), r->cnt.round_trips, r->hist.sum};
 }
 
 static void load(const char *cmd, const char *path, run *x)
@@ -318,6 +330,14 @@ static void add_run(run *total, const run *x)
         snprintf(total->addr, sizeof total->addr, "several addresses");
 }
 
+/* One run given twice (the same file, or a copy: `merge *.json`) would count its load twice. */
+static void check_once(const fingerprint *seen, int n, const run *x, const char *path)
+{
+    for (int i = 0; i < n; i++)
+        if (memcmp(&seen[i], &x->id, sizeof x->id) == 0)
+            usage_error("bench merge", "%s: the same run as an earlier FILE (given twice?)", path);
+}
+
 /* Runs of different message sizes or transports do not add up to one load. */
 static void check_alike(const run *first, const run *x, const char *path)
 {
@@ -356,7 +376,8 @@ int bench_merge_main(int argc, char **argv)
         usage_error("bench merge", "no FILE to merge");
     run *total = calloc(1, sizeof *total), *x = malloc(sizeof *x);
     bench *b = calloc(1, sizeof *b);
-    if (total == NULL || x == NULL || b == NULL) {
+    fingerprint *seen = calloc((size_t)(argc - optind), sizeof *seen);
+    if (total == NULL || x == NULL || b == NULL || seen == NULL) {
         fprintf(stderr, "yodel bench merge: out of memory\n");
         return EXIT_RUNTIME;
     }
@@ -374,6 +395,8 @@ int bench_merge_main(int argc, char **argv)
             total->r.tls_version = x->r.tls_version != NULL ? total->tls_version : NULL;
         }
         check_alike(total, x, argv[i]);
+        check_once(seen, i - optind, x, argv[i]);
+        seen[i - optind] = x->id;
         add_run(total, x);
     }
     b->cfg = total->cfg;
@@ -384,6 +407,7 @@ int bench_merge_main(int argc, char **argv)
     free(total);
     free(x);
     free(b);
+    free(seen);
     return status;
 }
 

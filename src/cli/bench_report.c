@@ -110,9 +110,15 @@ static void json_us(FILE *f, const char *name, const histogram *h, uint64_t ns)
         fprintf(f, "%.1f", us(ns));
 }
 
+void percentile_name(char *buf, size_t size, double pct)
+{
+    /* Enough digits for any percentile worth asking for: %g's 6 made 99.99999 "p100". */
+    snprintf(buf, size, "p%.10g", pct);
+}
+
 void percentile_key(char *buf, size_t size, double pct)
 {
-    snprintf(buf, size, "p%g", pct);
+    percentile_name(buf, size, pct);
     for (char *p = buf; *p != '\0'; p++)
         if (*p == '.')
             *p = '_';
@@ -282,9 +288,11 @@ static void print_percentiles(const config *cfg, const char *label, const histog
         return;
     }
     printf("  %-14s min %.1f", label, us(h->min));
-    for (size_t i = 0; i < cfg->npercentiles; i++)
-        printf("  p%g %.1f", cfg->percentiles[i],
-               us(hist_quantile(h, cfg->percentiles[i] / 100.0)));
+    for (size_t i = 0; i < cfg->npercentiles; i++) {
+        char name[32];
+        percentile_name(name, sizeof name, cfg->percentiles[i]);
+        printf("  %s %.1f", name, us(hist_quantile(h, cfg->percentiles[i] / 100.0)));
+    }
     printf("  max %.1f\n", us(h->max));
 }
 

@@ -113,14 +113,30 @@ static int worker_setup(worker *w)
     return 0;
 }
 
-/* A connect that cannot start counts against the client's target too (-c repeated). */
+/*
+ * Whether a connect that could not start failed for its source address (--bind: not local, of
+ * the other family, its port taken), which the connections from other sources do not share.
+ */
+static int source_failed(const worker *w, const client *c, int rc)
+{
+    return load_source(w->b, c->index) != NULL &&
+           (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT || rc == -EADDRINUSE || rc == -EINVAL ||
+            rc == -EACCES);
+}
+
+/*
+ * A connect that cannot start counts against the client's target too (-c repeated); unless its
+ * source address was the cause, the target's next connects on this thread are not tried.
+ */
 static void count_connect_error(worker *w, const client *c, int rc)
 {
+    int shared = !source_failed(w, c, rc);
     w->cnt.connect++;
     if (w->tally != NULL) {
         w->tally[c->target].cnt.connect++;
-        w->tally[c->target].connect_error = rc;
-    } else {
+        if (shared)
+            w->tally[c->target].connect_error = rc;
+    } else if (shared) {
         w->start_error = rc;
     }
     if (w->first_connect_error == 0)
@@ -131,7 +147,8 @@ static void count_connect_error(worker *w, const client *c, int rc)
  * Whether a connect could not start. The name is resolved before connecting: a failure here (no
  * such host, ...) would be the same for every connection to that target, each after its own
  * wait on the resolver. So the target's other connections on this thread fail with it, without
- * trying (with one target: the rest of the thread's).
+ * trying (with one target: the rest of the thread's); not when the source address (--bind) was
+ * the cause, as the connections from the other sources may well come up.
  */
 static int connect_one(worker *w, client *c)
 {
@@ -347,6 +364,9 @@ static void check_connect_deadline(worker *w, uint64_t now)
         /* (connect_ns may be after now: connect_next() ran since.) */
         if (!all && c->connect_ns + limit_ns >= now)
             break;
+        /* Our own abort would read "software caused connection abort": say why instead. */
+        if (w->first_connect_error == 0)
+            w->first_connect_error = all ? -ECANCELED : -ETIMEDOUT;
         client_abort_connect(c);
     }
 }

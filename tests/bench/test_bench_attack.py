@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""yodel bench attacked: behaviours an adversarial review found wrong once (one test each).
+
+Every test runs the real binary (YODEL_BIN) against a real server on 127.0.0.1 port 0, and every
+wait has a deadline.
+"""
+import os
+import signal
+import socket
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, HERE)
+
+from harness import PythonPeer, Server  # noqa: E402
+from test_bench import YODEL, bench, bench_json  # noqa: E402
+
+# An echo server that closes each connection after CLOSE_AFTER bytes (a server that dies).
+PY_CLOSING_ECHO = r"""
+import asyncio, sys
+CLOSE_AFTER = int(sys.argv[1])
+async def handle(reader, writer):
+    seen = 0
+    while seen < CLOSE_AFTER:
+        data = await reader.read(CLOSE_AFTER - seen)
+        if not data:
+            break
+        seen += len(data)
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def syn_sent_to(port):
+    """How many local sockets are connecting (SYN_SENT) to 127.0.0.1:port."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for r in rows if r[2] == "0100007F:%04X" % port and r[3] == "02")
+
+
+def peer(code, *argv):
+    """A PythonPeer running code with argv."""
+    return PythonPeer("import sys; sys.argv[1:] = %r\n" % (list(argv),) + code)
+
+
+class BenchAttackTest(unittest.TestCase):
+    def serve(self, *args):
+        server = Server(["-l", "127.0.0.1:0", "--threads", "1", *args])
+        self.addCleanup(server.kill)
+        return server
+
+    def refusing_address(self):
+        """A port bound and not listening: connects to it are refused while the test runs."""
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        sock.bind(("127.0.0.1", 0))
+        return "127.0.0.1:%d" % sock.getsockname()[1]
+
+    def unanswered_address(self):
+        """A listener whose backlog is full: connects to it get no answer (SYN_SENT)."""
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        for _ in range(4):
+            c = socket.socket()
+            self.addCleanup(c.close)
+            c.setblocking(False)
+            c.connect_ex(listener.getsockname())
+        return listener.getsockname()[1]
+
+    # --bind
+
+    def test_a_source_address_that_cannot_be_bound_fails_only_its_own_connections(self):
+        server = self.serve()
+        # [::1] cannot be the source of a connection to an IPv4 target; 127.0.0.1 can. Connections
+        # 0 and 2 come from the first, 1 and 3 from the second: two of four are up and measured.
+        result, report = bench_json("-c", server.tcp.addr, "-n", "4", "--bind", "[::1]",
+                                    "--bind", "127.0.0.1", "--threads", "1", "-t", "0.2s",
+                                    "--warmup", "0")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(report["connected"], 2, result.stderr)
+        self.assertEqual(report["error_counts"]["connect"], 2)
+        self.assertGreater(report["round_trips"], 0)
+        self.assertIn("2 of 4 connections failed", result.stderr)
+
+    # -c repeated
+
+    def test_a_target_without_a_round_trip_shows_no_latency_in_the_text_report(self):
+        server = self.serve()
+        refusing = self.refusing_address()
+        result = bench("-c", server.tcp.addr, "-c", refusing, "-n", "2", "-t", "0.2s",
+                       "--warmup", "0")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("  target 2")]
+        self.assertEqual(len(lines), 1, result.stdout)
+        self.assertIn("0 round trips", lines[0])
+        self.assertIn("p50 n/a, p99 n/a", lines[0])
+
+    def test_an_interrupted_connect_is_not_blamed_on_the_server(self):
+        port = self.unanswered_address()
+        before = syn_sent_to(port)  # this test's own connects that fill the backlog
+        proc = subprocess.Popen([YODEL, "bench", "-c", "127.0.0.1:%d" % port, "-n", "2", "-t",
+                                 "5s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.kill)
+        # Both connects are under way (SYN_SENT to the port, state 02 in /proc/net/tcp).
+        deadline = time.monotonic() + 10
+        while syn_sent_to(port) < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertNotIn("software caused connection abort", err)
+        self.assertIn("canceled", err)
+
+    # --percentiles
+
+    def test_a_percentile_with_many_decimals_keeps_them_in_its_name(self):
+        server = self.serve()
+        result, report = bench_json("-c", server.tcp.addr, "-n", "1", "-t", "0.2s", "--warmup",
+                                    "0", "--percentiles", "99.99999")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("p99_99999", report["latency_us"])
+        self.assertNotIn("p100", report["latency_us"])
+
+    def test_a_percentile_given_twice_exits_2_naming_it(self):
+        result = bench("-c", "127.0.0.1:9", "--percentiles", "50,90,50")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("--percentiles", result.stderr)
+        self.assertIn("50", result.stderr)
+
+    # merge and compare
+
+    def summary_file(self, server, *args):
+        """A yodel bench --json summary of a short run against server, in a temporary file."""
+        result, _ = bench_json("-c", server.tcp.addr, "-n", "1", "-t", "0.1s", "--warmup", "0",
+                               *args)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "run.json")
+        with open(path, "w") as f:
+            f.write(result.stdout)
+        return path
+
+    def test_merge_refuses_one_run_given_twice(self):
+        path = self.summary_file(self.serve())
+        copy = path + ".copy.json"
+        shutil.copy(path, copy)
+        result = bench("merge", path, copy)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("twice", result.stderr)
+
+    def test_merge_says_a_find_max_summary_has_nothing_to_merge(self):
+        server = self.serve()
+        result = bench("-c", server.tcp.addr, "-n", "1", "--find-max", "--slo", "p99<=10s",
+                       "--rate", "100000000", "-t", "0.1s", "--warmup", "0", "--json")
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "find-max.json")
+        with open(path, "w") as f:
+            f.write(result.stdout)
+        merged = bench("merge", path)
+        self.assertEqual(merged.returncode, 2, merged.stderr)
+        self.assertIn("--find-max", merged.stderr)
+        self.assertNotIn("before merge", merged.stderr)
+
+    # --find-max
+
+    def test_find_max_exits_1_when_every_connection_ends_during_the_search(self):
+        # Step 1 (100/s for 0.2 s over 2 connections) sends about 10 messages of 64 B on each;
+        # step 2 (200/s) about 20, but the server closes each connection after 15.
+        with peer(PY_CLOSING_ECHO, str(15 * 64)) as server:
+            result = bench("-c", "127.0.0.1:%d" % server.port, "-n", "2", "--threads", "1",
+                           "--find-max", "--slo", "p99<=1s", "--rate", "100", "-t", "0.2s",
+                           "--warmup", "0")
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("every connection ended", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
