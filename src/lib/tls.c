@@ -79,6 +79,25 @@ static void set_error(char *err, size_t errlen, const char *what, const char *fi
     ERR_clear_error();
 }
 
+/*
+ * OpenSSL could not load file as what: the system's reason when it could not even open it (no
+ * descriptor left, ...: the earliest error in the queue is then the system's), else the
+ * contents were the problem. Returns the error.
+ */
+static int load_failed(char *err, size_t errlen, const char *what, const char *file)
+{
+    unsigned long e = ERR_peek_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_SYS || ERR_GET_REASON(e) <= 0) {
+        set_error(err, errlen, what, file);
+        return -EINVAL;
+    }
+    int sys = ERR_GET_REASON(e);
+    if (errlen > 0)
+        snprintf(err, errlen, "cannot read %s: %s", file, strerror(sys));
+    ERR_clear_error();
+    return -sys;
+}
+
 /* A file OpenSSL would fail on for a reason errno names better: -ENOENT, -EACCES. */
 static int readable(const char *file, char *err, size_t errlen)
 {
@@ -124,17 +143,14 @@ static int load_identity(SSL_CTX *ctx, const yd_tls *tls, char *err, size_t errl
     if (r < 0 || tls->cert_file == NULL)
         return r;
     const char *key = tls->key_file ? tls->key_file : tls->cert_file;
-    if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert_file) != 1) {
-        set_error(err, errlen, "not a PEM certificate chain:", tls->cert_file);
-        return -EINVAL;
-    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, tls->cert_file) != 1)
+        return load_failed(err, errlen, "not a PEM certificate chain:", tls->cert_file);
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
         /* OpenSSL 3 checks the pair here already: say which problem it was. */
         int mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
-        set_error(
+        return load_failed(
             err, errlen,
             mismatch ? "the key does not match the certificate:" : "not a PEM private key:", key);
-        return -EINVAL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         set_error(err, errlen, "the key does not match the certificate", NULL);
@@ -153,8 +169,7 @@ static int load_trust(SSL_CTX *ctx, const yd_tls *tls, char *err, size_t errlen)
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(tls->ca_file);
         if (names == NULL || SSL_CTX_load_verify_locations(ctx, tls->ca_file, NULL) != 1) {
             sk_X509_NAME_pop_free(names, X509_NAME_free);
-            set_error(err, errlen, "not a PEM CA file:", tls->ca_file);
-            return -EINVAL;
+            return load_failed(err, errlen, "not a PEM CA file:", tls->ca_file);
         }
         SSL_CTX_set_client_CA_list(ctx, names);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);

@@ -191,6 +191,26 @@ class FailedReload(Base):
         status, err = srv.stop()
         self.assertEqual(status, 0, err)
 
+    def test_a_reload_while_out_of_descriptors_says_so_and_keeps_the_old_certificate(self):
+        live = LiveFiles(self)
+        srv = self.serve_live(live)
+        fds = "/proc/%d/fd" % srv.proc.pid
+        limit = len(os.listdir(fds)) + 8
+        harness.run(["prlimit", "--pid", str(srv.proc.pid), "--nofile=%d:%d" % (limit, limit)])
+        li = tlslib.tls_listener(srv)
+        crowd = []
+        self.addCleanup(lambda: [s.close() for s in crowd])
+        for _ in range(limit):  # silent clients: each holds a descriptor until it is full
+            crowd.append(harness.connect(li))
+        hard.wait_for(lambda: len(os.listdir(fds)) >= limit, 10 * tlslib.SLOW,
+                      "the server out of descriptors")
+        err = self.hup(srv, 0, self.FAILED)
+        self.assertIn("reload failed: cannot read %s: Too many open files" % live.cert, err)
+        for s in crowd:
+            s.close()
+        crowd.clear()
+        self.assertEqual(self.serial(srv), tlslib.Pki.SERVER_SERIAL)
+
     def test_a_failed_reload_is_a_json_error_with_json(self):
         live = LiveFiles(self)
         srv = self.serve_live(live, "--json")
