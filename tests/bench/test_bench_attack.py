@@ -194,5 +194,31 @@ class BenchAttackTest(unittest.TestCase):
         self.assertIn("every connection ended", result.stderr)
 
 
+    # a report to a closed stdout
+
+    def with_stdout_closed(self, *args):
+        """yodel bench ARGS run with descriptor 1 closed (`>&-`)."""
+        return subprocess.run(["/bin/sh", "-c", 'exec "$0" bench "$@" >&-', YODEL, *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+
+    def assert_report_lost(self, result):
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(result.stderr.count("standard output is closed"), 1, result.stderr)
+
+    def test_a_run_whose_report_goes_to_a_closed_stdout_exits_1(self):
+        server = self.serve()
+        self.assert_report_lost(self.with_stdout_closed("-c", server.tcp.addr, "-n", "1", "-t",
+                                                        "0.1s", "--warmup", "0"))
+
+    def test_a_merge_whose_report_goes_to_a_closed_stdout_exits_1(self):
+        path = self.summary_file(self.serve())
+        self.assert_report_lost(self.with_stdout_closed("merge", path))
+
+    def test_a_compare_whose_result_goes_to_a_closed_stdout_exits_1(self):
+        path = self.summary_file(self.serve())
+        self.assert_report_lost(self.with_stdout_closed("compare", path, path))
+
+
 if __name__ == "__main__":
     unittest.main()
