@@ -4,6 +4,7 @@
 Every test runs the real binary (YODEL_BIN) against a real server on 127.0.0.1 port 0, and every
 wait has a deadline.
 """
+import json
 import os
 import signal
 import socket
@@ -218,6 +219,21 @@ class BenchAttackTest(unittest.TestCase):
     def test_a_compare_whose_result_goes_to_a_closed_stdout_exits_1(self):
         path = self.summary_file(self.serve())
         self.assert_report_lost(self.with_stdout_closed("compare", path, path))
+
+
+    def test_merge_refuses_bucket_counts_that_wrap_around_to_the_histograms_count(self):
+        path = self.summary_file(self.serve())
+        with open(path) as f:
+            summary = json.loads(f.read())
+        # 2^64 - 1 + 1 is 0 in 64 bits: the buckets would "add up" to a count of 0.
+        summary["latency_histogram"].update(count=0, counts=[[0, 2**64 - 1], [1, 1]])
+        with open(path, "w") as f:
+            json.dump(summary, f)
+        result = bench("merge", path)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn(path, result.stderr)
 
 
 if __name__ == "__main__":
