@@ -21,6 +21,7 @@
 /* --rate N, or A:B (a ramp from A to B round trips/s; B below A is refused). */
 static void take_rate(const char *arg, config *cfg)
 {
+    cfg->rate_text = arg;
     const char *colon = strchr(arg, ':');
     if (colon == NULL) {
         cfg->rate = (uint64_t)opt_long("bench", "--rate", arg, 1, 1000000000);
@@ -215,6 +216,10 @@ static void check_ramp(const config *cfg)
     if (ramp && cfg->ramp_ms == 0)
         usage_error("bench", "--rate %llu:%llu: a ramp needs --ramp DURATION",
                     (unsigned long long)cfg->rate_from, (unsigned long long)cfg->rate);
+    if (cfg->ramp_ms != 0 && !ramp && cfg->rate_text != NULL && strchr(cfg->rate_text, ':'))
+        usage_error("bench",
+                    "--ramp: --rate %s has nothing to ramp (A equals B; B must be above A)",
+                    cfg->rate_text);
     if (cfg->ramp_ms != 0 && !ramp)
         usage_error("bench", "--ramp: needs --rate A:B (from A to B round trips/s)");
     if (cfg->ramp_ms > cfg->duration_ms)

@@ -236,5 +236,15 @@ class BenchAttackTest(unittest.TestCase):
         self.assertIn(path, result.stderr)
 
 
+    # --rate A:B --ramp
+
+    def test_a_ramp_from_a_rate_to_the_same_rate_exits_2_saying_there_is_nothing_to_ramp(self):
+        result = bench("-c", "127.0.0.1:9", "--rate", "1000:1000", "--ramp", "1s")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("1000:1000", result.stderr)
+        self.assertIn("nothing to ramp", result.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
