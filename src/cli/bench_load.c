@@ -155,6 +155,8 @@ static void slo_term(char *term, const char *whole, slo *out)
     *op = '\0';
     const char *value = op + 2;
     if (strcmp(term, "errors") == 0) {
+        if (out->has_errors)
+            usage_error("bench", "--slo '%s': errors is bound twice", whole);
         if (!slo_errors(value, out))
             usage_error("bench", "--slo '%s': bad error bound '%s' (use 0.1%% or a count)", whole,
                         value);
@@ -163,6 +165,9 @@ static void slo_term(char *term, const char *whole, slo *out)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(term, names[i]) != 0)
             continue;
+        /* One bound silently replacing another would hide a typo. */
+        if (out->latency_ns[i] != 0)
+            usage_error("bench", "--slo '%s': %s is bound twice", whole, term);
         out->latency_ns[i] = slo_latency_ns(value);
         if (out->latency_ns[i] == 0)
             usage_error("bench", "--slo '%s': bad latency '%s' for %s (use 500us, 1ms, 2s)", whole,
@@ -181,14 +186,17 @@ static void parse_slo(const char *text, slo *out)
         usage_error("bench", "--slo: longer than %zu characters", sizeof buf - 1);
     strcpy(buf, text);
     *out = (slo){.has_errors = 0};
-    char *save = NULL;
-    int terms = 0;
-    for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-        slo_term(t, text, out);
-        terms++;
-    }
-    if (terms == 0)
+    if (buf[0] == '\0')
         usage_error("bench", "--slo: empty (use 'p99<=1ms,errors<=0.1%%')");
+    /* Not strtok: it would skip the empty terms of 'p99<=1ms,' and ',,'. */
+    for (char *t = buf, *comma; t != NULL; t = comma != NULL ? comma + 1 : NULL) {
+        comma = strchr(t, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (t[0] == '\0')
+            usage_error("bench", "--slo '%s': an empty term (a comma too many?)", text);
+        slo_term(t, text, out);
+    }
 }
 
 /* Every target the same kind of socket (TCP, UDP, Unix; TLS or not): one protocol for all. */

@@ -246,5 +246,20 @@ class BenchAttackTest(unittest.TestCase):
         self.assertIn("nothing to ramp", result.stderr)
 
 
+    # --slo
+
+    def assert_slo_refused(self, slo, why):
+        result = bench("-c", "127.0.0.1:9", "--find-max", "--slo", slo)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn(why, result.stderr)
+
+    def test_an_slo_with_a_trailing_comma_exits_2_naming_the_empty_term(self):
+        self.assert_slo_refused("p99<=1ms,", "empty term")
+
+    def test_an_slo_that_bounds_one_metric_twice_exits_2_naming_it(self):
+        self.assert_slo_refused("p99<=1ms,p99<=2ms", "p99 is bound twice")
+
+
 if __name__ == "__main__":
     unittest.main()
