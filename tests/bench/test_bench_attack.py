@@ -6,12 +6,14 @@ wait has a deadline.
 """
 import json
 import os
+import select
 import signal
 import socket
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -20,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
 from harness import PythonPeer, Server  # noqa: E402
-from test_bench import YODEL, bench, bench_json  # noqa: E402
+from test_bench import YODEL, PythonServer, bench, bench_json  # noqa: E402
 
 # An echo server that closes each connection after CLOSE_AFTER bytes (a server that dies).
 PY_CLOSING_ECHO = r"""
@@ -259,6 +261,60 @@ class BenchAttackTest(unittest.TestCase):
 
     def test_an_slo_that_bounds_one_metric_twice_exits_2_naming_it(self):
         self.assert_slo_refused("p99<=1ms,p99<=2ms", "p99 is bound twice")
+
+
+    # --find-max interrupted
+
+    def test_an_interrupted_find_max_says_the_rate_it_found_is_a_lower_bound(self):
+        server = self.serve()
+        proc = subprocess.Popen([YODEL, "bench", "-c", server.tcp.addr, "-n", "1", "--find-max",
+                                 "--slo", "p99<=10s", "--rate", "100", "-t", "1s", "--warmup",
+                                 "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.kill)
+        lines = []
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("  step 1 ") for line in lines):
+            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            self.assertTrue(ready, "no step 1 line within 30 s: %r" % lines)
+            line = proc.stdout.readline()
+            self.assertTrue(line, "stdout ended before step 1: %r" % lines)
+            lines.append(line)
+        self.assertIn("held", lines[-1])
+        proc.send_signal(signal.SIGINT)  # during step 2
+        out, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("interrupted after 1 step\n", err)
+        summary = out.splitlines()[-1]
+        self.assertIn("at least 100 round trips/s", summary)
+        self.assertIn("lower bound", summary)
+
+    def test_a_find_max_interrupted_before_its_first_step_ended_still_prints_its_json_summary(self):
+        sending = threading.Event()
+
+        def echo(sock):
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                sending.set()
+                sock.sendall(data)
+
+        server = PythonServer(echo)
+        self.addCleanup(server.stop)
+        proc = subprocess.Popen([YODEL, "bench", "-c", server.address, "-n", "1", "--find-max",
+                                 "--slo", "p99<=10s", "--rate", "100", "-t", "30s", "--warmup",
+                                 "0", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        self.addCleanup(proc.kill)
+        self.assertTrue(sending.wait(30), "step 1 sent nothing within 30 s")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 1, err)  # no rate is known to hold
+        summary = json.loads(out.splitlines()[-1])
+        self.assertEqual(summary["type"], "summary", out)
+        self.assertIs(summary["interrupted"], True)
+        self.assertIsNone(summary["max_rate_per_s"])
+        self.assertEqual(summary["steps"], [])
 
 
 if __name__ == "__main__":
