@@ -68,6 +68,7 @@ static void read_file(doc *d)
     FILE *f = fopen(d->path, "rb");
     if (f == NULL)
         usage_error(d->cmd, "cannot read '%s': %s", d->path, strerror(errno));
+
     size_t room = 1 << 16;
     d->text = NULL;
     d->len = 0;
@@ -490,6 +491,16 @@ static const char compare_usage[] =
     "      --threshold PCT       how much worse a figure may get (5%)\n"
     "  -h, --help                this help\n";
 
+/* A run that measured nothing (stopped in its warmup: duration 0, no samples) has no figures to
+ * compare: against it any real run would read +inf % or -100 %. */
+static void load_side(const char *path, run *x)
+{
+    load("bench compare", path, x);
+    if (x->r.cnt.round_trips == 0 || x->r.hist.count == 0)
+        usage_error("bench compare", "%s: a run with no round trip measured: nothing to compare",
+                    path);
+}
+
 static void print_figure(const figure *f, double threshold, int *worse)
 {
     double pct = change_pct(f);
@@ -520,8 +531,8 @@ int bench_compare_main(int argc, char **argv)
         fprintf(stderr, "yodel bench compare: out of memory\n");
         return EXIT_RUNTIME;
     }
-    load("bench compare", argv[optind], base);
-    load("bench compare", argv[optind + 1], now);
+    load_side(argv[optind], base);
+    load_side(argv[optind + 1], now);
     const histogram *hb = &base->r.hist, *hn = &now->r.hist;
     const figure figs[] = {
         {"round trips/s", base->r.rate, now->r.rate, 0},

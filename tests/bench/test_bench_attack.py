@@ -317,5 +317,24 @@ class BenchAttackTest(unittest.TestCase):
         self.assertEqual(summary["steps"], [])
 
 
+    def test_compare_refuses_a_side_without_a_round_trip_naming_its_file(self):
+        # What a run stopped by SIGTERM in its warmup writes: duration 0, no samples.
+        real = self.summary_file(self.serve())
+        with open(real) as f:
+            summary = json.loads(f.read())
+        summary.update(round_trips=0, round_trips_per_s=0, duration_s=0, sent=0)
+        summary["latency_histogram"].update(count=0, min_ns=None, max_ns=None, sum_ns=0,
+                                            counts=[])
+        empty = real + ".empty.json"
+        with open(empty, "w") as f:
+            json.dump(summary, f)
+        result = bench("compare", empty, real)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn(empty, result.stderr)
+        self.assertIn("no round trip", result.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
