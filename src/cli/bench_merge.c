@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bench.h"
 #include "bench_json.h"
@@ -68,7 +69,11 @@ static void read_file(doc *d)
     FILE *f = fopen(d->path, "rb");
     if (f == NULL)
         usage_error(d->cmd, "cannot read '%s': %s", d->path, strerror(errno));
-
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f); /* opens for reading on Linux; only the reads fail */
+        bad_file(d, "is a directory");
+    }
     size_t room = 1 << 16;
     d->text = NULL;
     d->len = 0;

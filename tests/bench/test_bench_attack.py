@@ -335,6 +335,14 @@ class BenchAttackTest(unittest.TestCase):
         self.assertIn(empty, result.stderr)
         self.assertIn("no round trip", result.stderr)
 
+    def test_merge_of_a_directory_says_it_is_a_directory(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        result = bench("merge", tmp)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("%s: is a directory" % tmp, result.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
