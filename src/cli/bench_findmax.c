@@ -251,7 +251,7 @@ static void print_summary(const bench *b, const search *s)
                b->cfg.slo_text);
         if (s->broke != 0)
             printf("; %llu/s did not", (unsigned long long)s->broke);
-        printf(", %d steps\n", s->n);
+        printf(", %d step%s\n", s->n, s->n == 1 ? "" : "s");
     }
     fflush(stdout);
 }

@@ -378,7 +378,7 @@ static void print_targets(const bench *b, const result *r)
             printf("p50 n/a, p99 n/a, ");
         else
             printf("p50 %.1f us, p99 %.1f us, ", us_at(h, 0.5), us_at(h, 0.99));
-        printf("%llu errors\n", (unsigned long long)s.errors);
+        printf("%llu error%s\n", (unsigned long long)s.errors, s.errors == 1 ? "" : "s");
     }
     free(h);
 }

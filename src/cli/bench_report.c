@@ -325,8 +325,8 @@ static void print_text(const bench *b, const result *r)
            b->addr, cfg->conns, cfg->conns == 1 ? "" : "s", r->connected, cfg->size, cfg->depth,
            cfg->rate > 0 ? "open loop" : "closed loop", cfg->threads, cfg->threads == 1 ? "" : "s");
     if (r->merged > 0)
-        printf("  merged         %zu runs made at the same time: counts and rates added\n",
-               r->merged);
+        printf("  merged         %zu run%s made at the same time: counts and rates added\n",
+               r->merged, r->merged == 1 ? "" : "s");
     if (cfg->tls)
         printf("  tls            %s, the server's certificate %s\n",
                r->tls_version != NULL ? r->tls_version : "(no handshake done)",
@@ -343,8 +343,8 @@ static void print_text(const bench *b, const result *r)
                r->connect_rate, (unsigned long long)cfg->reconnect_every,
                cfg->reconnect_every == 1 ? "" : "s", "");
     if (cfg->reconnect_every != 0 && cfg->tls)
-        printf("  resumed        %llu of %llu handshakes (%s)\n", (unsigned long long)c->resumed,
-               (unsigned long long)c->connects,
+        printf("  resumed        %llu of %llu handshake%s (%s)\n", (unsigned long long)c->resumed,
+               (unsigned long long)c->connects, c->connects == 1 ? "" : "s",
                cfg->resume ? "--resume offers the last session" : "every one full");
     printf("  throughput     %.2f MB/s of payload each way\n", r->rate * (double)cfg->size / 1e6);
     print_percentiles(cfg, "latency (us)", &r->hist);

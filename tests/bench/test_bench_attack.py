@@ -343,6 +343,11 @@ class BenchAttackTest(unittest.TestCase):
         self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
         self.assertIn("%s: is a directory" % tmp, result.stderr)
 
+    def test_merge_of_one_run_says_1_run(self):
+        result = bench("merge", self.summary_file(self.serve()))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("  merged         1 run made", result.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
