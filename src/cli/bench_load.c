@@ -294,9 +294,12 @@ double load_rate_at(const config *cfg, uint64_t ns)
     return from + ((double)cfg->rate - from) * (double)ns / (double)ramp_ns;
 }
 
-/* The ramp's mean (A+B)/2 over D, then B for the rest of -t. */
+/* The ramp's mean (A+B)/2 over D, then B for the rest of -t. Without a ramp (or a -t: a merged
+ * summary has none), the rate. */
 double load_mean_rate(const config *cfg)
 {
+    if (cfg->ramp_ms == 0 || cfg->duration_ms == 0)
+        return (double)cfg->rate;
     double d = (double)cfg->ramp_ms, t = (double)cfg->duration_ms;
     double ramp = ((double)cfg->rate_from + (double)cfg->rate) / 2.0;
     return (ramp * d + (double)cfg->rate * (t - d)) / t;

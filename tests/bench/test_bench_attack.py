@@ -349,5 +349,25 @@ class BenchAttackTest(unittest.TestCase):
         self.assertIn("  merged         1 run made", result.stdout)
 
 
+    def test_a_ramp_missed_is_measured_against_the_ramps_mean_in_the_report_and_on_stderr(self):
+        # Each reply takes 300 ms and one message is in flight: at most about 4/s offered, far
+        # below the ramp's mean (10 + 21) / 2 = 15.5/s.
+        server = self.serve("--delay", "300ms")
+        result = bench("-c", server.tcp.addr, "-n", "1", "--rate", "10:21", "--ramp", "1s", "-t",
+                       "1s", "--warmup", "0")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        target = [line for line in result.stdout.splitlines() if "target rate" in line]
+        self.assertEqual(len(target), 1, result.stdout)
+        self.assertIn("target rate    15.5 round trips/s", target[0])
+        share = target[0].rsplit("(", 1)[1].rstrip(")")  # "25.8 %"
+        self.assertIn(", %s of the 15.5 asked for" % share, result.stderr)
+
+
+    def test_merge_of_a_rate_run_reports_its_target_rate_not_nan(self):
+        result = bench("merge", self.summary_file(self.serve(), "--rate", "100"))
+        self.assertIn("  target rate    100 round trips/s", result.stdout)
+        self.assertNotIn("nan", result.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()
