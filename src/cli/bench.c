@@ -378,9 +378,14 @@ static int measure(bench *b, size_t connected, int first_error)
 }
 
 /* A report that could not be written (stdout closed, a pipe whose reader left, a full disk)
- * fails the run, whatever it measured: a script must not take silence for success. */
+ * fails the run, whatever it measured: a script must not take silence for success. A stdout
+ * closed at start is /dev/null by now (main.c), where every write succeeds: asked apart. */
 static int reported(const char *command, int status)
 {
+    if (cli_fd_was_closed(STDOUT_FILENO)) {
+        fprintf(stderr, "yodel %s: cannot write the report: standard output is closed\n", command);
+        return EXIT_RUNTIME;
+    }
     if (fflush(stdout) == 0 && !ferror(stdout))
         return status;
     fprintf(stderr, "yodel %s: cannot write the report to stdout: %s\n", command,

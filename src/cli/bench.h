@@ -86,6 +86,7 @@ typedef struct config {
     uint64_t connect_rate; /* new connections/s in all; 0: batches of CONNECT_BATCH */
     uint64_t rate_from;    /* --rate A:B: A, where the ramp starts (rate is B); else rate */
     uint64_t ramp_ms;      /* --ramp: from rate_from to rate over this, from the measuring on */
+    const char *rate_text; /* --rate as given, for the error lines */
     int find_max;
     const char *slo_text;
     slo slo;

@@ -151,7 +151,8 @@ typedef struct search {
     int n;
     uint64_t held;
     uint64_t broke;
-    int dead; /* every connection ended (the server died): the search stopped there */
+    int dead;        /* every connection ended (the server died): the search stopped there */
+    int interrupted; /* Ctrl-C: held is a lower bound, not the highest rate */
 } search;
 
 /* The rate of the next step, or 0 when the search is over. */
@@ -209,7 +210,8 @@ static void json_summary(const bench *b, const search *s)
             (unsigned long long)s->held);
     fprintf(f, s->broke ? "\"broke_at_per_s\":%llu," : "\"broke_at_per_s\":null,",
             (unsigned long long)s->broke);
-    fprintf(f, "\"all_connections_ended\":%s,", s->dead ? "true" : "false");
+    fprintf(f, "\"all_connections_ended\":%s,\"interrupted\":%s,", s->dead ? "true" : "false",
+            s->interrupted ? "true" : "false");
     fputs("\"steps\":[", f);
     for (int i = 0; i < s->n; i++) {
         fputs(i > 0 ? ",{" : "{", f);
@@ -219,10 +221,28 @@ static void json_summary(const bench *b, const search *s)
     fputs("]}\n", f);
 }
 
+/* The text summary of a search cut short by Ctrl-C: what it found so far, said as such. */
+static void print_interrupted(const bench *b, const search *s)
+{
+    if (s->held == 0) {
+        printf("  max rate       unknown: the search was interrupted before a rate held the SLO\n");
+        return;
+    }
+    printf("  max rate       at least %llu round trips/s (held the SLO, %s)",
+           (unsigned long long)s->held, b->cfg.slo_text);
+    if (s->broke != 0)
+        printf("; %llu/s did not", (unsigned long long)s->broke);
+    printf(": the search was interrupted after %d step%s, so this is a lower bound, not the "
+           "maximum\n",
+           s->n, s->n == 1 ? "" : "s");
+}
+
 static void print_summary(const bench *b, const search *s)
 {
     if (b->cfg.json) {
         json_summary(b, s);
+    } else if (s->interrupted) {
+        print_interrupted(b, s);
     } else if (s->held == 0) {
         printf("  max rate       none held: the first step (%llu/s) broke the SLO\n",
                (unsigned long long)s->steps[0].rate);
@@ -231,7 +251,7 @@ static void print_summary(const bench *b, const search *s)
                b->cfg.slo_text);
         if (s->broke != 0)
             printf("; %llu/s did not", (unsigned long long)s->broke);
-        printf(", %d steps\n", s->n);
+        printf(", %d step%s\n", s->n, s->n == 1 ? "" : "s");
     }
     fflush(stdout);
 }
@@ -259,6 +279,7 @@ static int take_step(bench *b, search *s, uint64_t rate)
     free(r);
     if (atomic_load(&b->interrupted)) {
         s->n--; /* cut short: it says nothing about the rate */
+        s->interrupted = 1;
         return -1;
     }
     print_step(b, s->n, st);
@@ -286,9 +307,10 @@ int findmax_run(bench *b, size_t connected)
         rate = next_rate(s);
     }
     run_end_steps(b);
-    if (atomic_load(&b->interrupted))
-        fprintf(stderr, "yodel bench: interrupted after %d steps\n", s->n);
-    if (s->n > 0)
+    if (s->interrupted)
+        fprintf(stderr, "yodel bench: interrupted after %d step%s\n", s->n, s->n == 1 ? "" : "s");
+    /* Interrupted before a step ended, the summary still says so (JSON readers wait for it). */
+    if (s->n > 0 || s->interrupted)
         print_summary(b, s);
     /* A server that died mid-search is a failed run, as it is without --find-max: the rates
      * above the last that held were never bisected. */

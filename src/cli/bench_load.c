@@ -21,6 +21,7 @@
 /* --rate N, or A:B (a ramp from A to B round trips/s; B below A is refused). */
 static void take_rate(const char *arg, config *cfg)
 {
+    cfg->rate_text = arg;
     const char *colon = strchr(arg, ':');
     if (colon == NULL) {
         cfg->rate = (uint64_t)opt_long("bench", "--rate", arg, 1, 1000000000);
@@ -154,6 +155,8 @@ static void slo_term(char *term, const char *whole, slo *out)
     *op = '\0';
     const char *value = op + 2;
     if (strcmp(term, "errors") == 0) {
+        if (out->has_errors)
+            usage_error("bench", "--slo '%s': errors is bound twice", whole);
         if (!slo_errors(value, out))
             usage_error("bench", "--slo '%s': bad error bound '%s' (use 0.1%% or a count)", whole,
                         value);
@@ -162,6 +165,9 @@ static void slo_term(char *term, const char *whole, slo *out)
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(term, names[i]) != 0)
             continue;
+        /* One bound silently replacing another would hide a typo. */
+        if (out->latency_ns[i] != 0)
+            usage_error("bench", "--slo '%s': %s is bound twice", whole, term);
         out->latency_ns[i] = slo_latency_ns(value);
         if (out->latency_ns[i] == 0)
             usage_error("bench", "--slo '%s': bad latency '%s' for %s (use 500us, 1ms, 2s)", whole,
@@ -180,14 +186,17 @@ static void parse_slo(const char *text, slo *out)
         usage_error("bench", "--slo: longer than %zu characters", sizeof buf - 1);
     strcpy(buf, text);
     *out = (slo){.has_errors = 0};
-    char *save = NULL;
-    int terms = 0;
-    for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-        slo_term(t, text, out);
-        terms++;
-    }
-    if (terms == 0)
+    if (buf[0] == '\0')
         usage_error("bench", "--slo: empty (use 'p99<=1ms,errors<=0.1%%')");
+    /* Not strtok: it would skip the empty terms of 'p99<=1ms,' and ',,'. */
+    for (char *t = buf, *comma; t != NULL; t = comma != NULL ? comma + 1 : NULL) {
+        comma = strchr(t, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        if (t[0] == '\0')
+            usage_error("bench", "--slo '%s': an empty term (a comma too many?)", text);
+        slo_term(t, text, out);
+    }
 }
 
 /* Every target the same kind of socket (TCP, UDP, Unix; TLS or not): one protocol for all. */
@@ -215,6 +224,10 @@ static void check_ramp(const config *cfg)
     if (ramp && cfg->ramp_ms == 0)
         usage_error("bench", "--rate %llu:%llu: a ramp needs --ramp DURATION",
                     (unsigned long long)cfg->rate_from, (unsigned long long)cfg->rate);
+    if (cfg->ramp_ms != 0 && !ramp && cfg->rate_text != NULL && strchr(cfg->rate_text, ':'))
+        usage_error("bench",
+                    "--ramp: --rate %s has nothing to ramp (A equals B; B must be above A)",
+                    cfg->rate_text);
     if (cfg->ramp_ms != 0 && !ramp)
         usage_error("bench", "--ramp: needs --rate A:B (from A to B round trips/s)");
     if (cfg->ramp_ms > cfg->duration_ms)
@@ -281,9 +294,12 @@ double load_rate_at(const config *cfg, uint64_t ns)
     return from + ((double)cfg->rate - from) * (double)ns / (double)ramp_ns;
 }
 
-/* The ramp's mean (A+B)/2 over D, then B for the rest of -t. */
+/* The ramp's mean (A+B)/2 over D, then B for the rest of -t. Without a ramp (or a -t: a merged
+ * summary has none), the rate. */
 double load_mean_rate(const config *cfg)
 {
+    if (cfg->ramp_ms == 0 || cfg->duration_ms == 0)
+        return (double)cfg->rate;
     double d = (double)cfg->ramp_ms, t = (double)cfg->duration_ms;
     double ramp = ((double)cfg->rate_from + (double)cfg->rate) / 2.0;
     return (ramp * d + (double)cfg->rate * (t - d)) / t;
@@ -365,7 +381,7 @@ static void print_targets(const bench *b, const result *r)
             printf("p50 n/a, p99 n/a, ");
         else
             printf("p50 %.1f us, p99 %.1f us, ", us_at(h, 0.5), us_at(h, 0.99));
-        printf("%llu errors\n", (unsigned long long)s.errors);
+        printf("%llu error%s\n", (unsigned long long)s.errors, s.errors == 1 ? "" : "s");
     }
     free(h);
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bench.h"
 #include "bench_json.h"
@@ -68,6 +69,11 @@ static void read_file(doc *d)
     FILE *f = fopen(d->path, "rb");
     if (f == NULL)
         usage_error(d->cmd, "cannot read '%s': %s", d->path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f); /* opens for reading on Linux; only the reads fail */
+        bad_file(d, "is a directory");
+    }
     size_t room = 1 << 16;
     d->text = NULL;
     d->len = 0;
@@ -171,17 +177,33 @@ static void str(const doc *d, long obj, const char *key, char *buf, size_t size)
         snprintf(buf, size, "%.*s", (int)d->tok[t].len, d->text + d->tok[t].start);
 }
 
-/* One [index, count] pair of a histogram's counts into h. */
+/* A number token that is a whole number in 64 bits (no sign, fraction or exponent), or -1. */
+static int whole(const doc *d, const json_token *t, uint64_t *out)
+{
+    const char *s = d->text + t->start;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s < '0' || *s > '9' || end != s + t->len || errno == ERANGE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* One [index, count] pair of a histogram's counts into h. Counts that wrap around 64 bits
+ * could add up to any count at all: refused. */
 static void load_bucket(const doc *d, long pair, histogram *h)
 {
     const json_token *t = d->tok;
+    uint64_t i, n;
     if (t[pair].type != JSON_ARRAY || t[pair].next != (size_t)pair + 3 ||
-        t[pair + 1].type != JSON_NUMBER || t[pair + 2].type != JSON_NUMBER)
+        t[pair + 1].type != JSON_NUMBER || t[pair + 2].type != JSON_NUMBER ||
+        whole(d, &t[pair + 1], &i) < 0 || whole(d, &t[pair + 2], &n) < 0)
         bad_file(d, "a histogram bucket is not [index, count]");
-    unsigned long long i = strtoull(d->text + t[pair + 1].start, NULL, 10);
-    unsigned long long n = strtoull(d->text + t[pair + 2].start, NULL, 10);
     if (i >= HIST_BUCKETS)
         bad_file(d, "a histogram bucket index is out of range");
+    if (n > UINT64_MAX - h->count)
+        bad_file(d, "a histogram's bucket counts overflow 64 bits");
     h->buckets[i] += n;
     h->count += n;
 }
@@ -348,6 +370,19 @@ static void check_alike(const run *first, const run *x, const char *path)
         usage_error("bench merge", "%s: another transport than the first run's", path);
 }
 
+/* Histograms that together count more than 64 bits hold would wrap around when added. */
+static void check_sum(const run *total, const run *x, const char *path)
+{
+    const histogram *t[] = {&total->r.hist, &total->r.send_lag, &total->r.connect_lat};
+    const histogram *h[] = {&x->r.hist, &x->r.send_lag, &x->r.connect_lat};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (h[i]->count > UINT64_MAX - t[i]->count)
+            usage_error("bench merge",
+                        "%s: its histogram counts and the earlier FILEs' overflow "
+                        "64 bits",
+                        path);
+}
+
 static const char merge_usage[] =
     "usage: yodel bench merge [--json] FILE...\n"
     "\n"
@@ -397,6 +432,7 @@ int bench_merge_main(int argc, char **argv)
         check_alike(total, x, argv[i]);
         check_once(seen, i - optind, x, argv[i]);
         seen[i - optind] = x->id;
+        check_sum(total, x, argv[i]);
         add_run(total, x);
     }
     b->cfg = total->cfg;
@@ -460,6 +496,16 @@ static const char compare_usage[] =
     "      --threshold PCT       how much worse a figure may get (5%)\n"
     "  -h, --help                this help\n";
 
+/* A run that measured nothing (stopped in its warmup: duration 0, no samples) has no figures to
+ * compare: against it any real run would read +inf % or -100 %. */
+static void load_side(const char *path, run *x)
+{
+    load("bench compare", path, x);
+    if (x->r.cnt.round_trips == 0 || x->r.hist.count == 0)
+        usage_error("bench compare", "%s: a run with no round trip measured: nothing to compare",
+                    path);
+}
+
 static void print_figure(const figure *f, double threshold, int *worse)
 {
     double pct = change_pct(f);
@@ -490,8 +536,8 @@ int bench_compare_main(int argc, char **argv)
         fprintf(stderr, "yodel bench compare: out of memory\n");
         return EXIT_RUNTIME;
     }
-    load("bench compare", argv[optind], base);
-    load("bench compare", argv[optind + 1], now);
+    load_side(argv[optind], base);
+    load_side(argv[optind + 1], now);
     const histogram *hb = &base->r.hist, *hn = &now->r.hist;
     const figure figs[] = {
         {"round trips/s", base->r.rate, now->r.rate, 0},

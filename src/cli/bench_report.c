@@ -316,6 +316,14 @@ static void print_errors(const counters *c)
     printf("%s\n", *sep == ',' ? ")" : "");
 }
 
+/* The rate --rate asks for: N, or with a ramp its mean over -t (15.5 for 10:21 over all of it). */
+static const char *target_text(const config *cfg, char *buf, size_t size)
+{
+    double mean = load_mean_rate(cfg);
+    snprintf(buf, size, mean == (double)(uint64_t)mean ? "%.0f" : "%.1f", mean);
+    return buf;
+}
+
 static void print_text(const bench *b, const result *r)
 {
     const config *cfg = &b->cfg;
@@ -325,15 +333,17 @@ static void print_text(const bench *b, const result *r)
            b->addr, cfg->conns, cfg->conns == 1 ? "" : "s", r->connected, cfg->size, cfg->depth,
            cfg->rate > 0 ? "open loop" : "closed loop", cfg->threads, cfg->threads == 1 ? "" : "s");
     if (r->merged > 0)
-        printf("  merged         %zu runs made at the same time: counts and rates added\n",
-               r->merged);
+        printf("  merged         %zu run%s made at the same time: counts and rates added\n",
+               r->merged, r->merged == 1 ? "" : "s");
     if (cfg->tls)
         printf("  tls            %s, the server's certificate %s\n",
                r->tls_version != NULL ? r->tls_version : "(no handshake done)",
                cfg->insecure ? "NOT verified (--insecure)" : "verified");
+    char target[32];
     if (cfg->rate > 0)
-        printf("  target rate    %.0f round trips/s, offered %.1f/s (%.1f %%)\n",
-               load_mean_rate(cfg), r->offered, 100.0 * r->offered / load_mean_rate(cfg));
+        printf("  target rate    %s round trips/s, offered %.1f/s (%.1f %%)\n",
+               target_text(cfg, target, sizeof target), r->offered,
+               100.0 * r->offered / load_mean_rate(cfg));
     printf("  duration       %.2f s (after %.2f s warmup)\n", r->duration_s,
            (double)cfg->warmup_ms / 1000.0);
     printf("  round trips    %llu  (%.1f/s)\n", (unsigned long long)c->round_trips, r->rate);
@@ -343,8 +353,8 @@ static void print_text(const bench *b, const result *r)
                r->connect_rate, (unsigned long long)cfg->reconnect_every,
                cfg->reconnect_every == 1 ? "" : "s", "");
     if (cfg->reconnect_every != 0 && cfg->tls)
-        printf("  resumed        %llu of %llu handshakes (%s)\n", (unsigned long long)c->resumed,
-               (unsigned long long)c->connects,
+        printf("  resumed        %llu of %llu handshake%s (%s)\n", (unsigned long long)c->resumed,
+               (unsigned long long)c->connects, c->connects == 1 ? "" : "s",
                cfg->resume ? "--resume offers the last session" : "every one full");
     printf("  throughput     %.2f MB/s of payload each way\n", r->rate * (double)cfg->size / 1e6);
     print_percentiles(cfg, "latency (us)", &r->hist);
@@ -370,11 +380,15 @@ static void print_warnings(const bench *b, const result *r)
                 r->duration_s,
                 cfg->interval_ms != 0 ? "the intervals after it show 0 round trips/s"
                                       : "the run stopped there");
+    char target[32];
+    /* With a ramp, measured against its mean, as the report's target rate line is. */
     if (r->target_missed)
         fprintf(stderr,
-                "yodel bench: offered %.1f round trips/s, %.1f %% of the %llu asked for (send "
+                "yodel bench: offered %.1f round trips/s, %.1f %% of the %s asked for%s (send "
                 "lag p99 %.1f us): try more connections (-n) or depth (-p)\n",
-                r->offered, 100.0 * r->offered / (double)cfg->rate, (unsigned long long)cfg->rate,
+                r->offered, 100.0 * r->offered / load_mean_rate(cfg),
+                target_text(cfg, target, sizeof target),
+                cfg->ramp_ms != 0 ? " (the ramp's mean)" : "",
                 us(hist_quantile(&r->send_lag, 0.99)));
     if (r->first_reconnect_error != 0)
         fprintf(stderr, "yodel bench: reconnecting failed (%llu connect errors in all): %s\n",

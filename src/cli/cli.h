@@ -35,6 +35,12 @@ struct option;
 int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
                const struct option *longopts);
 
+/*
+ * Whether descriptor fd (0, 1 or 2) was closed when yodel started: main() put /dev/null on it,
+ * so whatever is written there is lost (`yodel bench >&-`).
+ */
+int cli_fd_was_closed(int fd);
+
 /* The CPUs this process may run on (sched_getaffinity), at least 1. */
 int cli_cpu_count(void);
 

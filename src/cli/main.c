@@ -20,16 +20,26 @@ static const char usage[] =
     "  yodel COMMAND --help   options of one command\n"
     "  yodel --version        print the version\n";
 
+/* Which of descriptors 0, 1 and 2 were closed at start (bit fd set): see cli_fd_was_closed(). */
+static unsigned closed_at_start;
+
+int cli_fd_was_closed(int fd)
+{
+    return fd >= 0 && fd <= 2 && (closed_at_start >> fd & 1u);
+}
+
 /*
  * Opens /dev/null onto any of descriptors 0, 1 and 2 that is closed. Otherwise the next
  * descriptors opened (libuv's epoll descriptor and its signal pipe) would take those numbers:
  * our output would go into libuv's pipe, and libuv aborts when it closes a descriptor below 3.
+ * Each one filled is remembered: what is written to it is lost, which a report must not hide.
  */
 static void open_standard_descriptors(void)
 {
     for (int fd = 0; fd <= 2; fd++) {
         if (fcntl(fd, F_GETFD) != -1)
             continue;
+        closed_at_start |= 1u << fd;
         /* open returns the lowest free descriptor: fd itself, as the lower ones are open. */
         int null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
         if (null >= 0 && null != fd) {

@@ -66,6 +66,11 @@ const char *send_tls_failure(const struct send_tls_options *o, int status, int h
                              int answered)
 {
     static char line[200];
+    /* The handshake's deadline (--timeout) is armed once the TCP connect is done: its -ETIMEDOUT
+     * is no connect timing out. (The kernel's own connect timeout, after minutes of SYN retries,
+     * reads the same: the library tells no moment between the two.) */
+    if (!handshaken && status == -ETIMEDOUT)
+        return "TLS handshake timed out";
     if (!handshaken && status == -EPROTO) {
         const char *guess = o->insecure ? "TLS handshake failed (not a TLS server?)"
                                         : "TLS handshake failed (certificate not verified?)";

@@ -4,13 +4,16 @@
 Every test runs the real binary (YODEL_BIN) against a real server on 127.0.0.1 port 0, and every
 wait has a deadline.
 """
+import json
 import os
+import select
 import signal
 import socket
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -19,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 
 from harness import PythonPeer, Server  # noqa: E402
-from test_bench import YODEL, bench, bench_json  # noqa: E402
+from test_bench import YODEL, PythonServer, bench, bench_json  # noqa: E402
 
 # An echo server that closes each connection after CLOSE_AFTER bytes (a server that dies).
 PY_CLOSING_ECHO = r"""
@@ -192,6 +195,178 @@ class BenchAttackTest(unittest.TestCase):
                            "--warmup", "0")
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
         self.assertIn("every connection ended", result.stderr)
+
+
+    # a report to a closed stdout
+
+    def with_stdout_closed(self, *args):
+        """yodel bench ARGS run with descriptor 1 closed (`>&-`)."""
+        return subprocess.run(["/bin/sh", "-c", 'exec "$0" bench "$@" >&-', YODEL, *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+
+    def assert_report_lost(self, result):
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(result.stderr.count("standard output is closed"), 1, result.stderr)
+
+    def test_a_run_whose_report_goes_to_a_closed_stdout_exits_1(self):
+        server = self.serve()
+        self.assert_report_lost(self.with_stdout_closed("-c", server.tcp.addr, "-n", "1", "-t",
+                                                        "0.1s", "--warmup", "0"))
+
+    def test_a_merge_whose_report_goes_to_a_closed_stdout_exits_1(self):
+        path = self.summary_file(self.serve())
+        self.assert_report_lost(self.with_stdout_closed("merge", path))
+
+    def test_a_compare_whose_result_goes_to_a_closed_stdout_exits_1(self):
+        path = self.summary_file(self.serve())
+        self.assert_report_lost(self.with_stdout_closed("compare", path, path))
+
+
+    def test_merge_refuses_bucket_counts_that_wrap_around_to_the_histograms_count(self):
+        path = self.summary_file(self.serve())
+        with open(path) as f:
+            summary = json.loads(f.read())
+        # 2^64 - 1 + 1 is 0 in 64 bits: the buckets would "add up" to a count of 0.
+        summary["latency_histogram"].update(count=0, counts=[[0, 2**64 - 1], [1, 1]])
+        with open(path, "w") as f:
+            json.dump(summary, f)
+        result = bench("merge", path)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn(path, result.stderr)
+
+
+    # --rate A:B --ramp
+
+    def test_a_ramp_from_a_rate_to_the_same_rate_exits_2_saying_there_is_nothing_to_ramp(self):
+        result = bench("-c", "127.0.0.1:9", "--rate", "1000:1000", "--ramp", "1s")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("1000:1000", result.stderr)
+        self.assertIn("nothing to ramp", result.stderr)
+
+
+    # --slo
+
+    def assert_slo_refused(self, slo, why):
+        result = bench("-c", "127.0.0.1:9", "--find-max", "--slo", slo)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn(why, result.stderr)
+
+    def test_an_slo_with_a_trailing_comma_exits_2_naming_the_empty_term(self):
+        self.assert_slo_refused("p99<=1ms,", "empty term")
+
+    def test_an_slo_that_bounds_one_metric_twice_exits_2_naming_it(self):
+        self.assert_slo_refused("p99<=1ms,p99<=2ms", "p99 is bound twice")
+
+
+    # --find-max interrupted
+
+    def test_an_interrupted_find_max_says_the_rate_it_found_is_a_lower_bound(self):
+        server = self.serve()
+        proc = subprocess.Popen([YODEL, "bench", "-c", server.tcp.addr, "-n", "1", "--find-max",
+                                 "--slo", "p99<=10s", "--rate", "100", "-t", "1s", "--warmup",
+                                 "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.kill)
+        lines = []
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("  step 1 ") for line in lines):
+            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            self.assertTrue(ready, "no step 1 line within 30 s: %r" % lines)
+            line = proc.stdout.readline()
+            self.assertTrue(line, "stdout ended before step 1: %r" % lines)
+            lines.append(line)
+        self.assertIn("held", lines[-1])
+        proc.send_signal(signal.SIGINT)  # during step 2
+        out, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("interrupted after 1 step\n", err)
+        summary = out.splitlines()[-1]
+        self.assertIn("at least 100 round trips/s", summary)
+        self.assertIn("lower bound", summary)
+
+    def test_a_find_max_interrupted_before_its_first_step_ended_still_prints_its_json_summary(self):
+        sending = threading.Event()
+
+        def echo(sock):
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                sending.set()
+                sock.sendall(data)
+
+        server = PythonServer(echo)
+        self.addCleanup(server.stop)
+        proc = subprocess.Popen([YODEL, "bench", "-c", server.address, "-n", "1", "--find-max",
+                                 "--slo", "p99<=10s", "--rate", "100", "-t", "30s", "--warmup",
+                                 "0", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        self.addCleanup(proc.kill)
+        self.assertTrue(sending.wait(30), "step 1 sent nothing within 30 s")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 1, err)  # no rate is known to hold
+        summary = json.loads(out.splitlines()[-1])
+        self.assertEqual(summary["type"], "summary", out)
+        self.assertIs(summary["interrupted"], True)
+        self.assertIsNone(summary["max_rate_per_s"])
+        self.assertEqual(summary["steps"], [])
+
+
+    def test_compare_refuses_a_side_without_a_round_trip_naming_its_file(self):
+        # What a run stopped by SIGTERM in its warmup writes: duration 0, no samples.
+        real = self.summary_file(self.serve())
+        with open(real) as f:
+            summary = json.loads(f.read())
+        summary.update(round_trips=0, round_trips_per_s=0, duration_s=0, sent=0)
+        summary["latency_histogram"].update(count=0, min_ns=None, max_ns=None, sum_ns=0,
+                                            counts=[])
+        empty = real + ".empty.json"
+        with open(empty, "w") as f:
+            json.dump(summary, f)
+        result = bench("compare", empty, real)
+        self.assertEqual(result.returncode, 2, result.stdout + result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn(empty, result.stderr)
+        self.assertIn("no round trip", result.stderr)
+
+    def test_merge_of_a_directory_says_it_is_a_directory(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        result = bench("merge", tmp)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result.stderr)
+        self.assertIn("%s: is a directory" % tmp, result.stderr)
+
+    def test_merge_of_one_run_says_1_run(self):
+        result = bench("merge", self.summary_file(self.serve()))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("  merged         1 run made", result.stdout)
+
+
+    def test_a_ramp_missed_is_measured_against_the_ramps_mean_in_the_report_and_on_stderr(self):
+        # Each reply takes 300 ms and one message is in flight: at most about 4/s offered, far
+        # below the ramp's mean (10 + 21) / 2 = 15.5/s.
+        server = self.serve("--delay", "300ms")
+        result = bench("-c", server.tcp.addr, "-n", "1", "--rate", "10:21", "--ramp", "1s", "-t",
+                       "1s", "--warmup", "0")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        target = [line for line in result.stdout.splitlines() if "target rate" in line]
+        self.assertEqual(len(target), 1, result.stdout)
+        self.assertIn("target rate    15.5 round trips/s", target[0])
+        share = target[0].rsplit("(", 1)[1].rstrip(")")  # "25.8 %"
+        self.assertIn(", %s of the 15.5 asked for" % share, result.stderr)
+
+
+    def test_merge_of_a_rate_run_reports_its_target_rate_not_nan(self):
+        result = bench("merge", self.summary_file(self.serve(), "--rate", "100"))
+        self.assertIn("  target rate    100 round trips/s", result.stdout)
+        self.assertNotIn("nan", result.stdout)
 
 
 if __name__ == "__main__":

@@ -387,6 +387,19 @@ class Errors(unittest.TestCase):
                       r.stderr)
         self.assertLess(elapsed, 2.5)
 
+    def test_a_tls_server_that_never_answers_the_handshake_is_a_handshake_timeout(self):
+        # The kernel completes the TCP connect on a listening socket; nothing answers the hello.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(4)
+            port = s.getsockname()[1]
+            r = send("--tls", "--insecure", "-c", "127.0.0.1:%d" % port, "--timeout", "300ms",
+                     "hi")
+        self.assertEqual(r.returncode, 1)
+        err = r.stderr.decode()
+        self.assertIn("tls://127.0.0.1:%d: TLS handshake timed out" % port, err)
+        self.assertNotIn("connection timed out", err)
+
 
 class ClientOrder(unittest.TestCase):
     """newcomer F15 / README: `send -n 3` prints 'Hello from 0/1/2' in that order."""
