@@ -3,6 +3,7 @@
  * to, a Unix socket, or a connected datagram socket in dgram.c), and yd_conn_open_fd around a
  * descriptor someone else opened. Once connected, everything is conn.c's.
  */
+#include <assert.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -170,6 +171,7 @@ int yd__connecting_resolve(yd_conn *conn, const yd_addr *addr, int socktype,
         err = keep_family(&r, source->ss_family);
     if (err < 0)
         return err;
+    assert(r.count > 0); /* a name resolves to an address at least, or fails */
     struct yd__connecting *c =
         malloc(offsetof(struct yd__connecting, addr) + (size_t)r.count * sizeof c->addr[0]);
     if (c == NULL)
