@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -32,11 +33,15 @@ static const char *tls_only_option(const config *cfg)
     return NULL;
 }
 
-/* A file named on the command line that cannot be read is a bad option value. */
+/* A file named on the command line that cannot be read, or is a directory (which OpenSSL
+ * would call "no certificate or crl found" or "PEM lib"), is a bad option value. */
 static void check_readable(const char *opt, const char *file)
 {
+    struct stat st;
     if (file != NULL && access(file, R_OK) != 0)
         usage_error("bench", "%s: cannot read %s: %s", opt, file, strerror(errno));
+    if (file != NULL && stat(file, &st) == 0 && S_ISDIR(st.st_mode))
+        usage_error("bench", "%s: %s is a directory (a PEM file is expected)", opt, file);
 }
 
 void tls_check_options(const config *cfg)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -17,11 +18,15 @@
 /* Room for the library's reason a configuration failed (a file and OpenSSL's words). */
 #define TLS_ERR_BYTES 512
 
-/* An option's file must be readable: said here, naming the option, before the library does. */
+/* An option's file must be readable: said here, naming the option, before the library does
+ * (whose words for a directory are OpenSSL's "no certificate or crl found" or "PEM lib"). */
 static void check_file(const char *opt, const char *file)
 {
+    struct stat st;
     if (file != NULL && access(file, R_OK) < 0)
         usage_error("send", "%s: cannot read %s: %s", opt, file, strerror(errno));
+    if (file != NULL && stat(file, &st) == 0 && S_ISDIR(st.st_mode))
+        usage_error("send", "%s: %s is a directory (a PEM file is expected)", opt, file);
 }
 
 yd_tls *send_tls_new(const struct send_tls_options *o)

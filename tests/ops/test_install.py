@@ -409,6 +409,34 @@ class CompletionTest(unittest.TestCase):
     def test_completes_mode_values(self):
         self.assertEqual(self.complete("yodel", "serve", "-m", ""), ["info", "line", "raw", "upper"])
 
+    # The option lines of a --help: '  -c, --connect ADDR    text' (the names before the text,
+    # set off by two spaces; '--proxy-source ADDR:PORT, --proxy-dest ADDR:PORT' names two).
+    OPTION_LINE = re.compile(r"^\s+(-.*?)(?:\s{2,}|$)")
+
+    def help_options(self, *command):
+        status, out, err = run([harness.YODEL_BIN, *command, "--help"])
+        self.assertEqual(status, 0, err)
+        names = set()
+        for line in out.splitlines():
+            m = self.OPTION_LINE.match(line)
+            if m is not None:
+                names.update(re.findall(r"(?:^|[\s,|\[])(--?[A-Za-z][\w-]*)", m.group(1)))
+        self.assertGreater(len(names), 2, out)
+        return names
+
+    def test_the_options_completed_for_each_subcommand_are_those_its_help_lists(self):
+        for command in (["serve"], ["send"], ["bench"], ["bench", "merge"], ["bench", "compare"]):
+            with self.subTest(command=" ".join(command)):
+                words = ["yodel", *command] + (["x.json"] if len(command) > 1 else []) + ["-"]
+                # '-' (standard input) and '--stats=' are completions, not options of --help.
+                offered = {w for w in self.complete(*words)
+                           if w != "-" and not w.endswith("=")}
+                self.assertEqual(offered, self.help_options(*command))
+
+    def test_bench_merge_completes_file_names_after_its_options(self):
+        here = os.path.basename(__file__)  # the tests run in this file's directory
+        self.assertIn(here, self.complete("yodel", "bench", "merge", "--json", here[:9]))
+
     def test_registers_for_the_yodel_command(self):
         status, out, err = run(["bash", "-c", "source %s; complete -p yodel" % self.SCRIPT])
         self.assertEqual(status, 0, err)
