@@ -499,7 +499,8 @@ YD_EXTERN int yd_conn_open_fd_tls(yd_loop *loop, int fd, yd_tls *tls, const char
 YD_EXTERN const char *yd_conn_tls_version(const yd_conn *conn);
 /*
  * Why a TLS handshake failed ("certificate verify failed: unable to get local issuer
- * certificate", "wrong version number", ...), or NULL: a static string, valid in on_close.
+ * certificate", "wrong version number", ...), or the session after it ("bad record mac", an
+ * alert the peer sent), or NULL: a static string, valid in on_close.
  */
 YD_EXTERN const char *yd_conn_tls_error(const yd_conn *conn); /* also in on_reject */
 

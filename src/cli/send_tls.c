@@ -84,6 +84,13 @@ const char *send_tls_failure(const struct send_tls_options *o, int status, int h
         snprintf(line, sizeof line, "%s: %s", guess, handshake_reason); /* OpenSSL's words */
         return line;
     }
+    /* A session that failed after the handshake for a reason OpenSSL named (a bad record): its
+     * words; a certificate the server refused is the guess below, with its hint. */
+    if (handshaken && status == -EPROTO && handshake_reason != NULL &&
+        strstr(handshake_reason, "certificate") == NULL) {
+        snprintf(line, sizeof line, "TLS error: %s", handshake_reason);
+        return line;
+    }
     /* TLS 1.3: the client's handshake is done before the server has checked the client's
      * certificate; a refusal comes as an alert (or a reset) in place of the first reply. */
     if (!handshaken || answered || (status != -EPROTO && status != -EPIPE && status != -ECONNRESET))

@@ -521,6 +521,9 @@ static void pump(yd_conn *conn)
         out_flush(conn); /* what reading made: session tickets, key updates, alerts */
         if (e == SSL_ERROR_WANT_READ)
             return;
+        unsigned long err = ERR_peek_last_error(); /* a bad record, an alert the peer sent */
+        if (err != 0 && e != SSL_ERROR_ZERO_RETURN)
+            conn->tls_error = ERR_reason_error_string(err);
         ERR_clear_error();
         if (e == SSL_ERROR_ZERO_RETURN)
             yd__conn_read_eof(conn);

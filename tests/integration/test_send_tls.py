@@ -119,7 +119,7 @@ asyncio.run(main())
 # With proxy, a PROXY v1 line is read (and printed) before the handshake, as a load balancer
 # sends it.
 THREADED_SERVER = r"""
-import socket, threading
+import os, socket, threading
 def handle(raw):
     try:
         if %(proxy)r:
@@ -129,7 +129,12 @@ def handle(raw):
             print("header", line.decode().rstrip(), flush=True)
         with ctx.wrap_socket(raw, server_side=True) as s:
             say_client(s.getpeercert())
-            if %(mode)r == "raw":
+            if %(mode)r == "corrupt":  # a record no key made, in place of the echo
+                s.recv(65536)
+                with socket.socket(fileno=os.dup(s.fileno())) as plain:
+                    plain.sendall(b"\x17\x03\x03\x00\x20" + b"G" * 32)
+                    plain.recv(1)  # until the client has gone
+            elif %(mode)r == "raw":
                 while data := s.recv(65536):
                     s.sendall(data)
             else:
@@ -280,6 +285,22 @@ class ClientCertificates(unittest.TestCase):
         self.assertIn(addr, lines[0])
         self.assertIn("client certificate", lines[0])
         self.assertNotIn("client yodel client", log)
+
+
+class BrokenSessions(unittest.TestCase):
+    def test_a_corrupt_record_after_the_handshake_is_named_in_openssls_words(self):
+        with PythonPeer(py_tls_server(mode="corrupt")) as peer:
+            addr = tls_addr(peer)
+            r = send("-c", addr, "--ca", cert("ca.pem"), "hello")
+            peer.stop()
+        out, err = out_err(r)
+        self.assertEqual(r.returncode, 1, (out, err))
+        lines = harness.stderr_lines(err)
+        self.assertEqual(len(lines), 1, err)
+        self.assertIn(addr, lines[0])
+        self.assertIn("TLS error: ", lines[0])
+        self.assertRegex(lines[0], r"(?i)bad record mac|decryption failed")
+        self.assertNotIn("client certificate", lines[0])
 
 
 class ProbeOverTls(unittest.TestCase):
