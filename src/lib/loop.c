@@ -128,6 +128,9 @@ int yd_loop_free(yd_loop *loop)
 {
     if (loop == NULL)
         return 0;
+    /* Calls made while the loop was stopped run first, while the loop can still take the
+     * handles they make (the closes below then close those too). */
+    on_async(&loop->async);
     for (yd_conn *conn = loop->conns; conn != NULL; conn = conn->next)
         yd_conn_abort(conn); /* closing is deferred: the list stays intact meanwhile */
     while (loop->servers != NULL)

@@ -324,6 +324,28 @@ static void test_loop_free_lets_on_close_free_a_timer_of_the_connection(void **s
     close(sv[1]);
 }
 
+/* A call queued while the loop was stopped runs during yd_loop_free, on a loop that can still
+ * make handles: here a timer, which the free then closes without running. */
+static void make_a_timer(yd_loop *loop, void *data)
+{
+    int *ran = data;
+    yd_timer *timer;
+    assert_int_equal(yd_timer_new(loop, never, NULL, &timer), 0);
+    assert_int_equal(yd_timer_start(timer, PENDING_TIMER_MS, 0), 0);
+    (*ran)++;
+}
+
+static void test_loop_free_runs_a_pending_threadsafe_call_that_makes_a_timer(void **state)
+{
+    (void)state;
+    yd_loop *loop;
+    assert_int_equal(yd_loop_new(&loop), 0);
+    int ran = 0;
+    assert_int_equal(yd_loop_call_threadsafe(loop, make_a_timer, &ran), 0);
+    assert_int_equal(yd_loop_free(loop), 0);
+    assert_int_equal(ran, 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -335,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_loop_free_closes_servers_and_signal_watchers_left_open),
         cmocka_unit_test(test_loop_free_closes_a_running_timer_without_running_it),
         cmocka_unit_test(test_loop_free_lets_on_close_free_a_timer_of_the_connection),
+        cmocka_unit_test(test_loop_free_runs_a_pending_threadsafe_call_that_makes_a_timer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
