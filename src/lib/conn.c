@@ -195,15 +195,23 @@ void yd__conn_start_soon(yd_conn *conn)
     yd__loop_kick(conn->loop);
 }
 
+static void reframe(yd_conn *conn);
+
+/* Exits: nothing due; or one connection's on_connect or re-framing ran, which may have closed
+ * connections further down the list: the next kick starts over. */
 void yd__conn_run_kicks(yd_loop *loop)
 {
     for (yd_conn *conn = loop->conns; conn != NULL; conn = conn->next) {
-        if (!conn->on_connect_due)
+        if (conn->on_connect_due) {
+            conn->on_connect_due = 0;
+            if (conn->phase == PHASE_OPENING)
+                yd__conn_start(conn);
+        } else if (conn->reframe_due) {
+            conn->reframe_due = 0;
+            reframe(conn);
+        } else {
             continue;
-        conn->on_connect_due = 0;
-        if (conn->phase == PHASE_OPENING)
-            yd__conn_start(conn);
-        /* on_connect may have closed connections further down the list: start over. */
+        }
         yd__loop_kick(loop);
         return;
     }
@@ -261,8 +269,16 @@ int yd_conn_set_read_mode(yd_conn *conn, yd_read_mode mode, size_t arg)
         return -EINVAL;
     if (arg > YD_MAX_LINE_LIMIT) /* a message is echoed whole: it must fit the write queue */
         return -EINVAL;
+    int changed = conn->read_mode != mode || conn->read_arg != arg;
     conn->read_mode = (uint8_t)mode;
     conn->read_arg = arg;
+    /* A partial message set aside was cut by the old mode: it is held as if just read (reading
+     * waits) and framed again by the new one from the loop, not from within this call. */
+    if (changed && conn->ready && conn->pend_len > 0 && !(conn->read_stops & RS_STASHED)) {
+        stop_reading_for(conn, RS_STASHED);
+        conn->reframe_due = 1;
+        yd__loop_kick(conn->loop);
+    }
     return 0;
 }
 
@@ -529,6 +545,17 @@ static void unstash(yd_conn *conn)
     conn->read_stops &= (uint8_t)~RS_STASHED;
     process(conn, data, len);
     free(data);
+}
+
+/* What a change of read mode held (yd_conn_set_read_mode), framed by the new mode; a pause
+ * meanwhile leaves it to the resume. */
+static void reframe(yd_conn *conn)
+{
+    if (conn->phase != PHASE_OPEN || !(conn->read_stops & RS_STASHED) ||
+        (conn->read_stops & RS_PAUSED))
+        return;
+    unstash(conn);
+    update_reading(conn);
 }
 
 /*

@@ -191,6 +191,7 @@ struct yd_conn {
     uint8_t phase;               /* enum conn_phase */
     uint8_t served;              /* accepted (or yd_server_serve_fd): drained by its loop */
     uint8_t on_connect_due;      /* on_connect still to run from the loop's kick */
+    uint8_t reframe_due;         /* read mode changed over a partial message: frame it again */
     uint8_t started;             /* counted as active until closed */
     uint8_t ready;               /* on_connect ran (after the handshake, for TLS) */
     uint64_t ready_deadline_ms;  /* a handshake not done by then is dropped (0: none) */

@@ -144,6 +144,48 @@ test_exactly_to_chunk_mid_message_delivers_the_partial_message_then_the_chunk(vo
     assert_string_equal(r.msgs[2], "ef");
 }
 
+/* A read mode changed while a partial message is set aside: the bytes are framed again. */
+
+static void test_line_to_exactly_with_a_partial_line_set_aside_delivers_it_in_messages(void **state)
+{
+    (void)state;
+    struct run r = {0};
+    r.to_mode = YD_READ_EXACTLY;
+    r.to_arg = 2;
+    r.more = "ef";
+    run(&r, YD_READ_LINE, 0, "a\nbcd");
+    assert_int_equal(r.nmsgs, 3);
+    assert_string_equal(r.msgs[1], "bc");
+    assert_string_equal(r.msgs[2], "de");
+}
+
+static void test_exactly_to_line_with_a_newline_set_aside_delivers_two_lines(void **state)
+{
+    (void)state;
+    struct run r = {0};
+    r.to_mode = YD_READ_LINE;
+    r.more = "z\n";
+    run(&r, YD_READ_EXACTLY, 4, "abcdx\ny");
+    assert_int_equal(r.nmsgs, 3);
+    assert_string_equal(r.msgs[1], "x\n");
+    assert_string_equal(r.msgs[2], "yz\n");
+}
+
+static void
+test_exactly_to_line_with_more_than_the_limit_set_aside_closes_with_emsgsize(void **state)
+{
+    (void)state;
+    struct run r = {0};
+    r.to_mode = YD_READ_LINE;
+    r.to_arg = 2;
+    r.more = "w\n";
+    run(&r, YD_READ_EXACTLY, 8, "abcdefghxyzv");
+    for (int i = 0; i < r.nmsgs && i < MAX_MSGS; i++)
+        assert_true(r.lens[i] <= 8);
+    assert_int_equal(r.nmsgs, 1);
+    assert_int_equal(r.status, -EMSGSIZE);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -154,6 +196,11 @@ int main(void)
         cmocka_unit_test(test_line_to_chunk_mid_line_delivers_the_partial_line_then_the_chunk),
         cmocka_unit_test(
             test_exactly_to_chunk_mid_message_delivers_the_partial_message_then_the_chunk),
+        cmocka_unit_test(
+            test_line_to_exactly_with_a_partial_line_set_aside_delivers_it_in_messages),
+        cmocka_unit_test(test_exactly_to_line_with_a_newline_set_aside_delivers_two_lines),
+        cmocka_unit_test(
+            test_exactly_to_line_with_more_than_the_limit_set_aside_closes_with_emsgsize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
