@@ -64,7 +64,8 @@ YD_EXTERN void yd_loop_stop(yd_loop *loop);
 
 /*
  * Frees a loop. Closes any handle still open on it (their on_close callbacks run)
- * first. Returns 0, or -EBUSY if a handle refused to close.
+ * first; what those callbacks try to start on it (a connection, a server, a timer, a
+ * signal watcher) fails with -ECANCELED. Returns 0, or -EBUSY if a handle refused to close.
  */
 YD_EXTERN int yd_loop_free(yd_loop *loop);
 

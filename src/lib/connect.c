@@ -46,6 +46,8 @@ int yd__conn_open(yd_conn *conn, int fd)
 static int open_fd(yd_loop *loop, int fd, yd_tls *tls, const char *server_name,
                    const yd_protocol *protocol, void *data, yd_conn **out)
 {
+    if (loop->freeing)
+        return -ECANCELED;
     const struct yd__transport *t = yd__transport_of_fd(fd);
     if (t == NULL || protocol == NULL)
         return t == NULL ? -ENOTSUP : -EINVAL;
@@ -256,6 +258,8 @@ struct source {
 static int connect_to(yd_loop *loop, const yd_addr *addr, const struct source *src, yd_tls *tls,
                       const yd_protocol *protocol, void *data, yd_conn **out)
 {
+    if (loop->freeing)
+        return -ECANCELED;
     yd_conn *conn = yd__conn_new(loop, transport_for(addr, tls != NULL), protocol, data);
     if (conn == NULL)
         return -ENOMEM;

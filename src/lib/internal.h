@@ -92,6 +92,7 @@ struct yd_loop {
     uv_async_t async;
     pthread_mutex_t calls_lock;
     struct call *calls;
+    int freeing; /* yd_loop_free under way: nothing new starts on it (-ECANCELED) */
 };
 
 void yd__loop_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);

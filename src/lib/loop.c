@@ -131,6 +131,9 @@ int yd_loop_free(yd_loop *loop)
     /* Calls made while the loop was stopped run first, while the loop can still take the
      * handles they make (the closes below then close those too). */
     on_async(&loop->async);
+    /* From here on, what the on_close callbacks below try to start (a reconnect, a back-off
+     * timer) is refused: the runs that close everything would otherwise wait for it. */
+    loop->freeing = 1;
     for (yd_conn *conn = loop->conns; conn != NULL; conn = conn->next)
         yd_conn_abort(conn); /* closing is deferred: the list stays intact meanwhile */
     while (loop->servers != NULL)

@@ -523,6 +523,8 @@ int yd_server_listen(yd_loop *loop, const char *text, const yd_server_options *o
         return -EINVAL;
     if (addr.tls && options->tls == NULL) /* a tls:// address needs a certificate */
         return -EINVAL;
+    if (loop->freeing)
+        return -ECANCELED;
     yd_server *srv = server_new(loop, options, addr.transport, addr.tls ? options->tls : NULL);
     if (srv == NULL)
         return -ENOMEM;

@@ -20,6 +20,8 @@ static void on_signal(uv_signal_t *s, int signum)
 
 int yd_signal_new(yd_loop *loop, int signum, yd_signal_cb cb, void *data, yd_signal **out)
 {
+    if (loop->freeing)
+        return -ECANCELED;
     yd_signal *sig = malloc(sizeof *sig);
     if (sig == NULL)
         return -ENOMEM;
@@ -73,6 +75,8 @@ static int watch_shutdown(yd_loop *loop, yd_shutdown_cb on_first, yd_shutdown_cb
 {
     if (on_first == NULL)
         return -EINVAL;
+    if (loop->freeing)
+        return -ECANCELED;
     struct shutdown_watch *w = calloc(1, sizeof *w);
     if (w == NULL)
         return -ENOMEM;

@@ -346,6 +346,97 @@ static void test_loop_free_runs_a_pending_threadsafe_call_that_makes_a_timer(voi
     assert_int_equal(ran, 1);
 }
 
+/* ---- yd_loop_free: what an on_close it runs tries to start is refused ----------------------- */
+
+/* yd_loop_free that never returned would hang the test: the loop's wakeup is closed by then, so
+ * watchdog.h cannot stop it; an alarm ends the process instead. */
+#define FREE_BOUND_S 10
+
+static void on_free_alarm(int signum)
+{
+    (void)signum;
+    static const char msg[] = "yd_loop_free did not return: it waits for what on_close started\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+static int free_bounded(yd_loop *loop)
+{
+    signal(SIGALRM, on_free_alarm);
+    alarm(FREE_BOUND_S);
+    int r = yd_loop_free(loop);
+    alarm(0);
+    return r;
+}
+
+struct restart {
+    int port;   /* 0: start a repeating timer; else reconnect to 127.0.0.1:port */
+    int result; /* what the start returned */
+    int tries;
+};
+
+static void never_fires(yd_timer *timer, void *data)
+{
+    (void)timer;
+    (void)data;
+    fail_msg("a timer started by on_close during yd_loop_free fired");
+}
+
+static const yd_protocol restarting;
+
+static void restart_on_close(yd_conn *conn, int status)
+{
+    (void)status;
+    struct restart *r = yd_conn_data(conn);
+    r->tries++;
+    if (r->port == 0) {
+        yd_timer *timer;
+        r->result = yd_timer_new(yd_conn_loop(conn), never_fires, NULL, &timer);
+        return;
+    }
+    char addr[32];
+    yd_conn *again;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", r->port);
+    r->result = yd_conn_connect(yd_conn_loop(conn), addr, &restarting, r, &again);
+}
+
+static const yd_protocol restarting = {.on_close = restart_on_close};
+
+static void free_with_a_restarting_connection(struct restart *r)
+{
+    yd_loop *loop;
+    assert_int_equal(yd_loop_new(&loop), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    yd_conn *conn;
+    assert_int_equal(yd_conn_open_fd(loop, sv[0], &restarting, r, &conn), 0);
+    assert_int_equal(free_bounded(loop), 0);
+    close(sv[1]);
+    assert_int_equal(r->tries, 1);
+    assert_int_equal(r->result, -ECANCELED);
+}
+
+static void test_loop_free_refuses_a_timer_that_on_close_starts_and_returns(void **state)
+{
+    (void)state;
+    struct restart r = {0};
+    free_with_a_restarting_connection(&r);
+}
+
+static void test_loop_free_refuses_a_reconnect_from_on_close_and_returns(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0); /* it would accept: the reconnect would stay open */
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    struct restart r = {.port = ntohs(a.sin_port)};
+    free_with_a_restarting_connection(&r);
+    close(fd);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -358,6 +449,8 @@ int main(void)
         cmocka_unit_test(test_loop_free_closes_a_running_timer_without_running_it),
         cmocka_unit_test(test_loop_free_lets_on_close_free_a_timer_of_the_connection),
         cmocka_unit_test(test_loop_free_runs_a_pending_threadsafe_call_that_makes_a_timer),
+        cmocka_unit_test(test_loop_free_refuses_a_timer_that_on_close_starts_and_returns),
+        cmocka_unit_test(test_loop_free_refuses_a_reconnect_from_on_close_and_returns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
