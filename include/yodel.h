@@ -206,7 +206,8 @@ typedef struct yd_protocol {
 
 /*
  * A limit on open connections shared by servers on several loops (threads): thread-safe.
- * It must outlive every server and connection that uses it.
+ * It must outlive every server and connection that uses it. max_conns 0 is -EINVAL (no limit is
+ * no yd_conn_limit: options.limit NULL).
  */
 typedef struct yd_conn_limit yd_conn_limit;
 YD_EXTERN int yd_conn_limit_new(size_t max_conns, yd_conn_limit **out);
@@ -320,8 +321,9 @@ typedef enum yd_read_mode {
  * Connects to "HOST:PORT", "[::1]:PORT", "unix:PATH" or "udp://HOST:PORT" (a
  * connected datagram socket: each write is one datagram, each datagram one
  * on_data). on_connect runs when connected; a failed connect runs on_close with
- * the error. Returns 0 and sets *out (valid until on_close), or a negative error
- * for a bad address.
+ * the error (a datagram socket: an ICMP port unreachable for the last address, at
+ * any time, closes it with -ECONNREFUSED). Returns 0 and sets *out (valid until
+ * on_close), or a negative error for a bad address.
  */
 YD_EXTERN int yd_conn_connect(yd_loop *loop, const char *addr, const yd_protocol *protocol,
                               void *data, yd_conn **out);
@@ -356,11 +358,15 @@ YD_EXTERN int yd_conn_set_idle_timeout(yd_conn *conn, uint64_t ms);
  * into the connection's write queue. Past YD_HIGH_WATERMARK the connection stops
  * reading until the queue falls below YD_LOW_WATERMARK (then on_drain runs).
  * Returns 0, -EPIPE after yd_conn_shutdown() or close, or -ENOBUFS if the queue
- * would pass its hard limit (the caller ignored back-pressure).
+ * would pass its hard limit (the caller ignored back-pressure). On a connected datagram
+ * socket each write is one datagram: -EMSGSIZE over 65,507 bytes, and the kernel's error
+ * (-ECONNREFUSED after an ICMP port unreachable) when it refuses one.
  */
 YD_EXTERN int yd_conn_write(yd_conn *conn, const void *data, size_t len);
 
-/* Bytes queued and not yet taken by the kernel. */
+/* Bytes queued and not yet taken by the kernel (a datagram client that has not heard back yet
+ * also counts the datagrams it keeps to send again to a name's next address, each with a 4-byte
+ * length). */
 YD_EXTERN size_t yd_conn_write_queued(const yd_conn *conn);
 
 /* Half-closes: sends EOF once queued writes are sent (asyncio's write_eof). */

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -299,7 +300,11 @@ int yd_conn_connect_addr(yd_loop *loop, const yd_addr *addr, const char *source,
                          const yd_protocol *protocol, void *data, yd_conn **out)
 {
     struct source src = {.len = 0};
-    if (addr == NULL || protocol == NULL)
+    if (addr == NULL || protocol == NULL || out == NULL)
+        return -EINVAL;
+    /* A yd_addr made by hand: its strings must end inside it (yd_addr_parse's always do). */
+    if (memchr(addr->host, '\0', sizeof addr->host) == NULL ||
+        memchr(addr->path, '\0', sizeof addr->path) == NULL)
         return -EINVAL;
     if ((tls != NULL && addr->transport == YD_UDP) || (tls == NULL && addr->tls))
         return -EINVAL; /* TLS runs over a stream, and needs a configuration */

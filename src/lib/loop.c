@@ -40,6 +40,8 @@ static void on_async(uv_async_t *a)
 
 int yd_loop_new(yd_loop **out)
 {
+    if (out == NULL)
+        return -EINVAL;
     yd_loop *loop = calloc(1, sizeof *loop);
     if (loop == NULL)
         return -ENOMEM;

@@ -226,7 +226,8 @@ static void deliver_datagram(struct listener *l, const char *data, size_t len,
     if (srv->options.proxy_protocol) { /* each datagram behind its own header (v2) */
         yd_proxy_header h;
         long r = yd_proxy_parse(data, len, &h);
-        if (r <= 0) {
+        /* Only v2 carries datagrams; a header that says stream is not this datagram's. */
+        if (r <= 0 || h.version != 2 || h.socktype == SOCK_STREAM) {
             STAT_ADD(stats, errors[YD_ERR_PROXY_HEADER], 1);
             return;
         }
@@ -519,7 +520,8 @@ int yd_server_listen(yd_loop *loop, const char *text, const yd_server_options *o
                      yd_server **out)
 {
     yd_addr addr;
-    if (options == NULL || options->protocol == NULL || yd_addr_parse(text, &addr) < 0)
+    if (loop == NULL || out == NULL || options == NULL || options->protocol == NULL ||
+        yd_addr_parse(text, &addr) < 0)
         return -EINVAL;
     if (addr.tls && options->tls == NULL) /* a tls:// address needs a certificate */
         return -EINVAL;

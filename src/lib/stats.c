@@ -5,6 +5,8 @@
 
 int yd_stats_new(yd_stats **out)
 {
+    if (out == NULL)
+        return -EINVAL;
     yd_stats *stats = calloc(1, sizeof *stats);
     if (stats == NULL)
         return -ENOMEM;
@@ -40,6 +42,8 @@ void yd_stats_count_error(yd_stats *stats, enum yd_error_kind kind)
 
 int yd_conn_limit_new(size_t max_conns, yd_conn_limit **out)
 {
+    if (max_conns == 0 || out == NULL)
+        return -EINVAL; /* a limit of none would refuse every connection */
     yd_conn_limit *limit = calloc(1, sizeof *limit);
     if (limit == NULL)
         return -ENOMEM;

@@ -17,6 +17,8 @@ static void on_timer(uv_timer_t *t)
 
 int yd_timer_new(yd_loop *loop, yd_timer_cb cb, void *data, yd_timer **out)
 {
+    if (cb == NULL || out == NULL)
+        return -EINVAL;
     if (loop->freeing)
         return -ECANCELED;
     yd_timer *timer = malloc(sizeof *timer);

@@ -93,6 +93,26 @@ class ProxyProtocolDatagrams(unittest.TestCase):
                         what="the original client in the log")
 
 
+    def test_a_datagram_behind_a_v1_or_a_stream_v2_header_is_dropped_and_counted(self):
+        srv = harness.serve("-l", "udp://127.0.0.1:0", "--proxy-protocol")
+        self.addCleanup(srv.kill)
+        sig = b"\r\n\r\n\x00\r\nQUIT\n"
+        stream_v2 = (sig + bytes([0x21, 0x11]) + struct.pack("!H", 12) +
+                     socket.inet_aton("198.51.100.9") + socket.inet_aton("127.0.0.1") +
+                     struct.pack("!HH", 40000, srv.udp.port))
+        v1 = b"PROXY UDP4 198.51.100.9 127.0.0.1 40000 %d\r\n" % srv.udp.port
+        dgram_v2 = stream_v2[:13] + bytes([0x12]) + stream_v2[14:]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(harness.IO_TIMEOUT)
+            for header in (v1, stream_v2, dgram_v2):
+                s.sendto(header + b"hello\n", ("127.0.0.1", srv.udp.port))
+            # The one answer is the last one's: the two before it were read first, and dropped.
+            self.assertEqual(s.recv(65536), b"hello\n")
+        status, stderr = srv.stop()
+        self.assertEqual(summary_value(stderr, "proxy_header"), 2)
+        self.assertEqual(summary_value(stderr, "messages"), 1)
+
+
 class ProbeAgainstInjectedLoss(unittest.TestCase):
     def test_probe_sees_about_the_dropped_share_and_max_loss_sets_the_exit_status(self):
         srv = harness.serve("-l", "udp://127.0.0.1:0", "--drop", "10")

@@ -575,6 +575,9 @@ static void test_connect_addr_refuses_what_connect_from_refuses(void **state)
     assert_int_equal(
         yd_conn_connect_addr(loop, &addr, "localhost", NULL, &probe_protocol, NULL, &conn),
         -EINVAL);
+    memset(addr.host, 'a', sizeof addr.host); /* made by hand, without its NUL */
+    assert_int_equal(yd_conn_connect_addr(loop, &addr, NULL, NULL, &probe_protocol, NULL, &conn),
+                     -EINVAL);
     assert_null(conn);
     assert_int_equal(yd_loop_free(loop), 0);
 }

@@ -437,6 +437,20 @@ static void test_loop_free_refuses_a_reconnect_from_on_close_and_returns(void **
     close(fd);
 }
 
+static void test_constructors_refuse_what_they_cannot_make(void **state)
+{
+    (void)state;
+    yd_loop *loop;
+    yd_timer *timer;
+    yd_conn_limit *limit;
+    assert_int_equal(yd_loop_new(NULL), -EINVAL);
+    assert_int_equal(yd_stats_new(NULL), -EINVAL);
+    assert_int_equal(yd_conn_limit_new(0, &limit), -EINVAL); /* no limit: no yd_conn_limit */
+    assert_int_equal(yd_loop_new(&loop), 0);
+    assert_int_equal(yd_timer_new(loop, NULL, NULL, &timer), -EINVAL);
+    assert_int_equal(yd_loop_free(loop), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -451,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_loop_free_runs_a_pending_threadsafe_call_that_makes_a_timer),
         cmocka_unit_test(test_loop_free_refuses_a_timer_that_on_close_starts_and_returns),
         cmocka_unit_test(test_loop_free_refuses_a_reconnect_from_on_close_and_returns),
+        cmocka_unit_test(test_constructors_refuse_what_they_cannot_make),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
